@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from usvid.errors import InputError, MissingDependencyError, did_you_mean, optional_import, require_file, unknown_name
+from usvid.io import atomic_path, write_json_atomic
+
+
+def test_did_you_mean_and_unknown_name():
+    assert did_you_mean("lanet_r81", ["lanet_r18", "rmtl_r50"]) == " Did you mean 'lanet_r18'?"
+    assert did_you_mean("zzz", ["lanet_r18"]) == ""
+    err = unknown_name("model", "lanet_r81", ["lanet_r18", "rmtl_r50"])
+    assert "unknown model 'lanet_r81'" in str(err) and "lanet_r18" in str(err)
+    assert err.exit_code == 2
+
+
+def test_require_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        require_file(tmp_path / "nope.mp4", "video")
+    with pytest.raises(InputError, match="not a file"):
+        require_file(tmp_path)
+
+
+def test_optional_import_names_the_extra():
+    with pytest.raises(MissingDependencyError, match=r"pip install 'usvid\[tensorrt\]'"):
+        optional_import("surely_not_a_module_xyz", "tensorrt")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    write_json_atomic(target, {"a": 1})
+    assert target.read_text().strip().startswith("{")

@@ -1,0 +1,1 @@
+"""The end-to-end demo behind ``make demo``: synth -> extract -> train -> predict, as far as each exists."""
