@@ -36,3 +36,14 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_json_atomic(target, {"a": 1})
     assert target.read_text().strip().startswith("{")
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "perm.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
