@@ -1,0 +1,45 @@
+"""``usvid models``: list the registered networks with their parameters and FLOPs."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from usvid.cli.common import handle_errors
+from usvid.errors import InputError
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s <= 0 or s % 32 for s in sizes):
+        raise InputError(f"--sizes: expected comma-separated multiples of 32 such as 256,512, got '{text}'")
+    return sizes
+
+
+@handle_errors
+def models(
+    sizes: str = typer.Option(
+        "256,512", "--sizes", help="Square input sizes to count FLOPs at (multiples of 32)."
+    ),
+    match: str = typer.Option("", "--match", help="Only list models whose name contains this text."),
+) -> None:
+    """List registered models: parameters and GFLOPs (2 per multiply-add, batch 1) per input size."""
+    from usvid.models import list_models, summarize_models
+
+    sizes_px = _parse_sizes(sizes)
+    names = [n for n in list_models() if match in n]
+    if not names:
+        raise InputError(f"--match: no model name contains '{match}'; models: {', '.join(list_models())}")
+    table = Table(title="usvid models (FLOPs: 2 per multiply-add, batch 1)")
+    for col in ("name", "arch", "FEX", "params (M)", *(f"GFLOPs @{s}" for s in sizes_px)):
+        table.add_column(col, justify="left" if col in ("name", "arch", "FEX") else "right")
+    for s in summarize_models(names, sizes_px):
+        fex = f"ResNet-{s.depth}" + (
+            "" if s.widths == (64, 128, 256, 512) else f" ({s.widths[0]}-{s.widths[-1]} wide)"
+        )
+        table.add_row(s.name, s.arch, fex, f"{s.params / 1e6:.2f}", *(f"{s.gflops(z):.2f}" for z in sizes_px))
+    Console().print(table)

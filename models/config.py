@@ -1,0 +1,143 @@
+"""The one typed description of a network: :class:`ModelConfig`.
+
+A checkpoint stores ``config.to_dict()``; :func:`usvid.models.build_model` rebuilds the exact module tree from
+it. ImageNet initialisation is deliberately *not* part of the config: it only matters once, before training,
+and a rebuilt model loads its trained weights instead (so inference never needs the ImageNet file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+from usvid.errors import ConfigError, did_you_mean
+
+Arch = Literal["lanet", "rmtl", "cls"]
+CbamMode = Literal["per_scale", "shared"]
+SpatialKernel = Literal["7x7", "3x3x3"]
+
+#: FEX depths with a torchvision definition (and ImageNet weights).
+DEPTHS = (18, 34, 50, 101)
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+
+_BOOL_FIELDS = ("use_cam", "use_sam", "use_mam")
+_INT_FIELDS = ("depth", "num_classes", "in_channels", "reduction", "shared_channels")
+_INT_TUPLE_FIELDS = {"widths": 4, "decoder_channels": 3}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network.
+
+    Attributes:
+        arch: ``'lanet'`` (FEX + LA-Net + MAM + classifier), ``'rmtl'`` (FEX + deconv mask decoder +
+            classifier, the paper's RMTL baseline) or ``'cls'`` (vanilla ResNet classifier, no mask).
+        depth: ResNet depth of the FEX, one of 18, 34, 50, 101 (BasicBlock for 18/34, Bottleneck for 50/101).
+        widths: base widths of the four ResNet stages (torchvision: 64, 128, 256, 512). Stage ``i`` outputs
+            ``widths[i] * expansion`` channels (expansion 1 for BasicBlock, 4 for Bottleneck). The tiny test
+            variants use 8, 16, 32, 64.
+        num_classes: K class logits (2 = benign/malignant as in the paper's experiments; 3 with normal).
+        in_channels: input channels (1 for grey ultrasound).
+        use_cam, use_sam: keep the channel / spatial attention of every CBAM (LA-Net ablations; ``False``
+            removes the module).
+        use_mam: apply the mask attention ``f4 + f4 * P`` before the classifier (``False`` removes it; the
+            mask is still predicted).
+        cbam_mode: ``'per_scale'`` (one CBAM per FEX stage, as the authors' code) or ``'shared'`` (each f_i
+            projected by a 1x1 conv to ``shared_channels``, then one CBAM for all scales, as the paper says).
+        spatial_kernel: CBAM spatial gate: ``'7x7'`` (original CBAM: one 7x7 conv) or ``'3x3x3'`` (authors'
+            code: three stacked 3x3 convs 2->8->8->1).
+        reduction: channel-attention MLP reduction ratio.
+        shared_channels: projection width in ``'shared'`` mode.
+        decoder_channels: output channels of RMTL's three upsampling blocks.
+    """
+
+    arch: Arch = "lanet"
+    depth: int = 18
+    widths: tuple[int, ...] = IMAGENET_WIDTHS
+    num_classes: int = 2
+    in_channels: int = 1
+    use_cam: bool = True
+    use_sam: bool = True
+    use_mam: bool = True
+    cbam_mode: CbamMode = "per_scale"
+    spatial_kernel: SpatialKernel = "3x3x3"
+    reduction: int = 16
+    shared_channels: int = 256
+    decoder_channels: tuple[int, ...] = (256, 128, 64)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("arch", Arch), ("cbam_mode", CbamMode), ("spatial_kernel", SpatialKernel)):
+            _check_choice(name, getattr(self, name), get_args(allowed))
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model config '{name}' must be true or false, got {getattr(self, name)!r}")
+        for name in _INT_FIELDS:
+            _check_positive_int(name, getattr(self, name))
+        for name, length in _INT_TUPLE_FIELDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) != length:
+                raise ConfigError(f"model config '{name}' must be {length} whole numbers, got {value!r}")
+            for item in value:
+                _check_positive_int(name, item)
+            object.__setattr__(
+                self, name, tuple(value)
+            )  # lists from JSON/YAML become tuples (hashable, frozen)
+        if self.depth not in DEPTHS:
+            raise ConfigError(f"model config 'depth' must be one of {DEPTHS}, got {self.depth}")
+        if self.num_classes < 2:
+            raise ConfigError(f"model config 'num_classes' must be at least 2, got {self.num_classes}")
+        if self.arch != "lanet":
+            # The authors' code silently ignored ablation flags; ours refuses flags that would have no effect.
+            off = [name for name in _BOOL_FIELDS if not getattr(self, name)]
+            if off:
+                raise ConfigError(
+                    f"model config {', '.join(off)}=false only applies to arch 'lanet' "
+                    f"(got arch '{self.arch}'); "
+                    "remove the override or use a lanet_* model"
+                )
+
+    @property
+    def uses_imagenet_widths(self) -> bool:
+        return self.widths == IMAGENET_WIDTHS
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with ``changes`` applied; unknown keys raise :class:`ConfigError` with a did-you-mean."""
+        _reject_unknown(changes, "model override")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-friendly dict (tuples become lists)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError` naming the key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config must be a mapping, got {type(data).__name__}")
+        _reject_unknown(data, "model config key")
+        return cls(**data)
+
+
+def _field_names() -> list[str]:
+    return [f.name for f in fields(ModelConfig)]
+
+
+def _reject_unknown(data: dict[str, Any], kind: str) -> None:
+    names = _field_names()
+    for key in data:
+        if key not in names:
+            raise ConfigError(
+                f"unknown {kind} '{key}'.{did_you_mean(str(key), names)} Allowed: {', '.join(names)}"
+            )
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        hint = did_you_mean(str(value), allowed)
+        raise ConfigError(f"model config '{name}' must be one of {', '.join(allowed)}, got {value!r}.{hint}")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"model config '{name}' must be a positive whole number, got {value!r}")

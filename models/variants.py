@@ -1,0 +1,74 @@
+"""The registered variants. Each returns its default :class:`ModelConfig`; see :func:`create_model`."""
+
+from __future__ import annotations
+
+from usvid.models.config import ModelConfig
+from usvid.models.registry import register_model
+
+# Tiny test variants: ResNet-18-shaped with stage widths 8..64, so a forward at 64x96 takes a few ms on a CPU.
+_TINY = {"depth": 18, "widths": (8, 16, 32, 64), "shared_channels": 16, "decoder_channels": (32, 16, 8)}
+
+
+@register_model
+def lanet_r18() -> ModelConfig:
+    return ModelConfig(arch="lanet", depth=18)
+
+
+@register_model
+def lanet_r34() -> ModelConfig:
+    return ModelConfig(arch="lanet", depth=34)
+
+
+@register_model
+def lanet_r50() -> ModelConfig:
+    return ModelConfig(arch="lanet", depth=50)
+
+
+@register_model
+def lanet_r101() -> ModelConfig:
+    return ModelConfig(arch="lanet", depth=101)
+
+
+@register_model
+def lanet_tiny() -> ModelConfig:
+    return ModelConfig(arch="lanet", **_TINY)
+
+
+@register_model
+def rmtl_r18() -> ModelConfig:
+    return ModelConfig(arch="rmtl", depth=18)
+
+
+@register_model
+def rmtl_r50() -> ModelConfig:
+    return ModelConfig(arch="rmtl", depth=50)
+
+
+@register_model
+def rmtl_tiny() -> ModelConfig:
+    return ModelConfig(arch="rmtl", **_TINY)
+
+
+@register_model
+def resnet18_cls() -> ModelConfig:
+    return ModelConfig(arch="cls", depth=18)
+
+
+@register_model
+def resnet34_cls() -> ModelConfig:
+    return ModelConfig(arch="cls", depth=34)
+
+
+@register_model
+def resnet50_cls() -> ModelConfig:
+    return ModelConfig(arch="cls", depth=50)
+
+
+@register_model
+def resnet101_cls() -> ModelConfig:
+    return ModelConfig(arch="cls", depth=101)
+
+
+@register_model
+def resnet_tiny_cls() -> ModelConfig:
+    return ModelConfig(arch="cls", **_TINY)
