@@ -1,0 +1,92 @@
+"""``usvid extract``: recorded scans -> a frame store with per-patient splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from usvid.cli.common import console, handle_errors, parse_ints
+
+
+@handle_errors
+def extract(
+    src: Path = typer.Argument(
+        ..., help="manifest.csv (or its folder), a BUSI-style image folder, or one video."
+    ),
+    out: Path = typer.Argument(..., help="Frame store folder to write (resumes an interrupted extraction)."),
+    size: int = typer.Option(256, "--size", help="Stored frames are SIZE x SIZE (letterboxed, aspect kept)."),
+    every: int = typer.Option(None, "--every", help="Keep every K-th frame (annotated frames always kept)."),
+    fps: float = typer.Option(
+        None, "--fps", help="Keep about F frames per second (annotated frames always kept)."
+    ),
+    split: str = typer.Option("70,15,15", "--split", help="Train,val,test percentages of patients."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    roi: str = typer.Option(None, "--roi", help="Fixed scan region x,y,w,h in source pixels (no detection)."),
+    dedupe: bool = typer.Option(
+        False, "--dedupe", help="Drop near-duplicate consecutive frames (a still probe)."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first failing video."),
+    groups: Path = typer.Option(
+        None, "--groups", help="CSV of near-duplicate groups (group,image) kept in one split."
+    ),
+    backend: str = typer.Option("auto", "--backend", help="Decoder: auto, pyav, decord or torchcodec."),
+) -> None:
+    """Decode, crop the scan region, resize and store frames, boxes and masks, split by patient."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from usvid.data.extract import ExtractConfig, ExtractProgress
+    from usvid.data.extract import extract as run_extract
+    from usvid.data.splits import SplitFractions
+
+    config = ExtractConfig(
+        size=size,
+        every=every,
+        fps=fps,
+        split=SplitFractions.from_percent(parse_ints(split, 3, "--split", "70,15,15")),
+        seed=seed,
+        roi=parse_ints(roi, 4, "--roi", "40,60,560,400") if roi else None,
+        dedupe=dedupe,
+        strict=strict,
+        groups=groups,
+        backend=backend,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        overall = bar.add_task("videos", total=None)
+        current = bar.add_task("frames", total=None)
+
+        def on_progress(event: ExtractProgress) -> None:
+            bar.update(
+                overall, total=event.num_videos, completed=event.video_number - (0 if event.finished else 1)
+            )
+            if event.finished:
+                return
+            bar.update(
+                current,
+                description=f"[cyan]{event.video_id}",
+                total=event.frames_total or None,
+                completed=event.frames_done,
+            )
+
+        summary = run_extract(src, out, config, progress=on_progress)
+
+    table = Table(title=f"frame store {summary.out}")
+    for col in ("split", "class", "videos", "frames", "annotated"):
+        table.add_column(col, justify="right" if col in ("videos", "frames", "annotated") else "left")
+    for c in summary.counts:
+        table.add_row(c.split, c.label, str(c.videos), str(c.frames), str(c.annotated))
+    table.add_row(
+        "[bold]all",
+        "",
+        *(str(sum(getattr(c, k) for c in summary.counts)) for k in ("videos", "frames", "annotated")),
+    )
+    console.print(table)
+    console.print(
+        f"extracted {summary.extracted}, already done {summary.skipped}, dropped as near-duplicates {summary.deduped}, "
+        f"failed {len(summary.failures)}"
+    )
+    for failure in summary.failures:
+        console.print(f"[red]failed:[/] {failure}", highlight=False, soft_wrap=True)
+    if summary.failures:
+        raise typer.Exit(1)

@@ -1,0 +1,613 @@
+"""``extract(src, out, config)``: recorded scans -> a frame store with per-patient splits.
+
+One video at a time: decode in batches, detect the scan region on the first frames (or use ``--roi``),
+crop + blank + letterbox every kept frame, map boxes and masks the same way, and write the video's
+arrays then its record, each atomically (temp name, then rename). A video with a record is finished:
+a re-run skips it, so an interrupted extraction resumes and ends with the same bytes as an uninterrupted
+one, and re-running a finished extraction writes nothing. A failing video is reported (file + problem)
+and the others go on, unless ``strict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from usvid.data.manifest import Box
+from usvid.data.sources import Failure, SourceItem, list_sources
+from usvid.data.splits import SPLITS, SplitFractions, assign_splits, read_groups
+from usvid.data.store import (
+    FRAME_COLUMNS,
+    RESIZE_RULE,
+    STORE_FORMAT,
+    STORE_JSON,
+    STORE_VERSION,
+    VIDEO_COLUMNS,
+    Letterbox,
+    format_boxes,
+)
+from usvid.errors import ConfigError, InputError, MissingDependencyError, ProcessingError, unknown_name
+from usvid.io import atomic_path, write_json_atomic, write_text_atomic
+from usvid.video.reader import BACKENDS, DEFAULT_BATCH_SIZE, expand_range, open_video, prefetch
+from usvid.video.roi import (
+    ROI_FRAMES,
+    MotionStats,
+    ScanRegion,
+    fixed_scan_region,
+    full_frame_region,
+    region_from_stats,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of one extraction.
+
+    Attributes:
+        size: stored frames are ``size x size`` (letterboxed).
+        every: keep every K-th source frame; ``fps``: keep about F frames per second (not both).
+            Annotated frames are always kept.
+        split: patient fractions per split; ``seed`` makes the split deterministic.
+        roi: fixed scan region ``(x, y, w, h)`` in source pixels instead of detection.
+        dedupe: drop a frame whose mean absolute difference to the previous kept frame (stored pixels)
+            is below ``dedupe_threshold`` grey levels (a still probe); annotated frames are never dropped.
+        strict: stop at the first failure instead of reporting it and going on.
+        groups: CSV of near-duplicate groups (``group,image``) kept in one split.
+        backend: video decoder (``auto``, ``pyav``, ``decord``, ``torchcodec``).
+    """
+
+    size: int = 256
+    every: int | None = None
+    fps: float | None = None
+    split: SplitFractions = field(default_factory=SplitFractions)
+    seed: int = 0
+    roi: tuple[int, int, int, int] | None = None
+    dedupe: bool = False
+    dedupe_threshold: float = 1.0
+    strict: bool = False
+    groups: Path | None = None
+    backend: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    roi_frames: int = ROI_FRAMES
+
+    def __post_init__(self) -> None:
+        if self.size < 32:
+            raise ConfigError(f"--size {self.size}: must be at least 32 pixels")
+        if self.every is not None and self.fps is not None:
+            raise ConfigError("--every and --fps both given; choose one way of sampling frames")
+        if self.every is not None and self.every < 1:
+            raise ConfigError(f"--every {self.every}: must be a whole number >= 1")
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"--fps {self.fps}: must be > 0")
+        if self.backend not in BACKENDS or self.backend in ("images", "dicom"):
+            raise unknown_name("backend", self.backend, ("auto", "pyav", "decord", "torchcodec"))
+        if self.batch_size < 1 or self.roi_frames < 2:
+            raise ConfigError("batch_size must be >= 1 and roi_frames >= 2")
+        if self.dedupe_threshold < 0:
+            raise ConfigError(f"dedupe_threshold {self.dedupe_threshold}: must be >= 0")
+
+    def fingerprint(self) -> dict:
+        """The settings that change the store's content (``strict`` and ``batch_size`` do not)."""
+        groups = hashlib.sha1(Path(self.groups).read_bytes()).hexdigest() if self.groups else None
+        return {
+            "size": self.size,
+            "every": self.every,
+            "fps": self.fps,
+            "split": list(self.split.as_tuple()),
+            "seed": self.seed,
+            "roi": list(self.roi) if self.roi else None,
+            "dedupe": self.dedupe,
+            "dedupe_threshold": self.dedupe_threshold if self.dedupe else None,
+            "groups_sha1": groups,
+            "backend": self.backend,
+            "roi_frames": self.roi_frames,
+        }
+
+
+@dataclass(frozen=True)
+class ExtractProgress:
+    """Reported to the ``progress`` callback after every batch and when a video is finished or skipped."""
+
+    video_id: str
+    video_number: int
+    num_videos: int
+    frames_done: int
+    frames_total: int
+    finished: bool = False
+    skipped: bool = False
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class SplitCount:
+    split: str
+    label: str
+    videos: int
+    frames: int
+    annotated: int
+
+
+@dataclass
+class ExtractSummary:
+    """What an extraction did: counts per split and class, and every failure (file + message)."""
+
+    out: Path
+    counts: list[SplitCount]
+    failures: list[Failure]
+    extracted: int = 0
+    skipped: int = 0
+    deduped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+Progress = Callable[[ExtractProgress], None]
+
+
+def file_stem(video_id: str) -> str:
+    """A file-system-safe, collision-free name for a video id (ids may hold spaces, slashes, brackets)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id).strip("._")[:80] or "video"
+    return f"{safe}-{hashlib.sha1(video_id.encode()).hexdigest()[:8]}"
+
+
+class FrameSelector:
+    """Which source frames to keep: every K-th, or the first frame of each 1/F-second bucket, plus annotated."""
+
+    def __init__(self, config: ExtractConfig, annotated: set[int]) -> None:
+        self.every, self.fps, self.annotated = config.every, config.fps, annotated
+        self._bucket = -1
+
+    def keep(self, index: int, seconds: float) -> bool:
+        chosen = True
+        if self.every is not None:
+            chosen = index % self.every == 0
+        elif self.fps is not None:
+            bucket = math.floor(seconds * self.fps + 1e-6)
+            chosen = bucket > self._bucket
+            if chosen:
+                self._bucket = bucket
+        return chosen or index in self.annotated
+
+
+class _NpyWriter:
+    """Append ``(S, S)`` uint8 frames to a hidden temp ``.npy``; ``finish`` fixes its header and renames it.
+
+    The header is written first for an estimated frame count and rewritten in place at the end (same
+    length: numpy pads headers to 64 bytes), so the frames are written once.
+    """
+
+    def __init__(self, final: Path, size: int, estimate: int = 0) -> None:
+        self.final, self.size, self.count = final, size, 0
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = final.parent / f".{final.name}.tmp"
+        self._file = self.tmp_path.open("wb")
+        self._header = self._header_bytes(max(estimate, 1))
+        self._file.write(self._header)
+
+    def _header_bytes(self, count: int) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        header = {"descr": "|u1", "fortran_order": False, "shape": (count, self.size, self.size)}
+        np.lib.format.write_array_header_1_0(buf, header)
+        return buf.getvalue()
+
+    def append(self, frames: np.ndarray) -> None:
+        self._file.write(memoryview(np.ascontiguousarray(frames, dtype=np.uint8)).cast("B"))
+        self.count += frames.shape[0]
+
+    def finish(self) -> None:
+        header = self._header_bytes(self.count)
+        if len(header) == len(self._header):
+            self._file.seek(0)
+            self._file.write(header)
+            self._file.close()
+        else:  # the count's digits pushed the header over a 64-byte step: rewrite behind a new header
+            self._file.close()
+            data = self.tmp_path.read_bytes()[len(self._header) :]
+            self.tmp_path.write_bytes(header + data)
+        os.chmod(self.tmp_path, 0o666 & ~_umask())
+        os.replace(self.tmp_path, self.final)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_annotations(item: SourceItem, width: int, height: int, num_frames: int) -> None:
+    where = f"{item.path.name} (video '{item.video_id}')"
+    past = [i for i in item.boxes if i >= num_frames]
+    if past:
+        raise ProcessingError(
+            f"annotation for frame {min(past)} of {where}, but the video has {num_frames} frames "
+            f"(0..{num_frames - 1}); fix annotations.json"
+        )
+    for idx, boxes in item.boxes.items():
+        for b in boxes:
+            x0, y0, x1, y1 = b.as_xyxy()
+            if x0 < -0.5 or y0 < -0.5 or x1 > width + 0.5 or y1 > height + 0.5:
+                raise ProcessingError(
+                    f"box [{b.x:g}, {b.y:g}, {b.w:g}, {b.h:g}] of frame {idx} of {where} lies outside the "
+                    f"{width}x{height} image; fix annotations.json"
+                )
+
+
+class _VideoJob:
+    """Extracts one source item into ``frames/<file>.npy`` (+ masks) and returns its record."""
+
+    def __init__(self, item: SourceItem, split: str, config: ExtractConfig, out: Path, file: str) -> None:
+        self.item, self.split, self.config, self.out, self.file = item, split, config, out, file
+        self.frame_rows: list[dict] = []
+        self.masks: list[np.ndarray] = []
+        self.deduped = 0
+        self._last: np.ndarray | None = None
+        self.region: ScanRegion | None = None
+        self.box: Letterbox | None = None
+        self._clean: np.ndarray | None = None
+
+    def set_region(self, region: ScanRegion) -> None:
+        self.region = region
+        self.box = Letterbox(region.w, region.h, self.config.size)
+        self._clean = self.box.clean(region.mask) if region.blanks else None
+
+    def _map_boxes(self, idx: int, boxes: list[Box]) -> list[tuple[float, float, float, float]]:
+        r = self.region
+        out = []
+        for b in boxes:
+            x0, y0, x1, y1 = b.as_xyxy()
+            cx0, cy0 = min(max(x0 - r.x, 0), r.w), min(max(y0 - r.y, 0), r.h)
+            cx1, cy1 = min(max(x1 - r.x, 0), r.w), min(max(y1 - r.y, 0), r.h)
+            if cx1 - cx0 < 1 or cy1 - cy0 < 1:
+                raise ProcessingError(
+                    f"box [{b.x:g}, {b.y:g}, {b.w:g}, {b.h:g}] of frame {idx} of {self.item.path.name} lies outside "
+                    f"the scan region {r.box}; pass --roi x,y,w,h covering it"
+                )
+            out.append(self.box.box((cx0, cy0, cx1, cy1)))
+        return out
+
+    def add(
+        self,
+        writer: _NpyWriter,
+        grey: np.ndarray,
+        indices: list[int],
+        stamps: list[float],
+        selector: FrameSelector,
+        lesion_mask: np.ndarray | None = None,
+        limited: bool = False,
+    ) -> None:
+        """Process ``(T, H, W)`` uint8 source frames (``limited``: still limited-range luma) with their indices."""
+        keep = [k for k in range(len(indices)) if selector.keep(indices[k], stamps[k])]
+        if not keep:
+            return
+        r = self.region
+        crops = (grey[keep] if len(keep) < len(indices) else grey)[:, r.y : r.y + r.h, r.x : r.x + r.w]
+        stored = self.box.frames(crops)  # reads the crop in place; blanking follows on the small frames
+        if limited:
+            expand_range(stored)  # range expansion commutes with resampling up to rounding
+        if self._clean is not None:
+            stored *= self._clean
+        for k, frame in zip(keep, stored):
+            idx = indices[k]
+            annotated = idx in self.item.boxes or (self.item.annotated_masks and idx == 0)
+            still = self.config.dedupe and not annotated and self._last is not None
+            if (
+                still
+                and float(np.abs(frame.astype(np.int16) - self._last).mean()) < self.config.dedupe_threshold
+            ):
+                self.deduped += 1
+                continue
+            if self.config.dedupe:
+                self._last = frame.astype(np.int16)
+            writer.append(frame[None])
+            self._row(idx, stamps[k], annotated, lesion_mask)
+
+    def _row(self, idx: int, seconds: float, annotated: bool, lesion_mask: np.ndarray | None) -> None:
+        boxes = self._map_boxes(idx, self.item.boxes.get(idx, [])) if annotated else []
+        mask_index = -1
+        if annotated:
+            if lesion_mask is not None:
+                self.masks.append(self.box.mask(self.region.apply(lesion_mask)))
+            else:
+                self.masks.append(self.box.boxes_mask(boxes))
+            mask_index = len(self.masks) - 1
+        union = (
+            (
+                min(b[0] for b in boxes),
+                min(b[1] for b in boxes),
+                max(b[2] for b in boxes),
+                max(b[3] for b in boxes),
+            )
+            if boxes
+            else None
+        )
+        self.frame_rows.append(
+            {
+                "video_id": self.item.video_id,
+                "patient_id": self.item.patient_id,
+                "frame_index": idx,
+                "timestamp": round(seconds, 6),
+                "label": self.item.label,
+                "split": self.split,
+                "has_box": int(bool(boxes)),
+                "x0": union[0] if union else "",
+                "y0": union[1] if union else "",
+                "x1": union[2] if union else "",
+                "y1": union[3] if union else "",
+                "store_index": len(self.frame_rows),
+                "annotated": int(annotated),
+                "num_boxes": len(boxes),
+                "boxes": format_boxes(boxes),
+                "mask_index": mask_index,
+            }
+        )
+
+    def run(self, progress: Callable[[int, int], None]) -> dict:
+        writer = _NpyWriter(self.out / "frames" / f"{self.file}.npy", self.config.size, estimate=1000)
+        try:
+            if self.item.still:
+                num_frames, fps, width, height = self._run_still(writer)
+            else:
+                num_frames, fps, width, height = self._run_video(writer, progress)
+            if not self.frame_rows:
+                raise ProcessingError(f"{self.item.path}: no frame was kept; check --every/--fps")
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        if self.masks:
+            with atomic_path(self.out / "masks" / f"{self.file}.npy") as tmp, tmp.open("wb") as f:
+                np.save(f, np.stack(self.masks))
+        r = self.region
+        video = {
+            "video_id": self.item.video_id,
+            "patient_id": self.item.patient_id,
+            "label": self.item.label,
+            "split": self.split,
+            "source": self.item.source,
+            "roi_x": r.x,
+            "roi_y": r.y,
+            "roi_w": r.w,
+            "roi_h": r.h,
+            "num_frames": num_frames,
+            "fps": round(fps, 6),
+            "roi_method": r.method,
+            "width": width,
+            "height": height,
+            "stored_frames": len(self.frame_rows),
+            "deduped": self.deduped,
+            "file": self.file,
+        }
+        return {"video": video, "frames": self.frame_rows}
+
+    def _region_for(self, width: int, height: int) -> ScanRegion | None:
+        if self.config.roi is not None:
+            return fixed_scan_region(
+                self.config.roi, width, height, where=f"--roi for {self.item.path.name}:"
+            )
+        return None
+
+    def _run_still(self, writer: _NpyWriter) -> tuple[int, float, int, int]:
+        from usvid.data.busi import load_masks
+        from usvid.video.images import read_image
+
+        image = read_image(self.item.path, grey=True)
+        height, width = image.shape
+        self.set_region(self._region_for(width, height) or full_frame_region(width, height))
+        lesion = None
+        if self.item.annotated_masks:
+            lesion, boxes = load_masks(self.item, width, height)
+            self.item = replace(self.item, boxes={0: boxes})
+        self.add(writer, image[None], [0], [0.0], FrameSelector(self.config, {0}), lesion)
+        return 1, 0.0, width, height
+
+    def _run_video(
+        self, writer: _NpyWriter, progress: Callable[[int, int], None]
+    ) -> tuple[int, float, int, int]:
+        with open_video(self.item.path, self.config.backend) as reader:
+            info = reader.info
+            _check_annotations(self.item, info.width, info.height, info.num_frames)
+            region = self._region_for(info.width, info.height)
+            if region is not None:
+                self.set_region(region)
+            selector = FrameSelector(self.config, set(self.item.boxes))
+            stats, pending, seen = MotionStats(), [], 0
+            # raw_luma: the range expansion runs here, on the crop, not on the decoding thread's full frames.
+            # Decoding runs ahead (up to 4 batches) while this thread works out the scan region.
+            for batch in prefetch(reader.batches(self.config.batch_size, grey=True, raw_luma=True), depth=4):
+                grey = batch.data[:, 0].numpy()
+                indices, stamps = batch.indices.tolist(), batch.pts_seconds.tolist()
+                seen += len(indices)
+                if self.region is None:
+                    # Hold the first frames (at most roi_frames) until the scan region is known.
+                    stats.update(grey, limited_range=batch.limited_range)
+                    pending.append((grey, indices, stamps, batch.limited_range))
+                    if stats.seen >= self.config.roi_frames:
+                        self._flush(writer, stats, pending, selector)
+                else:
+                    self.add(writer, grey, indices, stamps, selector, limited=batch.limited_range)
+                progress(seen, info.num_frames)
+            if self.region is None:
+                self._flush(writer, stats, pending, selector)
+        missing = [i for i in self.item.boxes if i >= seen]
+        if missing:
+            raise ProcessingError(
+                f"{self.item.path}: annotation for frame {min(missing)} but only {seen} frames could be decoded"
+            )
+        return seen, info.fps, info.width, info.height
+
+    def _flush(self, writer, stats: MotionStats, pending: list, selector: FrameSelector) -> None:
+        if stats.count < 2 and stats.seen >= 2:
+            # Too short for the stride: use every frame.
+            stats = MotionStats(stride=1)
+            for grey, _, _, limited in pending:
+                stats.update(grey, limited_range=limited)
+        if stats.count >= 2:
+            self.set_region(region_from_stats(stats, source=str(self.item.path)))
+        else:
+            grey = pending[0][0]
+            self.set_region(full_frame_region(grey.shape[2], grey.shape[1]))
+        for grey, indices, stamps, limited in pending:
+            self.add(writer, grey, indices, stamps, selector, limited=limited)
+        pending.clear()
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text() != text:
+        write_text_atomic(path, text)
+
+
+def _csv_text(columns: list[str], rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _prepare_out(out: Path, src: Path, config: ExtractConfig) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"format": STORE_FORMAT, "source": str(src.resolve()), "config": config.fingerprint()}
+    path = out / "extract.json"
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            previous = None
+        if previous != settings:
+            raise InputError(
+                f"{out}: already holds an extraction with other settings or source ({path}); "
+                "use a new output folder or delete this one"
+            )
+    else:
+        if any(out.iterdir()):
+            raise InputError(
+                f"{out}: folder is not empty and is not a usvid store; choose an empty or new folder"
+            )
+        write_json_atomic(path, settings)
+    for sub in ("frames", "masks"):
+        for stale in (out / sub).glob(".*.tmp") if (out / sub).is_dir() else ():
+            stale.unlink(missing_ok=True)  # left by a killed run
+
+
+def extract(
+    src: str | Path, out: str | Path, config: ExtractConfig | None = None, progress: Progress | None = None
+) -> ExtractSummary:
+    """Extract ``src`` (manifest, BUSI folder or one video) into the frame store ``out``.
+
+    Raises:
+        InputError: ``src`` is not a dataset, ``out`` holds another extraction, bad settings; with
+            ``strict``, also the first failing video.
+    Returns:
+        counts per split and class, and the failures (each names the file and the problem).
+    """
+    config = config or ExtractConfig()
+    src, out = Path(src), Path(out)
+    sources = list_sources(src)
+    failures = list(sources.failures)
+    if config.strict and failures:
+        raise InputError(str(failures[0]))
+    groups = read_groups(config.groups) if config.groups else []
+    items = sources.items
+    patients = {it.patient_id: it.label for it in items}
+    splits = assign_splits(
+        patients, config.split, config.seed, groups, {it.video_id: it.patient_id for it in items}
+    )
+    _prepare_out(out, src, config)
+    notify = progress or (lambda event: None)
+    records, extracted, skipped = [], 0, 0
+    for n, item in enumerate(items, start=1):
+        file = file_stem(item.video_id)
+        record_path = out / "records" / f"{file}.json"
+        if record_path.is_file() and (out / "frames" / f"{file}.npy").is_file():
+            records.append(json.loads(record_path.read_text()))
+            skipped += 1
+            notify(ExtractProgress(item.video_id, n, len(items), 0, 0, finished=True, skipped=True))
+            continue
+        job = _VideoJob(item, splits[item.patient_id], config, out, file)
+        try:
+            record = job.run(
+                lambda done, total, vid=item.video_id, k=n: notify(
+                    ExtractProgress(vid, k, len(items), done, total)
+                )
+            )
+        except MissingDependencyError:
+            raise
+        except Exception as err:  # one broken video must not stop the others
+            if config.strict:
+                raise
+            if isinstance(err, (ProcessingError, InputError)):
+                message = str(err)
+            else:
+                log.exception("%s: unexpected error", item.path)
+                message = f"{type(err).__name__}: {err}"
+
+            failures.append(Failure(str(item.path), message.split(f"{item.path}: ", 1)[-1]))
+            log.warning("%s: %s", item.path, message)
+            notify(ExtractProgress(item.video_id, n, len(items), 0, 0, finished=True, failed=True))
+            continue
+        # Compact JSON: the C encoder (indent forces the slow pure-Python one; records hold every frame).
+        write_text_atomic(record_path, json.dumps(record, separators=(",", ":")) + "\n")
+        records.append(record)
+        extracted += 1
+        notify(
+            ExtractProgress(
+                item.video_id, n, len(items), len(record["frames"]), len(record["frames"]), finished=True
+            )
+        )
+    if records:
+        _write_if_changed(out / "videos.csv", _csv_text(VIDEO_COLUMNS, [r["video"] for r in records]))
+        _write_if_changed(
+            out / "frames.csv", _csv_text(FRAME_COLUMNS, [f for r in records for f in r["frames"]])
+        )
+        meta = {
+            "format": STORE_FORMAT,
+            "version": STORE_VERSION,
+            "size": config.size,
+            "labels": sorted({it.label for it in items}),
+            "splits": list(SPLITS),
+            "resize": RESIZE_RULE,
+            "grey": "full-range luma (BT.601), uint8",
+            "source_kind": sources.kind,
+            "config": config.fingerprint(),
+        }
+        _write_if_changed(out / STORE_JSON, json.dumps(meta, indent=2) + "\n")
+    return ExtractSummary(
+        out, _count(records), failures, extracted, skipped, sum(r["video"]["deduped"] for r in records)
+    )
+
+
+def _count(records: list[dict]) -> list[SplitCount]:
+    videos, frames, annotated = Counter(), Counter(), Counter()
+    for r in records:
+        key = (r["video"]["split"], r["video"]["label"])
+        videos[key] += 1
+        frames[key] += len(r["frames"])
+        annotated[key] += sum(f["annotated"] for f in r["frames"])
+    order = {s: k for k, s in enumerate(SPLITS)}
+    return [
+        SplitCount(s, lab, videos[(s, lab)], frames[(s, lab)], annotated[(s, lab)])
+        for s, lab in sorted(videos, key=lambda k: (order[k[0]], k[1]))
+    ]

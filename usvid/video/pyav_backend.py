@@ -1,0 +1,247 @@
+"""PyAV (FFmpeg) backend: always installed, frame-accurate by presentation timestamp.
+
+At open, the video stream is demuxed once without decoding: the sorted packet timestamps are the frame
+index (frame ``i`` has the ``i``-th smallest pts), which counts frames from the content and lets random
+access seek to the keyframe before a frame and decode forward to the exact pts (B-frames, VFR).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from usvid.errors import InputError, ProcessingError
+from usvid.video.reader import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, full_range_lut
+
+log = logging.getLogger(__name__)
+
+_LUMA_FORMATS = {
+    "yuv420p",
+    "yuvj420p",
+    "yuv422p",
+    "yuvj422p",
+    "yuv444p",
+    "yuvj444p",
+    "nv12",
+    "nv21",
+    "yuv411p",
+}
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+_LUT = full_range_lut()
+
+
+def _open_container(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as err:
+        raise InputError(
+            f"{path}: not a readable video ({err}); check the file is complete and a video"
+        ) from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: contains no video stream")
+    return container
+
+
+def frame_to_grey(frame, out: np.ndarray | None = None, expand: bool = True) -> tuple[np.ndarray, bool]:
+    """``av.VideoFrame`` -> ``(H, W)`` uint8 grey (written into ``out`` when given) and whether it is limited range.
+
+    Uses the Y plane directly (no colour conversion; 10x faster than ``to_ndarray(format="gray")``, same values);
+    limited-range luma is expanded to full range unless ``expand`` is False.
+    """
+    import cv2
+
+    fmt = frame.format.name
+    if fmt in _LUMA_FORMATS or fmt == "gray":
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : frame.width]
+        if out is None:
+            out = np.empty((frame.height, frame.width), np.uint8)
+        if fmt == "gray" or fmt.startswith("yuvj") or frame.color_range == _FULL_RANGE:
+            np.copyto(out, y)
+            return out, False
+        if not expand:
+            np.copyto(out, y)
+            return out, True
+        cv2.LUT(y, _LUT, dst=out)
+        return out, False
+    grey = frame.to_ndarray(format="gray")
+    if out is None:
+        return grey, False
+    np.copyto(out, grey)
+    return out, False
+
+
+class PyAVReader(ReaderBase):
+    """A video file read with PyAV; see :class:`usvid.video.reader.VideoReader`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._container = _open_container(path)
+        try:
+            self._stream = self._container.streams.video[0]
+            self._build_index()
+        except BaseException:
+            self._container.close()
+            raise
+        self._dirty = True  # the index pass read to the end
+
+    # -- index -------------------------------------------------------------------------------------
+    def _build_index(self) -> None:
+        import av
+
+        stream = self._stream
+        ctx = stream.codec_context
+        if ctx is None or not ctx.name:
+            raise InputError(f"{self.path}: unknown video codec; FFmpeg has no decoder for it")
+        pts, key_pts = [], []
+        try:
+            for packet in self._container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is None:
+                    raise InputError(
+                        f"{self.path}: packets carry no timestamps; remux it (ffmpeg -i in -c copy out.mp4)"
+                    )
+                pts.append(stamp)
+                if packet.is_keyframe:
+                    key_pts.append(stamp)
+        except av.error.FFmpegError as err:
+            if not pts:
+                raise InputError(f"{self.path}: cannot read video packets ({err})") from None
+            log.warning(
+                "%s: stopped reading after %d packets (%s); the file may be truncated",
+                self.path,
+                len(pts),
+                err,
+            )
+        if not pts:
+            raise InputError(f"{self.path}: the video stream has no frames")
+        self._pts = np.unique(np.asarray(pts, dtype=np.int64))
+        self._key_pts = np.unique(np.asarray(key_pts or [self._pts[0]], dtype=np.int64))
+        tb = stream.time_base or Fraction(1, 1)
+        self._time_base = float(tb)
+        n = len(self._pts)
+        span = (self._pts[-1] - self._pts[0]) * self._time_base
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float((n - 1) / span) if n > 1 and span > 0 else float(rate or 0.0) or 25.0
+        self.info = VideoInfo(
+            path=self.path,
+            width=ctx.width,
+            height=ctx.height,
+            num_frames=n,
+            fps=float(fps),
+            duration_seconds=n / fps,
+            codec=ctx.name,
+            backend="pyav",
+            num_frames_header=stream.frames or None,
+        )
+
+    def _seconds(self, pts: int) -> float:
+        return float((pts - self._pts[0]) * self._time_base)
+
+    def _rewind(self, pts: int) -> Iterator:
+        self._container.seek(int(pts), stream=self._stream, backward=True, any_frame=False)
+        self._dirty = True
+        return self._container.decode(self._stream)
+
+    # -- decoding ----------------------------------------------------------------------------------
+    def _convert(self, frame, grey: bool) -> np.ndarray:
+        return frame_to_grey(frame)[0] if grey else frame.to_ndarray(format="rgb24")
+
+    def batches(
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
+    ) -> Iterator[FrameBatch]:
+        import av
+
+        if batch_size <= 0:
+            raise InputError(f"batch_size must be positive, got {batch_size}")
+        self._stream.thread_type = "AUTO"
+        frames = self._rewind(self._pts[0]) if self._dirty else self._container.decode(self._stream)
+        self._dirty = True
+        h, w = self.info.height, self.info.width
+        shape = (batch_size, h, w) if grey else (batch_size, h, w, 3)
+        buf, idx, stamps = np.empty(shape, np.uint8), [], []
+        i, limited = 0, False
+        try:
+            for frame in frames:
+                k = len(idx)
+                if (frame.height, frame.width) != (h, w):
+                    raise ProcessingError(
+                        f"{self.path}: frame {i} is {frame.width}x{frame.height}, not {w}x{h}"
+                    )
+                if grey:
+                    _, limited = frame_to_grey(frame, buf[k], expand=not raw_luma)
+                else:
+                    buf[k] = frame.to_ndarray(format="rgb24")
+                idx.append(i)
+                stamps.append(self._seconds(frame.pts) if frame.pts is not None else i / self.info.fps)
+                i += 1
+                if len(idx) == batch_size:
+                    yield self._wrap(buf, idx, stamps, limited)
+                    # A fresh buffer: the consumer may still hold the previous batch.
+                    buf, idx, stamps = np.empty(shape, np.uint8), [], []
+        except av.error.FFmpegError as err:
+            raise ProcessingError(
+                f"{self.path}: decoding failed after frame {i} ({err}); the file is corrupt"
+            ) from None
+        if idx:
+            yield self._wrap(buf[: len(idx)], idx, stamps, limited)
+
+    @staticmethod
+    def _wrap(buf: np.ndarray, idx: list[int], stamps: list[float], limited: bool = False) -> FrameBatch:
+        data = (
+            torch.from_numpy(buf[:, None])
+            if buf.ndim == 3
+            else torch.from_numpy(buf).permute(0, 3, 1, 2).contiguous()
+        )
+        return FrameBatch(
+            data, torch.tensor(idx, dtype=torch.int64), torch.tensor(stamps, dtype=torch.float64), limited
+        )
+
+    def get_frames(self, indices: Sequence[int], *, grey: bool = True) -> FrameBatch:
+        import av
+
+        wanted = self.check_indices(indices)
+        found: dict[int, np.ndarray] = {}
+        decoder, position = None, -1
+        try:
+            for target in sorted(set(wanted)):
+                target_pts = self._pts[target]
+                key = self._key_pts[max(np.searchsorted(self._key_pts, target_pts, side="right") - 1, 0)]
+                # Seek only when it saves work: going backwards, or a keyframe lies between here and the target.
+                if decoder is None or position >= target or key > self._pts[position]:
+                    decoder = self._rewind(key)
+                found[target], decoder = self._decode_until(decoder, target, target_pts, grey)
+                position = target
+        except av.error.FFmpegError as err:
+            raise ProcessingError(
+                f"{self.path}: decoding failed while seeking ({err}); the file is corrupt"
+            ) from None
+        return FrameBatch.from_numpy(
+            [found[i] for i in wanted], wanted, [self._seconds(self._pts[i]) for i in wanted]
+        )
+
+    def _decode_until(self, decoder, target: int, target_pts: int, grey: bool):
+        for _ in range(2):
+            for frame in decoder:
+                if frame.pts is None:
+                    continue
+                if frame.pts == target_pts:
+                    return self._convert(frame, grey), decoder
+                if frame.pts > target_pts:
+                    break
+            # The seek landed past the target (an imprecise container index): start from the beginning.
+            decoder = self._rewind(self._pts[0])
+        raise ProcessingError(f"{self.path}: frame {target} (pts {target_pts}) could not be decoded")
+
+    def close(self) -> None:
+        self._container.close()

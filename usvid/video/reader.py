@@ -1,0 +1,309 @@
+"""One reader interface over several decoders: ``open_video(path)`` -> a :class:`VideoReader`.
+
+Every backend yields the same containers: :class:`VideoInfo` (metadata, with the frame count taken from
+the content, not only the header) and :class:`FrameBatch` (``uint8`` frames ``(T, 1, H, W)`` grey or
+``(T, 3, H, W)`` RGB, with their source indices and timestamps). Frame ``i`` is the ``i``-th frame in
+presentation order, so random access by index returns exactly what sequential decoding returns at ``i``,
+also with B-frames and variable frame rates.
+
+Grey is full-range luma (BT.601 weights, black = 0): the Y plane of limited-range video is expanded to
+0..255, which is what an RGB -> grey conversion of the same frame gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from usvid.errors import InputError, unknown_name
+
+Backend = Literal["auto", "pyav", "decord", "torchcodec", "images", "dicom"]
+VIDEO_BACKENDS = ("pyav", "decord", "torchcodec")
+BACKENDS = ("auto", *VIDEO_BACKENDS, "images", "dicom")
+# Chosen by benchmarks/extract_bench.py (see benchmarks/results/extract.json): PyAV decodes sequentially as
+# fast as the others here, is always installed, and gives the grey Y plane without a colour conversion.
+DEFAULT_VIDEO_BACKEND = "pyav"
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a reader knows about its source before decoding it.
+
+    ``num_frames`` is counted from the content (packets, files or DICOM frames); ``num_frames_header`` is
+    what the container claims (``None`` when it says nothing). ``fps`` is the average rate
+    (``num_frames / duration_seconds`` where the timestamps allow it).
+    """
+
+    path: Path
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    duration_seconds: float
+    codec: str
+    backend: str
+    num_frames_header: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise InputError(f"{self.path}: frame size {self.width}x{self.height} is not a valid video size")
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Decoded frames with where they came from.
+
+    Attributes:
+        data: ``(T, C, H, W)`` uint8 in [0, 255]; ``C`` is 1 (grey) or 3 (RGB).
+        indices: ``(T,)`` int64 source frame indices (presentation order).
+        pts_seconds: ``(T,)`` float64 presentation timestamps in seconds.
+        limited_range: grey data still in limited range (only when asked for with ``raw_luma=True``).
+    """
+
+    data: torch.Tensor
+    indices: torch.Tensor
+    pts_seconds: torch.Tensor
+    limited_range: bool = False
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 4 or self.data.shape[1] not in (1, 3) or self.data.dtype != torch.uint8:
+            raise ValueError(
+                f"data must be (T, 1|3, H, W) uint8, got {tuple(self.data.shape)} {self.data.dtype}"
+            )
+        t = self.data.shape[0]
+        if self.indices.shape != (t,) or self.pts_seconds.shape != (t,):
+            raise ValueError(
+                f"indices {tuple(self.indices.shape)} and pts_seconds {tuple(self.pts_seconds.shape)} must be ({t},)"
+            )
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"FrameBatch(data={tuple(self.data.shape)} {self.data.dtype} {self.data.device}, "
+            f"indices={self.indices.tolist()[:4]}{'...' if len(self) > 4 else ''})"
+        )
+
+    @classmethod
+    def from_numpy(cls, frames: list[np.ndarray], indices: list[int], pts: list[float]) -> FrameBatch:
+        """Stack ``(H, W)`` grey or ``(H, W, 3)`` RGB uint8 arrays into a batch (one copy)."""
+        if not frames:
+            return cls.empty()
+        stacked = np.stack(frames)
+        data = torch.from_numpy(stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2))
+        return cls(
+            data.contiguous(),
+            torch.tensor(indices, dtype=torch.int64),
+            torch.tensor(pts, dtype=torch.float64),
+        )
+
+    @classmethod
+    def empty(cls, channels: int = 1) -> FrameBatch:
+        return cls(
+            torch.empty((0, channels, 0, 0), dtype=torch.uint8),
+            torch.empty(0, dtype=torch.int64),
+            torch.empty(0, dtype=torch.float64),
+        )
+
+
+@runtime_checkable
+class VideoReader(Protocol):
+    """A source of frames; use it as a context manager so the container is always closed."""
+
+    info: VideoInfo
+
+    def batches(
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
+    ) -> Iterator[FrameBatch]:
+        """Decode every frame in order, ``batch_size`` at a time; at most one batch is held.
+
+        ``raw_luma=True`` allows grey batches in the source's limited range (16..235), saving the range
+        expansion on the decoding thread; such batches say ``limited_range=True`` and the caller expands them
+        with :func:`expand_range` (after cropping, say). Backends that decode to RGB ignore it.
+        """
+        ...
+
+    def get_frames(self, indices: Sequence[int], *, grey: bool = True) -> FrameBatch:
+        """Frames at ``indices`` (any order, repeats allowed), exactly as :meth:`batches` yields them."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> VideoReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class ReaderBase:
+    """Context-manager plumbing and index checks shared by the backends."""
+
+    info: VideoInfo
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def check_indices(self, indices: Sequence[int]) -> list[int]:
+        out = [int(i) for i in indices]
+        bad = [i for i in out if i < 0 or i >= self.info.num_frames]
+        if bad:
+            raise InputError(
+                f"{self.info.path}: frame index {bad[0]} is out of range; the video has "
+                f"{self.info.num_frames} frames (0..{self.info.num_frames - 1})"
+            )
+        return out
+
+
+def prefetch(batches: Iterator[FrameBatch], depth: int = 2) -> Iterator[FrameBatch]:
+    """Decode ahead in a background thread, at most ``depth`` batches ahead (memory stays bounded).
+
+    FFmpeg, decord and OpenCV release the GIL, so decoding the next batch overlaps the caller's work on
+    this one. The caller must exhaust or close the generator before closing the reader; on early exit the
+    thread is stopped and joined here.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as err:  # handed to the consumer, raised there
+            q.put(err)
+
+    thread = threading.Thread(target=work, name="usvid-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+def full_range_lut() -> np.ndarray:
+    """``(256,)`` uint8 table expanding limited-range luma (16..235) to 0..255, as swscale does."""
+    return np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+
+
+_LUT = None
+
+
+def expand_range(grey: np.ndarray) -> np.ndarray:
+    """Limited-range luma -> full range, in place; ``grey`` is any-shape uint8 (C-contiguous rows)."""
+    import cv2
+
+    global _LUT
+    if _LUT is None:
+        _LUT = full_range_lut()
+    flat = grey.reshape(-1, grey.shape[-1])
+    cv2.LUT(flat, _LUT, dst=flat)
+    return grey
+
+
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """``(..., H, W, 3)`` uint8 RGB -> ``(..., H, W)`` uint8 BT.601 luma."""
+    import cv2
+
+    if rgb.ndim == 3:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def is_dicom(path: Path) -> bool:
+    """DICOM files carry ``DICM`` at byte 128 (the extension is often missing)."""
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with path.open("rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def open_video(path: str | Path, backend: Backend | str = "auto", **options) -> VideoReader:
+    """Open a video file, a folder of frame images or a DICOM cine.
+
+    Args:
+        path: an FFmpeg-readable file (mp4, mov, avi, mkv, ...), a folder of ``.png``/``.jpg`` frames
+            (sorted by name, numbers compared as numbers), or a DICOM multi-frame file.
+        backend: ``"auto"`` picks ``images`` for folders, ``dicom`` for DICOM files and
+            :data:`DEFAULT_VIDEO_BACKEND` otherwise; or one of ``pyav``, ``decord``, ``torchcodec``.
+        options: backend options (``fps`` for image folders, ``device`` for torchcodec).
+    Raises:
+        InputError: missing, empty or unreadable sources; unknown backends.
+        MissingDependencyError: the backend's package (decord, torchcodec, pydicom) is not installed.
+    """
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise unknown_name("video backend", str(backend), BACKENDS)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if backend == "auto":
+        if path.is_dir():
+            backend = "images"
+        elif is_dicom(path):
+            backend = "dicom"
+        else:
+            backend = DEFAULT_VIDEO_BACKEND
+    if path.is_dir() and backend != "images":
+        raise InputError(f"{path}: is a folder; only the 'images' backend reads folders of frames")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes); re-export or re-copy the recording")
+    if backend == "pyav":
+        from usvid.video.pyav_backend import PyAVReader
+
+        return PyAVReader(path)
+    if backend == "decord":
+        from usvid.video.decord_backend import DecordReader
+
+        return DecordReader(path)
+    if backend == "torchcodec":
+        from usvid.video.torchcodec_backend import TorchCodecReader
+
+        return TorchCodecReader(path, **options)
+    if backend == "images":
+        from usvid.video.images import ImageFolderReader
+
+        return ImageFolderReader(path, **options)
+    from usvid.video.dicom import DicomReader
+
+    return DicomReader(path)
