@@ -1,0 +1,50 @@
+"""``usvid eval``: held-out frame- and video-level metrics, localisation JSI, plots and Grad-CAM of a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from usvid.cli.common import console, handle_errors
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@handle_errors
+def eval_command(
+    checkpoint: Path = typer.Argument(..., help="best.pt / last.pt from `usvid train`."),
+    store: Path = typer.Argument(..., help="Frame store written by `usvid extract`."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate (train, val or test)."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.json, report.md and the PNG plots."),
+    frames_per_video: int = typer.Option(None, "--frames-per-video", help="Evenly spaced frames per video; default all."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Frames per forward pass."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    examples: int = typer.Option(8, "--examples", help="Frames shown in the overlay and Grad-CAM plots."),
+) -> None:
+    """Evaluate a checkpoint on a split of a frame store and write a report with plots."""
+    from usvid.training.eval import evaluate_checkpoint
+
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        task = progress.add_task("eval", total=None)
+        result = evaluate_checkpoint(
+            checkpoint, store, split, out, frames_per_video=frames_per_video, batch_size=batch_size, device=device,
+            num_examples=examples, progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    rep = result.report
+    table = Table(title=f"usvid eval: {rep['split']} split, {rep['frames']} frames / {rep['videos']} videos")
+    for col in ("level", "accuracy", "sensitivity", "specificity", "precision", "F1 macro", "AUC"):
+        table.add_column(col)
+    for level in ("frame_level", "video_level"):
+        m = rep[level]
+        table.add_row(level.split("_")[0], *(_fmt(m[k]) for k in
+                      ("accuracy", "sensitivity", "specificity", "precision", "f1_macro", "auc")))
+    console.print(table)
+    fl = rep["frame_level"]
+    console.print(f"JSI mask {_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])} over {fl['jsi_frames']} "
+                  f"annotated lesion frames", highlight=False)
+    console.print(f"report: {result.files['report.md']}", highlight=False)

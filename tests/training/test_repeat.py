@@ -1,0 +1,46 @@
+"""Repeated runs: per-seed metrics, mean and 95% CI, resumable studies."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from usvid.training import repeat
+from usvid.training.metrics import mean_ci95
+
+
+def test_study_summarises_seeds_and_reuses_finished_runs(tiny_store, tmp_path, config_factory, monkeypatch):
+    base = config_factory(epochs=1)
+    variants = {"lanet": {"model": "lanet_tiny"}, "vanilla": {"model": "resnet_tiny_cls"}}
+    result = repeat.repeat_runs(tiny_store, base, variants, [0, 1], tmp_path)
+    assert [r["seed"] for r in result.variants["lanet"]] == [0, 1]
+    accs = [r["frame_accuracy"] for r in result.variants["lanet"]]
+    assert result.summary["lanet"]["frame_accuracy"] == pytest.approx(mean_ci95(accs))
+    assert math.isnan(result.summary["vanilla"]["frame_jsi_mask"][0])  # a vanilla classifier has no mask
+
+    def strict(token):
+        raise AssertionError(f"non-standard JSON constant {token}")
+
+    study = json.loads((tmp_path / "study.json").read_text(), parse_constant=strict)
+    assert study["mean_ci95"]["vanilla"]["frame_jsi_mask"] == [None, None]
+    assert set(study["mean_ci95"]) == {"lanet", "vanilla"} and study["seeds"] == [0, 1]
+    table = (tmp_path / "study.md").read_text()
+    assert "| lanet | 2 |" in table and "n/a" in table
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("finished runs must be reused")
+
+    monkeypatch.setattr(repeat, "fit", no_training)
+    again = repeat.repeat_runs(tiny_store, base, variants, [0, 1], tmp_path)
+    assert again.variants == result.variants
+
+
+def test_paper_studies_are_valid_configs():
+    from usvid.training.config import TrainConfig
+
+    for study in repeat.STUDIES.values():
+        for overrides in study.values():
+            TrainConfig().merged(**overrides)
+    assert math.isnan(mean_ci95([])[0])

@@ -1,0 +1,197 @@
+"""``evaluate_checkpoint``: held-out metrics of a trained checkpoint on a split of a frame store.
+
+Frame level: every frame (or ``frames_per_video`` evenly spaced per video, plus all annotated frames) is
+preprocessed with THE shared :func:`usvid.preprocess.preprocess` and classified. Video level: a video's class is
+the argmax of the mean of its frames' probabilities. Localisation as in the paper's section 3.3 (see
+:mod:`usvid.training.predictions`). Writes ``report.json``, ``report.md`` and PNG plots into ``out``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from usvid import __version__
+from usvid.checkpoint import Checkpoint, load_checkpoint
+from usvid.errors import InputError
+from usvid.preprocess import preprocess
+from usvid.training import metrics, report
+from usvid.training.ddp import resolve_device
+from usvid.training.frames import (
+    BatchReader,
+    SplitFrames,
+    open_store,
+    require_frames,
+    split_frames,
+    store_name,
+)
+from usvid.training.gradcam import grad_cam
+from usvid.training.predictions import MASK_THRESHOLD, Predictions, predict_frames
+from usvid.training.sampling import plan_eval
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """The report dict (as written to ``report.json``) and the files written."""
+
+    report: dict[str, Any]
+    files: dict[str, Path]
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path | Checkpoint,
+    store: Any,
+    split: str = "test",
+    out: str | Path = "eval",
+    *,
+    frames_per_video: int | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    num_examples: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Evaluate ``checkpoint`` on ``split`` of ``store`` and write the report into ``out``.
+
+    Args:
+        checkpoint: path of a ``best.pt``/``last.pt`` (or a loaded :class:`Checkpoint`).
+        store: frame-store path (or an opened FrameStore).
+        frames_per_video: cap per video (evenly spaced; annotated frames always kept); None = all frames.
+        num_examples: frames shown in the overlay and Grad-CAM plots.
+        progress: called with ``(frames done, frames total)``.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    store = open_store(store)
+    _check_classes(ckpt, store, checkpoint)
+    frames = split_frames(store, split, ckpt.class_names)
+    require_frames(frames, store)
+    dev = resolve_device(device)
+    model = ckpt.build_model().to(dev)
+    reader = BatchReader(store, frames)
+    indices = plan_eval(frames, frames_per_video)
+    sample = _pick_examples(frames, indices, num_examples)
+    preds = predict_frames(model, reader, indices, ckpt.preprocess, dev, batch_size=batch_size, keep_masks=sample,
+                           on_batch=progress)
+    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video)
+    examples = _examples(model, reader, sample, preds, ckpt, dev)
+    images = _plots(result, preds, frames, examples)
+    files = report.write_report(Path(out), result, images)
+    log.info("wrote %s", files["report.json"])
+    return EvalResult(report=result, files=files)
+
+
+def _check_classes(ckpt: Checkpoint, store: Any, source: Any) -> None:
+    extra = sorted(set(map(str, store.labels)) - set(ckpt.class_names))
+    if extra:
+        raise InputError(
+            f"{source}: checkpoint was trained for classes {ckpt.class_names}, but {store_name(store)} also has "
+            f"{extra}; evaluate a checkpoint trained on this store's classes"
+        )
+
+
+def _level_metrics(labels: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
+    return metrics.classification_metrics(labels, probs, class_names)
+
+
+def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Predictions, source: Any,
+            frames_per_video: int | None) -> dict[str, Any]:
+    frame_level = _level_metrics(preds.labels, preds.probs, frames.class_names)
+    frame_level["jsi_mask"] = float(np.mean(preds.jsi_mask)) if preds.jsi_mask else None
+    frame_level["jsi_box"] = float(np.mean(preds.jsi_box)) if preds.jsi_box else None
+    frame_level["jsi_frames"] = len(preds.jsi_mask)
+    video_ids, video_labels, video_probs = preds.video_level()
+    return {
+        "checkpoint": str(source if not isinstance(source, Checkpoint) else "<in memory>"),
+        "store": store_name(store),
+        "split": frames.name,
+        "model": ckpt.model_config,
+        "class_names": list(frames.class_names),
+        "preprocess": ckpt.preprocess.to_dict(),
+        "trained_epoch": ckpt.train_state.get("epoch"),
+        "frames": len(preds.labels),
+        "videos": len(video_ids),
+        "frames_per_video": frames_per_video,
+        "frame_level": frame_level,
+        "video_level": _level_metrics(video_labels, video_probs, frames.class_names),
+        "usvid_version": __version__,
+    }
+
+
+def _pick_examples(frames: SplitFrames, indices: list[int], count: int) -> list[int]:
+    """Annotated frames first (they show ground truth), spread over the split; then others."""
+    annotated = [i for i in indices if frames.records[i].annotated]
+    others = [i for i in indices if not frames.records[i].annotated]
+    picks: list[int] = []
+    for pool in (annotated, others):
+        take = min(count - len(picks), len(pool))
+        if take > 0:
+            picks += [pool[p] for p in np.linspace(0, len(pool) - 1, num=take).round().astype(int)]
+    return sorted(set(picks))
+
+
+def _examples(model, reader: BatchReader, sample: list[int], preds: Predictions, ckpt: Checkpoint,
+              dev: torch.device) -> list[report.Example]:
+    if not sample:
+        return []
+    size = ckpt.preprocess.size
+    batch = reader.read(sample)
+    x = preprocess(batch.images.to(dev), ckpt.preprocess)
+    cams = grad_cam(model, x).cpu().numpy()
+    grey = F.interpolate(batch.images.float(), size=(size, size), mode="bilinear", align_corners=False)
+    grey = grey[:, 0].round().clamp(0, 255).byte().numpy()
+    row_of = {int(idx): row for row, idx in enumerate(preds.indices)}
+    names = reader.frames.class_names
+    out = []
+    for k, idx in enumerate(sample):
+        rec = reader.frames.records[idx]
+        probs = preds.probs[row_of[idx]]
+        truth = _truth(batch.masks[k, 0].numpy(), size) if rec.annotated else None
+        scale = size / batch.images.shape[-1]
+        true_box = tuple(v * scale for v in rec.box) if rec.annotated and rec.box is not None else None
+        pred = _upsampled(preds.masks.get(idx), size)
+        out.append(report.Example(
+            image=grey[k],
+            caption=f"{rec.video_id}: {names[rec.label]} -> {names[int(probs.argmax())]} {probs.max():.2f}",
+            truth=truth, true_box=true_box, pred=pred,
+            pred_box=metrics.largest_region_box(pred) if pred is not None else None, cam=cams[k],
+        ))
+    return out
+
+
+def _truth(mask: np.ndarray, size: int) -> np.ndarray:
+    t = torch.from_numpy(mask)[None, None].float()
+    return (F.interpolate(t, size=(size, size), mode="nearest")[0, 0] > 127).numpy()
+
+
+def _upsampled(prob: np.ndarray | None, size: int) -> np.ndarray | None:
+    if prob is None:
+        return None
+    up = F.interpolate(torch.from_numpy(prob)[None, None], size=(size, size), mode="bilinear", align_corners=False)
+    return (up[0, 0] >= MASK_THRESHOLD).numpy()
+
+
+def _plots(result: dict, preds: Predictions, frames: SplitFrames, examples: list[report.Example]) -> dict[str, np.ndarray]:
+    names = frames.class_names
+    _, video_labels, video_probs = preds.video_level()
+    images = {}
+    for level, labels, probs in (("frame", preds.labels, preds.probs), ("video", video_labels, video_probs)):
+        curves = []
+        for c, name in enumerate(names):
+            positive = labels == c
+            if positive.any() and (~positive).any():
+                fpr, tpr = metrics.roc_curve(positive, probs[:, c])
+                curves.append((name, fpr, tpr, result[f"{level}_level"]["per_class"][name]["auc"]))
+        images[f"roc_{level}"] = report.roc_plot(curves, f"ROC, {level} level ({len(labels)} {level}s)")
+        images[f"confusion_{level}"] = report.confusion_plot(
+            result[f"{level}_level"]["confusion_matrix"], names, f"confusion matrix, {level} level")
+    images["examples"] = report.example_grid(examples, heatmap=False)
+    images["gradcam"] = report.example_grid(examples, heatmap=True)
+    return images

@@ -1,0 +1,137 @@
+"""Run a model over frames of a split with THE shared preprocessing and collect what metrics need.
+
+Used by per-epoch validation and by :func:`usvid.training.eval.evaluate_checkpoint`, so both score
+exactly the same way. Localisation is scored on annotated frames that show a lesion: P is upsampled
+(bilinear) to the network input size M, thresholded at 0.5 and compared with the ground-truth mask
+(nearest-resized to M) and, as boxes, with the ground-truth box scaled to M.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from usvid.preprocess import PreprocessConfig, preprocess
+from usvid.training import metrics
+from usvid.training.frames import BatchReader
+
+MASK_THRESHOLD = 0.5
+
+
+@dataclass
+class Predictions:
+    """Per-frame outputs over ``indices`` (record indices of the split, in order).
+
+    probs: ``(N, K)`` float32 softmax probabilities; labels: ``(N,)`` int64.
+    jsi_mask / jsi_box: one value per scored (annotated, lesion-showing) frame.
+    masks: P ``(S_n, S_n)`` float32 in [0, 1] for the record indices asked to be kept.
+    """
+
+    indices: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    video_ids: list[str]
+    jsi_mask: list[float] = field(default_factory=list)
+    jsi_box: list[float] = field(default_factory=list)
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.probs.argmax(1) == self.labels).mean()) if len(self.labels) else float("nan")
+
+    def video_level(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Per video: ids, labels ``(V,)`` and the mean of its frames' probabilities ``(V, K)``."""
+        order: dict[str, list[int]] = {}
+        for row, vid in enumerate(self.video_ids):
+            order.setdefault(vid, []).append(row)
+        ids = list(order)
+        labels = np.array([self.labels[order[v][0]] for v in ids], dtype=np.int64)
+        probs = np.stack([self.probs[order[v]].mean(0) for v in ids]) if ids else np.zeros((0, self.probs.shape[1]))
+        return ids, labels, probs
+
+
+def score_localisation(
+    prob: np.ndarray, truth: np.ndarray, true_box: metrics.Box | None, input_size: int
+) -> tuple[float | None, float | None]:
+    """JSI of one frame's mask and box.
+
+    Args:
+        prob: P ``(S_n, S_n)`` float in [0, 1].
+        truth: ground truth ``(S, S)`` uint8 in {0, 255}.
+        true_box: ``(x0, y0, x1, y1)`` in stored pixels, or None to derive it from ``truth``.
+        input_size: M, the network input size scoring happens at.
+    """
+    up = F.interpolate(torch.from_numpy(prob)[None, None].float(), size=(input_size, input_size), mode="bilinear",
+                       align_corners=False)[0, 0].numpy()
+    pred = up >= MASK_THRESHOLD
+    gt = _resize_nearest(truth, input_size) > 127
+    if not gt.any():
+        return None, None
+    scale = input_size / truth.shape[-1]
+    box = tuple(v * scale for v in true_box) if true_box is not None else metrics.mask_box(gt)
+    return metrics.mask_jsi(pred, gt), metrics.box_jsi(metrics.largest_region_box(pred), box)
+
+
+def _resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
+    if mask.shape == (size, size):
+        return mask
+    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+@torch.inference_mode()
+def predict_frames(
+    model: nn.Module,
+    reader: BatchReader,
+    indices: Sequence[int],
+    preprocess_config: PreprocessConfig,
+    device: torch.device,
+    *,
+    batch_size: int = 32,
+    keep_masks: Sequence[int] = (),
+    on_batch: Callable[[int, int], None] | None = None,
+) -> Predictions:
+    """Class probabilities and localisation scores for ``indices`` of ``reader``'s split (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    keep = set(keep_masks)
+    records = reader.frames.records
+    probs, jsi_mask, jsi_box, masks = [], [], [], {}
+    amp = device.type == "cuda"
+    for start in range(0, len(indices), batch_size):
+        chunk = list(indices[start : start + batch_size])
+        batch = reader.read(chunk)
+        x = preprocess(batch.images.to(device, non_blocking=True), preprocess_config)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            out = model(x)
+        probs.append(torch.softmax(out.logits.float(), dim=1).cpu().numpy())
+        if out.mask is not None:
+            p = out.mask.float().cpu().numpy()[:, 0]
+            for row, idx in enumerate(chunk):
+                if idx in keep:
+                    masks[idx] = p[row]
+                if records[idx].annotated:
+                    jm, jb = score_localisation(p[row], batch.masks[row, 0].numpy(), records[idx].box,
+                                                preprocess_config.size)
+                    if jm is not None:
+                        jsi_mask.append(jm)
+                    if jb is not None:
+                        jsi_box.append(jb)
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(indices)), len(indices))
+    model.train(was_training)
+    k = len(reader.frames.class_names)
+    return Predictions(
+        indices=np.asarray(indices, dtype=np.int64),
+        labels=np.array([records[i].label for i in indices], dtype=np.int64),
+        probs=np.concatenate(probs) if probs else np.zeros((0, k), np.float32),
+        video_ids=[records[i].video_id for i in indices],
+        jsi_mask=jsi_mask,
+        jsi_box=jsi_box,
+        masks=masks,
+    )
