@@ -5,13 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
-from usvid.cli.common import handle_errors
+from usvid.cli.common import console, handle_errors
 
 
 @handle_errors
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
-    """Generate synthetic scans, extract them, train a small LA-Net and write an overlay video."""
+    """Generate synthetic scans, extract them, train a small LA-Net, export it and write an overlay video."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from usvid.cli.train import TrainProgress
     from usvid.demo import run_demo
 
-    run_demo(out)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[stats]}"))
+    with Progress(*columns, console=console) as progress:
+        result = run_demo(out, on_step=lambda name: console.print(f"[bold cyan]>>[/] {name}"),
+                          train_progress=TrainProgress(progress))
+    table = Table(title=f"usvid demo: everything is under {out}")
+    for column in ("step", "output", "result"):
+        table.add_column(column)
+    for name, (path, summary) in result.outputs.items():
+        table.add_row(name, str(path), summary)
+    console.print(table)

@@ -15,7 +15,7 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-class _TrainProgress:
+class TrainProgress:
     """Renders :class:`usvid.training.progress.TrainEvent` s: one bar per epoch, one summary line per epoch."""
 
     def __init__(self, progress: Progress) -> None:
@@ -80,7 +80,7 @@ def train(
     main = int(os.environ.get("RANK", "0")) == 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[stats]}"), console=console, disable=not main) as progress:
-        result = fit(cfg, store, out, resume=resume, progress=_TrainProgress(progress))
+        result = fit(cfg, store, out, resume=resume, progress=TrainProgress(progress))
     if not main:
         return
     table = Table(title=f"usvid train: {cfg.model}", show_header=False)
