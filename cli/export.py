@@ -1,0 +1,45 @@
+"""``usvid export``: a checkpoint to ONNX or a TensorRT engine, with parity against PyTorch checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from usvid.cli.common import console, handle_errors
+
+
+@handle_errors
+def export(
+    checkpoint: Path = typer.Argument(..., help="usvid checkpoint (.pt) to export."),
+    format: str = typer.Option("onnx", "--format", help="onnx or tensorrt."),
+    out: Path = typer.Option(..., "--out", help="File to write (.onnx, or .engine for TensorRT)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision inside the graph (fp32 inputs/outputs)."),
+    max_batch: int = typer.Option(8, "--max-batch", help="TensorRT: largest batch of the optimisation profile."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (17 or newer)."),
+    workspace_mib: int = typer.Option(2048, "--workspace-mib", help="TensorRT builder workspace limit."),
+    sample: Path | None = typer.Option(None, "--sample", help="Image or video whose frames join the parity check."),
+) -> None:
+    """Export a checkpoint; the file is kept only if it matches PyTorch (fp32: 1e-4 on probabilities and mask)."""
+    from usvid.errors import require_file
+    from usvid.inference.export import ExportConfig, export_model
+
+    require_file(checkpoint, "checkpoint")
+    config = ExportConfig(format=format.lower(), fp16=fp16, max_batch=max_batch, opset=opset,
+                          workspace_mib=workspace_mib, sample=sample)
+    with console.status(f"exporting {checkpoint} to {config.format} ..."):
+        report = export_model(checkpoint, out, config)
+    table = Table(title=f"usvid export: {report.format} ({report.precision})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("written", str(report.path))
+    for extra in report.extra_files:
+        table.add_row("also", str(extra))
+    table.add_row("classes", ", ".join(report.info.class_names))
+    table.add_row("input", f"(B, {report.info.preprocess.in_channels}, {report.info.preprocess.size}, "
+                           f"{report.info.preprocess.size}) float32, preprocessed")
+    table.add_row("model hash", report.info.model_hash)
+    if report.parity is not None:
+        table.add_row("parity vs PyTorch", report.parity.describe())
+    table.add_row("time", f"{report.seconds:.1f} s")
+    console.print(table)

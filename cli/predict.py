@@ -1,0 +1,70 @@
+"""``usvid predict``: per-frame class and lesion box over recorded scans, with overlay videos and a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from usvid.cli.common import console, handle_errors, parse_ints
+
+
+@handle_errors
+def predict(
+    src: Path = typer.Argument(..., help="A video, a folder of videos / frame folders, or a dataset manifest.csv."),
+    model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)."),
+    out: Path = typer.Option(..., "--out", help="Folder for <video>.jsonl, <video>.overlay.mp4 and summary.csv."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Frames per forward pass."),
+    roi: str | None = typer.Option(None, "--roi", help="Fixed scan region x,y,w,h (default: detect per video)."),
+    detect_roi: bool = typer.Option(True, "--detect-roi/--full-frame",
+                                    help="Detect the scan region as `usvid extract` does, or use whole frames."),
+    smooth: float | None = typer.Option(None, "--smooth", help="EMA weight of the newest frame in (0, 1]; off by default."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability a lesion pixel must exceed."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write <video>.overlay.mp4."),
+    precision: str = typer.Option("auto", "--precision", help="Torch backend: auto, fp32, fp16 or bf16."),
+    threads: int | None = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: all cores)."),
+) -> None:
+    """Classify every frame and locate the lesion; exit code 1 if any video failed (the others still run)."""
+    from usvid.inference.postprocess import Roi
+    from usvid.inference.predict import PredictConfig, predict_videos
+
+    config = PredictConfig(
+        backend=backend, device=device, batch_size=batch_size, threshold=threshold, overlay=overlay,
+        roi=Roi(*parse_ints(roi, 4, "--roi", "40,60,600,400")) if roi else None, detect_roi=detect_roi,
+        smoothing=smooth,
+        precision=precision, threads=threads,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bars:
+        videos = bars.add_task("videos", total=None)
+        frames = bars.add_task("frames", total=None)
+        current = {"index": -1}
+
+        def on_progress(p) -> None:
+            if p.video_index != current["index"]:
+                current["index"] = p.video_index
+                bars.update(videos, total=p.num_videos, completed=p.video_index)
+                bars.reset(frames, total=p.frames_total, description=f"[cyan]{p.video}[/]")
+            bars.update(frames, completed=p.frames_done, total=p.frames_total)
+
+        report = predict_videos(src, model, out, config, progress=on_progress)
+    console.print(_table(report))
+    for failure in report.failures:
+        console.print(f"[bold red]failed:[/] {failure.error}", highlight=False, soft_wrap=True)
+    console.print(f"summary: {report.summary_csv}")
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def _table(report) -> Table:
+    table = Table(title=f"usvid predict ({report.backend})")
+    for col in ("video", "frames", "fps", "class", *(f"p({n})" for n in report.class_names), "lesion frames",
+                "frames/s"):
+        table.add_column(col, justify="left" if col in ("video", "class") else "right")
+    for r in report.results:
+        table.add_row(r.source.name, str(r.frames), f"{r.fps:.2f}", r.class_name,
+                      *(f"{p:.3f}" for p in r.mean_probs), f"{r.lesion_frames}", f"{r.frames_per_second:.1f}")
+    return table

@@ -1,0 +1,101 @@
+"""``usvid stream``: real-time class and lesion-box overlay on a live or recorded ultrasound feed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from usvid.cli.common import console, handle_errors, parse_ints
+
+
+@handle_errors
+def stream(
+    source: str = typer.Argument(
+        ..., help="/dev/videoN, rtsp://, udp://, http:// URL, video file, frame folder or DICOM."
+    ),
+    model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine."),
+    realtime: bool = typer.Option(
+        False, "--realtime", help="Play recorded sources at their native frame rate."
+    ),
+    record: Path | None = typer.Option(None, "--record", help="Write the overlaid stream as H.264 mp4."),
+    jsonl: Path | None = typer.Option(None, "--jsonl", help="Write per-frame predictions as JSON lines."),
+    serve: str | None = typer.Option(None, "--serve", help="Browser view at HOST:PORT, e.g. 127.0.0.1:8080."),
+    window: bool = typer.Option(False, "--window", help="Show an OpenCV window (needs a display)."),
+    stats: Path | None = typer.Option(
+        None, "--stats", help="Write frames, dropped, fps and latency to JSON."
+    ),
+    max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after N frames from the source."),
+    roi: str | None = typer.Option(
+        None, "--roi", help="Scan region x,y,w,h in source pixels (default: detect)."
+    ),
+    smoothing: bool = typer.Option(True, "--smoothing/--no-smoothing", help="Temporal smoothing (EMA)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+) -> None:
+    """Overlay lesion box, class and probability on every frame of a feed, live."""
+    from usvid.streaming import StreamConfig, run_stream
+
+    config = StreamConfig(
+        source=source,
+        model=model,
+        backend=backend,
+        device=device,
+        realtime=realtime,
+        record=record,
+        jsonl=jsonl,
+        serve=serve,
+        window=window,
+        stats=stats,
+        max_frames=max_frames,
+        roi=parse_ints(roi, 4, "--roi", "40,60,600,400") if roi else None,
+        smoothing=smoothing,
+    )
+    with Live(Text("opening source ..."), console=console, refresh_per_second=4, transient=True) as live:
+
+        def on_started(pipeline) -> None:
+            if pipeline.url:
+                console.print(f"browser view: [link={pipeline.url}]{pipeline.url}[/]")
+
+        def on_status(status) -> None:
+            s = status.stats
+            lat = (
+                "-"
+                if s.recent_latency_p50_ms is None
+                else f"{s.recent_latency_p50_ms:.1f}/{s.recent_latency_p95_ms:.1f} ms"
+            )
+            label = "-" if status.class_name is None else f"{status.class_name} {status.probability:.2f}"
+            live.update(
+                Text(
+                    f"{status.state.value} | {s.frames} frames | {s.recent_fps:.1f} fps | "
+                    f"latency p50/p95 {lat} | dropped {s.dropped} | {label}"
+                )
+            )
+
+        summary = run_stream(config, on_status=on_status, on_started=on_started)
+    console.print(_summary_table(summary))
+
+
+def _summary_table(summary) -> Table:
+    s = summary.stats
+    table = Table(title=f"usvid stream: stopped by {summary.stopped_by}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("frames (overlaid / captured)", f"{s.frames} / {s.captured}")
+    table.add_row("dropped (newest-frame policy)", str(s.dropped))
+    table.add_row("fps (sustained)", f"{s.fps:.1f}")
+    lat = s.latency_ms
+    if lat.p50 is not None:
+        table.add_row("latency p50 / p95 / p99", f"{lat.p50:.1f} / {lat.p95:.1f} / {lat.p99:.1f} ms")
+        table.add_row("network forward p50", f"{s.forward_ms.p50:.1f} ms")
+    if s.signal_lost_events:
+        table.add_row("signal lost / reconnects", f"{s.signal_lost_events} / {s.reconnects}")
+    for name, count in s.sink_dropped.items():
+        if count:
+            table.add_row(f"dropped by sink {name}", str(count))
+    for name, path in summary.outputs.items():
+        table.add_row(name, str(path))
+    return table

@@ -1,0 +1,156 @@
+"""Predictor interface: load_predictor by file type, shapes, torch/onnxruntime agreement, ROI, bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from usvid.errors import ConfigError, InputError, MissingDependencyError
+from usvid.inference import Prediction, Predictor, load_predictor
+from usvid.inference.ort_backend import OrtPredictor
+from usvid.inference.postprocess import Roi
+from usvid.inference.torch_backend import TorchPredictor
+
+from .conftest import CLASSES, SIZE
+
+
+def _frames(b=3, h=75, w=121, seed=0) -> torch.Tensor:
+    return torch.randint(0, 256, (b, 1, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_load_by_file_type(tiny_checkpoints, tiny_onnx, tmp_path):
+    torch_pred = load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu")
+    ort_pred = load_predictor(tiny_onnx["lanet_tiny"], device="cpu")
+    assert isinstance(torch_pred, TorchPredictor) and torch_pred.backend == "torch"
+    assert isinstance(ort_pred, OrtPredictor) and ort_pred.backend == "onnxruntime"
+    assert isinstance(torch_pred, Predictor) and isinstance(ort_pred, Predictor)
+    assert torch_pred.class_names == ort_pred.class_names == CLASSES
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 16)
+    with pytest.raises(MissingDependencyError, match="tensorrt|GPU"):
+        load_predictor(engine)
+    with pytest.raises(ConfigError, match="cannot run with backend 'onnxruntime'"):
+        load_predictor(tiny_checkpoints["lanet_tiny"], backend="onnxruntime")
+    with pytest.raises(ConfigError, match="unknown backend 'onnxrutnime'.*Did you mean 'onnxruntime'"):
+        load_predictor(tiny_onnx["lanet_tiny"], backend="onnxrutnime")
+
+
+def test_prediction_shapes_and_values(tiny_onnx):
+    pred = load_predictor(tiny_onnx["lanet_tiny"], device="cpu").predict(_frames())
+    assert isinstance(pred, Prediction) and len(pred) == 3
+    assert pred.probs.shape == (3, len(CLASSES)) and pred.probs.dtype == torch.float32
+    assert torch.allclose(pred.probs.sum(1), torch.ones(3), atol=1e-5)
+    assert pred.mask.shape == (3, 1, SIZE // 32, SIZE // 32)
+    assert ((pred.mask >= 0) & (pred.mask <= 1)).all()
+    assert len(pred.boxes) == 3 and len(pred.labels) == 3
+    for box in pred.boxes:
+        if box is not None:
+            assert 0 <= box.x and box.x + box.w <= 121 and 0 <= box.y and box.y + box.h <= 75
+    assert pred.timing.total_ms > 0 and pred.timing.inference_ms > 0
+    assert "probs=(3, 3)" in repr(pred)
+
+
+@pytest.mark.parametrize("name", ["lanet_tiny", "resnet_tiny_cls"])
+def test_torch_and_onnxruntime_agree(name, tiny_checkpoints, tiny_onnx):
+    frames = _frames(seed=1)
+    a = load_predictor(tiny_checkpoints[name], device="cpu").predict(frames)
+    b = load_predictor(tiny_onnx[name], device="cpu").predict(frames)
+    torch.testing.assert_close(a.probs, b.probs, atol=1e-4, rtol=0)
+    if name == "resnet_tiny_cls":
+        assert a.mask is None and b.mask is None and a.boxes == b.boxes == [None] * 3
+    else:
+        torch.testing.assert_close(a.mask, b.mask, atol=1e-4, rtol=0)
+
+
+def test_roi_equals_cropping_then_offsetting(tiny_onnx):
+    predictor = load_predictor(tiny_onnx["lanet_tiny"], device="cpu")
+    frames = _frames(b=2, h=90, w=140, seed=2)
+    roi = Roi(x=17, y=9, w=100, h=64)
+    full = predictor.predict(frames, roi)
+    crop = predictor.predict(frames[..., 9:73, 17:117].contiguous())
+    torch.testing.assert_close(full.probs, crop.probs)
+    for a, b in zip(full.boxes, crop.boxes):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a.x, a.y, a.w, a.h) == (b.x + 17, b.y + 9, b.w, b.h)
+
+
+def test_bad_frames_and_options(tiny_checkpoints, tiny_onnx, tmp_path):
+    predictor = load_predictor(tiny_onnx["lanet_tiny"], device="cpu")
+    with pytest.raises(InputError, match="uint8"):
+        predictor.predict(_frames().float())
+    with pytest.raises(InputError, match="uint8"):
+        predictor.predict(_frames()[0])
+    with pytest.raises(InputError, match=r"\(B, 1, H, W\)"):
+        predictor.predict(torch.zeros(2, 2, 40, 40, dtype=torch.uint8))
+    with pytest.raises(ConfigError, match="outside"):
+        predictor.predict(_frames(), Roi(100, 0, 50, 10))
+    with pytest.raises(ConfigError, match="threads"):
+        load_predictor(tiny_onnx["lanet_tiny"], threads=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(MissingDependencyError, match="CUDA"):
+            load_predictor(tiny_checkpoints["lanet_tiny"], device="cuda")
+        with pytest.raises(ConfigError, match="needs a CUDA device"):
+            load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu", precision="fp16")
+
+
+def test_bad_model_files(tmp_path):
+    with pytest.raises(InputError, match="nope.onnx"):
+        load_predictor(tmp_path / "nope.onnx")
+    weird = tmp_path / "model.bin"
+    weird.write_bytes(b"x")
+    with pytest.raises(InputError, match="unknown model file type '.bin'"):
+        load_predictor(weird)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x01garbage" * 50)
+    with pytest.raises(InputError, match="corrupt.onnx"):
+        load_predictor(corrupt)
+    bad_ckpt = tmp_path / "bad.pt"
+    bad_ckpt.write_bytes(b"nope")
+    with pytest.raises(InputError, match="bad.pt"):
+        load_predictor(bad_ckpt)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("precision", "cuda_graphs", "atol"), [("fp32", False, 1e-3), ("fp16", False, 2e-2),
+                                                                 ("bf16", False, 5e-2), ("fp16", True, 2e-2)])
+def test_torch_cuda_matches_cpu(precision, cuda_graphs, atol, tiny_checkpoints, cuda_device):
+    frames = _frames(b=4, seed=5)
+    ref = load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu").predict(frames)
+    gpu = load_predictor(tiny_checkpoints["lanet_tiny"], device=cuda_device, precision=precision,
+                         cuda_graphs=cuda_graphs)
+    for _ in range(2):  # the second call replays the captured graph
+        got = gpu.predict(frames)
+        torch.testing.assert_close(got.probs, ref.probs, atol=atol, rtol=0)
+        torch.testing.assert_close(got.mask, ref.mask, atol=atol, rtol=0)
+
+
+@pytest.mark.gpu
+def test_torch_cuda_compiled(tiny_checkpoints, cuda_device):
+    frames = _frames(b=2, seed=6)
+    ref = load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu").predict(frames)
+    got = load_predictor(tiny_checkpoints["lanet_tiny"], device=cuda_device, precision="fp32",
+                         compile=True).predict(frames)
+    torch.testing.assert_close(got.probs, ref.probs, atol=1e-3, rtol=0)
+
+
+def test_input_geometry_is_the_frame_store_letterbox(tiny_onnx):
+    """A raw frame predicts exactly like the same frame letterboxed by extraction (what training saw)."""
+    import numpy as np
+
+    from usvid.data.store import Letterbox
+
+    predictor = load_predictor(tiny_onnx["lanet_tiny"], device="cpu")
+    frames = _frames(b=2, h=75, w=121, seed=8)
+    stored = torch.from_numpy(Letterbox(121, 75, SIZE).frames(frames[:, 0].numpy()))[:, None]
+    assert (stored[:, :, :10] == 0).all()  # black letterbox padding above the picture
+    torch.testing.assert_close(predictor.predict(frames).probs, predictor.predict(stored).probs)
+    # blanking: pixels outside an ROI's mask do not reach the network
+    mask = np.ones((40, 60), np.uint8)
+    mask[:, :20] = 0
+    roi = Roi(10, 10, 60, 40, mask)
+    noisy = frames.clone()
+    noisy[..., 10:50, 10:30] = 255  # only inside the blanked part of the ROI
+    torch.testing.assert_close(predictor.predict(frames, roi).probs, predictor.predict(noisy, roi).probs)
+    assert not torch.allclose(predictor.predict(frames, Roi(10, 10, 60, 40)).probs,
+                              predictor.predict(noisy, Roi(10, 10, 60, 40)).probs)

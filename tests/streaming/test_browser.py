@@ -1,0 +1,70 @@
+"""The browser view in headless Chromium: load the page, screenshot it, check overlay pixels and status text.
+
+Skips when no ``chromium`` is installed (``.ci/setup-chromium.sh`` installs Debian's package).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from usvid.streaming import StreamConfig, StreamPipeline
+
+from .conftest import FakePredictor, SyntheticLiveReader
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/setup-chromium.sh)")
+
+
+def chromium(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{time.monotonic_ns()}"
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=2500",
+        *args,
+        url,
+    ]
+    return subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+
+
+def test_page_in_headless_chromium(tmp_path):
+    width, height = 320, 180
+    cfg = StreamConfig(
+        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", detect_roi=False
+    )
+    pipe = StreamPipeline(
+        cfg, FakePredictor(), reader=SyntheticLiveReader(fps=30, width=width, height=height)
+    )
+    pipe.start()
+    try:
+        shot = tmp_path / "page.png"
+        chromium(pipe.url, tmp_path, "--window-size=900,400", f"--screenshot={shot}")
+        dom = chromium(pipe.url, tmp_path, "--dump-dom").stdout.decode()
+    finally:
+        pipe.stop("test")
+        pipe.wait()
+    image = cv2.imread(str(shot))
+    assert image is not None, "chromium wrote no screenshot"
+    # The lesion box (middle half of the frame) drawn in the "malignant" colour, 160x90 px as served.
+    red = (np.abs(image.astype(int) - (50, 50, 235)).sum(axis=2) < 90).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(red)
+    widths = sorted(stats[1:, cv2.CC_STAT_WIDTH])
+    assert widths and abs(widths[-1] - width // 2) <= 6, stats
+    # The page's status line, filled in by its script from /status.json.
+    assert 'id="state" class="">live<' in dom
+    assert 'id="class">malignant<' in dom and 'id="probability">0.800<' in dom
+    assert " ms</b>" in dom.split('id="latency">', 1)[1].split("\n", 1)[0]

@@ -1,0 +1,401 @@
+"""Offline prediction over recorded scans: ``usvid predict SRC --model PATH --out DIR``.
+
+For every video, frames are decoded as grey ``uint8`` (the same conversion extraction uses), run through
+one :class:`~usvid.inference.predictor.Predictor` in batches, and written as
+
+- ``DIR/<video>.jsonl``: one line per frame: ``frame_index``, ``timestamp`` (seconds from the first frame),
+  ``class``, ``probabilities`` (name -> p), ``box`` (``[x, y, w, h]`` in source pixels, or ``null`` for no
+  lesion) and ``box_score``;
+- ``DIR/<video>.overlay.mp4``: H.264 at the source's average frame rate, drawn on the decoded grey frame
+  at its original size (odd widths or heights are padded by one edge pixel, which 4:2:0 H.264 requires);
+- ``DIR/summary.csv``: one row per video: the video-level class (argmax of the mean frame probabilities),
+  mean probabilities, frames with a lesion, the scan region used, and the error for videos that failed;
+- ``DIR/predict_config.json``: the resolved settings and model.
+
+The network sees each frame as it saw training frames from the frame store: the scan region (detected per
+video from its first frames with the video layer's detector, exactly as ``usvid extract`` does, or fixed
+with ``roi``; the whole frame when nothing moves) cropped, blanked outside the scan and letterboxed
+(:mod:`usvid.inference.geometry`). Boxes are always reported in full-frame pixels. Temporal smoothing (EMA
+of probabilities and boxes) is off by default so per-frame results stay the paper's.
+
+A video that cannot be read is reported and skipped; the others still run. Every output file is written
+atomically, so a failed or interrupted video leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from usvid.data.manifest import MANIFEST_NAME, read_manifest
+from usvid.errors import ConfigError, InputError, ProcessingError, UsvidError
+from usvid.inference.frames import IMAGE_SUFFIXES, FrameReader
+from usvid.inference.overlay import render_prediction
+from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi
+from usvid.inference.predictor import BasePredictor, load_predictor
+from usvid.inference.smoothing import EmaSmoother
+from usvid.io import atomic_path, write_json_atomic, write_text_atomic
+from usvid.video.roi import ROI_FRAMES
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".dcm")
+SUMMARY_NAME = "summary.csv"
+CONFIG_NAME = "predict_config.json"
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Settings of :func:`predict_videos`.
+
+    ``roi`` fixes the scan region for every video; otherwise ``detect_roi`` finds it per video from the
+    first ``roi_frames`` frames (as ``usvid extract`` does), or the whole frame is used.
+    ``smoothing`` is the EMA weight of the newest frame in (0, 1], or ``None`` for no smoothing.
+    ``precision``/``compile`` apply to checkpoints (torch), ``threads`` to onnxruntime.
+    """
+
+    backend: str = "auto"
+    device: str = "auto"
+    batch_size: int = 8
+    roi: Roi | None = None
+    detect_roi: bool = True
+    roi_frames: int = ROI_FRAMES
+    smoothing: float | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    overlay: bool = True
+    precision: str = "auto"
+    compile: bool = False
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.roi_frames < 2:
+            raise ConfigError(f"roi_frames must be at least 2, got {self.roi_frames}")
+        if self.smoothing is not None and not 0.0 < self.smoothing <= 1.0:
+            raise ConfigError(f"--smooth must lie in (0, 1] (weight of the newest frame), got {self.smoothing}")
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """One video to predict: ``name`` is the output file stem; ``label`` comes from a manifest, if any."""
+
+    name: str
+    path: Path
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What :func:`predict_video` wrote for one video, with its video-level class."""
+
+    source: VideoSource
+    frames: int
+    fps: float
+    width: int
+    height: int
+    class_name: str
+    mean_probs: tuple[float, ...]
+    lesion_frames: int
+    roi: Roi | None
+    roi_method: str
+    jsonl: Path
+    overlay: Path | None
+    seconds: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class VideoFailure:
+    source: VideoSource
+    error: str
+
+
+@dataclass(frozen=True)
+class PredictProgress:
+    """Reported after every batch: ``frames_total`` is ``None`` when the container does not say."""
+
+    video: str
+    video_index: int
+    num_videos: int
+    frames_done: int
+    frames_total: int | None
+
+
+@dataclass
+class PredictReport:
+    out: Path
+    backend: str
+    class_names: tuple[str, ...]
+    results: list[VideoResult] = field(default_factory=list)
+    failures: list[VideoFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.out / SUMMARY_NAME
+
+
+ProgressFn = Callable[[PredictProgress], None]
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def collect_sources(src: str | Path) -> list[VideoSource]:
+    """Videos named by ``src``.
+
+    ``src`` may be a video file (or DICOM cine), a dataset manifest (``manifest.csv`` or its folder), a
+    folder of frame images (one video), or a folder holding videos, DICOM files and/or frame folders.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise InputError(f"{src}: does not exist; give a video file, a folder of videos or a manifest.csv")
+    if src.is_dir() and (src / MANIFEST_NAME).is_file():
+        src = src / MANIFEST_NAME
+    if src.is_file() and src.suffix.lower() == ".csv":
+        return [VideoSource(v.video_id, v.path, v.label) for v in read_manifest(src)]
+    if src.is_file():
+        return [VideoSource(src.stem, src)]
+    entries = sorted(src.iterdir())
+    videos = [p for p in entries if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or _is_frame_folder(p)]
+    if not videos and _is_frame_folder(src):
+        return [VideoSource(src.name, src)]
+    if not videos:
+        raise InputError(f"{src}: no videos ({', '.join(VIDEO_SUFFIXES)}), frame folders or {MANIFEST_NAME} here")
+    sources, seen = [], set()
+    for path in videos:
+        name, n = path.stem, 2
+        while name in seen:  # a.mp4 and a.mov would write the same outputs
+            name, n = f"{path.stem}_{n}", n + 1
+        seen.add(name)
+        sources.append(VideoSource(name, path))
+    return sources
+
+
+def _is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+class _Mp4Writer:
+    """H.264 (libx264, yuv420p) writer for BGR frames at a fixed rate."""
+
+    def __init__(self, path: Path, fps: Fraction, width: int, height: int) -> None:
+        self.container = av.open(str(path), mode="w", format="mp4")
+        self.stream = self.container.add_stream("libx264", rate=fps)
+        self.stream.width, self.stream.height = width + width % 2, height + height % 2
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": "23", "preset": "veryfast"}
+        self.pad = (height % 2, width % 2)
+
+    def write(self, image: np.ndarray) -> None:
+        if any(self.pad):
+            image = np.pad(image, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def __enter__(self) -> _Mp4Writer:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if exc_type is None:  # flush the encoder only when the video is complete
+                for packet in self.stream.encode():
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+# ---------------------------------------------------------------------------------------------- prediction
+
+
+def _jsonl_line(index: int, stamp: float, names: tuple[str, ...], probs: torch.Tensor,
+                box: LesionBox | None) -> str:
+    k = int(probs.argmax())
+    return json.dumps({
+        "frame_index": index,
+        "timestamp": stamp,
+        "class": names[k],
+        "probabilities": {n: round(float(p), 6) for n, p in zip(names, probs.tolist())},
+        "box": None if box is None else [box.x, box.y, box.w, box.h],
+        "box_score": None if box is None else round(box.score, 6),
+    })
+
+
+def scan_region(source: VideoSource, config: PredictConfig) -> tuple[Roi | None, str]:
+    """The region the network sees, and how it was found (``fixed``, ``auto`` or ``full``).
+
+    ``auto`` runs the video layer's detector on the first ``config.roi_frames`` frames, as extraction
+    does; when it finds no moving scan region (a still clip, a single image) the whole frame is used.
+    """
+    if config.roi is not None:
+        return config.roi, "fixed"
+    if not config.detect_roi:
+        return None, "full"
+    from usvid.video.roi import MotionStats, region_from_stats
+
+    stats = MotionStats()
+    with FrameReader(source.path) as reader:
+        for frames, _ in reader.batches(min(32, config.roi_frames)):
+            stats.update(frames[:, 0].numpy())
+            if stats.count >= config.roi_frames:
+                break
+    if stats.count < 2:
+        return None, "full"
+    try:
+        region = region_from_stats(stats, source=str(source.path))
+    except ProcessingError as err:
+        log.warning("%s; using the whole frame", err)
+        return None, "full"
+    return Roi.from_scan_region(region), "auto"
+
+
+class _Outputs:
+    """The JSONL and overlay files of one video, written to temporary names and renamed only on success."""
+
+    def __init__(self, stack: ExitStack, out: Path, name: str, clip, overlay: bool) -> None:
+        self.jsonl_path = out / f"{name}.jsonl"
+        self.overlay_path = out / f"{name}.overlay.mp4" if overlay else None
+        self.lines = stack.enter_context(open(stack.enter_context(atomic_path(self.jsonl_path)), "w"))
+        self.writer = None
+        if self.overlay_path is not None:
+            tmp = stack.enter_context(atomic_path(self.overlay_path))
+            self.writer = stack.enter_context(_Mp4Writer(tmp, clip.fps, clip.width, clip.height))
+
+
+def predict_video(
+    predictor: BasePredictor,
+    source: VideoSource,
+    out: Path,
+    config: PredictConfig = PredictConfig(),
+    on_batch: Callable[[int, int | None], None] | None = None,
+) -> VideoResult:
+    """Predict every frame of one video and write its JSONL and overlay video into ``out``.
+
+    ``on_batch(frames_done, frames_total)`` is called after each batch.
+    """
+    start = time.perf_counter()
+    names = predictor.class_names
+    roi, roi_method = scan_region(source, config)
+    smoother = EmaSmoother(config.smoothing) if config.smoothing else None
+    sum_probs = torch.zeros(len(names), dtype=torch.float64)
+    count = lesion = 0
+    with ExitStack() as stack:
+        reader = stack.enter_context(FrameReader(source.path))
+        clip = reader.info
+        if roi is not None:
+            roi.check_inside(clip.width, clip.height)
+        files = _Outputs(stack, out, source.name, clip, config.overlay)
+        for frames, stamps in reader.batches(config.batch_size):
+            pred = predictor.predict(frames, roi)
+            for i in range(len(frames)):
+                probs, box = pred.probs[i], pred.boxes[i]
+                if smoother is not None:
+                    probs, box = smoother.update(probs, box)
+                files.lines.write(_jsonl_line(count, stamps[i], names, probs, box) + "\n")
+                if files.writer is not None:
+                    files.writer.write(render_prediction(frames[i, 0].numpy(), names, probs, box, roi=roi))
+                sum_probs += probs.double()
+                lesion += box is not None
+                count += 1
+            if on_batch is not None:
+                on_batch(count, clip.num_frames)
+        if count == 0:
+            raise ProcessingError(f"{source.path}: no frames could be decoded")
+    mean = (sum_probs / count).tolist()
+    return VideoResult(source, count, float(clip.fps), clip.width, clip.height, names[int(np.argmax(mean))],
+                       tuple(mean), lesion, roi, roi_method, files.jsonl_path, files.overlay_path,
+                       time.perf_counter() - start)
+
+
+def _summary_csv(report: PredictReport) -> str:
+    names = report.class_names
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video", "source", "status", "frames", "fps", "class", *(f"p_{n}" for n in names),
+                "lesion_frames", "lesion_fraction", "roi_method", "roi_x", "roi_y", "roi_w", "roi_h", "label", "error"])
+    for r in report.results:
+        w.writerow([r.source.name, str(r.source.path), "ok", r.frames, f"{r.fps:.6g}", r.class_name,
+                    *(f"{p:.6f}" for p in r.mean_probs), r.lesion_frames, f"{r.lesion_frames / r.frames:.6f}",
+                    r.roi_method, *((r.roi.x, r.roi.y, r.roi.w, r.roi.h) if r.roi else ("", "", "", "")),
+                    r.source.label or "", ""])
+    for f in report.failures:
+        w.writerow([f.source.name, str(f.source.path), "failed", "", "", "", *("" for _ in names), "", "",
+                    "", "", "", "", "", f.source.label or "", f.error])
+    return buf.getvalue()
+
+
+def _settings(config: PredictConfig) -> dict:
+    roi = config.roi
+    return {**{f.name: getattr(config, f.name) for f in fields(config) if f.name != "roi"},
+            "roi": None if roi is None else [roi.x, roi.y, roi.w, roi.h]}
+
+
+def predict_videos(
+    src: str | Path,
+    model_path: str | Path,
+    out: str | Path,
+    config: PredictConfig = PredictConfig(),
+    progress: ProgressFn | None = None,
+) -> PredictReport:
+    """Predict every video of ``src`` with the model at ``model_path``; write results into ``out``.
+
+    Args:
+        src: a video file, a folder of videos, or a dataset manifest (``manifest.csv`` or its folder).
+        model_path: a checkpoint (``.pt``), an ``.onnx`` file or a TensorRT engine.
+        out: output folder (created).
+        config: backend, batch size, ROI, smoothing, overlay settings.
+        progress: called with a :class:`PredictProgress` after every batch.
+    Returns:
+        A :class:`PredictReport`; videos that failed are in ``report.failures`` (the others still ran).
+    Raises:
+        InputError: when ``src`` or the model cannot be used at all.
+    """
+    sources = collect_sources(src)
+    predictor = load_predictor(model_path, config.backend, config.device, precision=config.precision,
+                               compile=config.compile, threads=config.threads, threshold=config.threshold)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{out}: cannot create the output folder ({err.strerror})") from None
+    write_json_atomic(out / CONFIG_NAME, {"src": str(src), "model": str(model_path), "backend": predictor.backend,
+                                          "class_names": list(predictor.class_names), **_settings(config),
+                                          "model_info": predictor.info.to_metadata()})
+    report = PredictReport(out, predictor.backend, predictor.class_names)
+    for index, source in enumerate(sources):
+        def on_batch(done: int, total: int | None, _name=source.name, _i=index) -> None:
+            if progress is not None:
+                progress(PredictProgress(_name, _i, len(sources), done, total))
+
+        try:
+            report.results.append(predict_video(predictor, source, out, config, on_batch))
+        except (UsvidError, av.FFmpegError, OSError, ValueError, RuntimeError) as err:
+            message = str(err) if str(source.path) in str(err) else f"{source.path}: {err}"
+            log.warning("skipping %s", message)
+            log.debug("failure details", exc_info=True)
+            report.failures.append(VideoFailure(source, message))
+    write_text_atomic(out / SUMMARY_NAME, _summary_csv(report))
+    return report

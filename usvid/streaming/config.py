@@ -1,0 +1,147 @@
+"""The one frozen description of a ``usvid stream`` run: :class:`StreamConfig`."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from usvid.errors import ConfigError
+from usvid.video.roi import ROI_FRAMES
+
+#: Default address of the browser view: loopback only, so nothing leaves the machine unless asked.
+DEFAULT_SERVE = "127.0.0.1:8080"
+
+
+class ServeAddress(NamedTuple):
+    host: str
+    port: int
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_serve_address(text: str) -> ServeAddress:
+    """Parse ``HOST:PORT`` (``127.0.0.1:8080``; port 0 picks a free port) or a bare ``PORT`` (loopback)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "127.0.0.1", text
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535 or (sep and not host):
+        raise ConfigError(
+            f"--serve: expected HOST:PORT such as {DEFAULT_SERVE} (port 0-65535, 0 = any free port), "
+            f"got '{text}'"
+        )
+    return ServeAddress(host.strip("[]"), port)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Everything ``usvid stream`` needs; the CLI builds one of these and nothing else.
+
+    Attributes:
+        source: ``/dev/videoN`` (V4L2 capture card), a network URL (``rtsp://``, ``udp://``, ``rtp://``,
+            ``srt://``, ``tcp://``, ``http(s)://``), a recorded video file, a folder of frame images or a
+            DICOM cine.
+        model: a checkpoint, ``.onnx`` file or TensorRT engine (see :func:`usvid.inference.load_predictor`).
+        backend, device: passed to ``load_predictor`` (``'auto'`` picks the fastest available backend).
+        realtime: play recorded sources (file, folder, DICOM) at their native frame rate and apply the live
+            newest-frame policy; otherwise every recorded frame is processed as fast as possible.
+            Live sources (device, network) are always real time.
+        record: H.264 mp4 of the overlaid frames, with the source's timestamps.
+        jsonl: per-frame predictions, one JSON object a line.
+        serve: ``HOST:PORT`` of the browser view (MJPEG + JSON status); loopback by default.
+        window: show an OpenCV window (needs a display and an OpenCV build with GUI support).
+        stats: write the run's statistics (frames, dropped, fps, latency percentiles) as JSON.
+        max_frames: stop after this many frames have been captured from the source (processed or dropped).
+        roi: fixed scan region ``(x, y, w, h)`` in source pixels; ``None`` detects it from the first frames.
+        detect_roi: when ``roi`` is ``None``, detect the scan region (``False`` infers on the whole frame).
+        roi_frames: how many frames the scan-region detector looks at per attempt (as ``usvid extract``;
+            inference runs on the whole frame until then, so the overlay starts at once).
+        smoothing: temporal smoothing of probabilities and boxes (on by default: no flicker in a live view).
+        smoothing_tau_s: time constant of the exponential smoothing, in seconds of source time, so the
+            smoothing means the same whatever the inference rate.
+        fps: frame rate for sources that carry none (image folders); ``None`` uses the source's own or 30.
+        open_timeout_s: how long opening a source may take before it counts as failed.
+        read_timeout_s: how long a live source may stay silent before it counts as lost.
+        reconnect_initial_s, reconnect_max_s: exponential backoff between reconnection attempts.
+    """
+
+    source: str
+    model: Path
+    backend: str = "auto"
+    device: str = "cpu"
+    realtime: bool = False
+    record: Path | None = None
+    jsonl: Path | None = None
+    serve: str | None = None
+    window: bool = False
+    stats: Path | None = None
+    max_frames: int | None = None
+    roi: tuple[int, int, int, int] | None = None
+    detect_roi: bool = True
+    roi_frames: int = ROI_FRAMES
+    smoothing: bool = True
+    smoothing_tau_s: float = 0.15
+    fps: float | None = None
+    open_timeout_s: float = 5.0
+    read_timeout_s: float = 1.0
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not str(self.source).strip():
+            raise ConfigError(
+                "stream source is empty; give a device, URL, video file, image folder or DICOM file"
+            )
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"--max-frames must be at least 1, got {self.max_frames}")
+        if self.roi is not None:
+            if (
+                len(self.roi) != 4
+                or self.roi[0] < 0
+                or self.roi[1] < 0
+                or self.roi[2] <= 0
+                or self.roi[3] <= 0
+            ):
+                raise ConfigError(f"--roi must be x,y,w,h with x, y >= 0 and w, h > 0, got {self.roi}")
+        if self.serve is not None:
+            parse_serve_address(self.serve)
+        if self.fps is not None and self.fps <= 0:
+            raise ConfigError(f"fps must be positive, got {self.fps}")
+        if self.roi_frames < 2:
+            raise ConfigError(
+                f"roi_frames must be at least 2 (detection looks for changing pixels), got {self.roi_frames}"
+            )
+        for name in (
+            "smoothing_tau_s",
+            "open_timeout_s",
+            "read_timeout_s",
+            "reconnect_initial_s",
+            "reconnect_max_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ConfigError("reconnect_max_s must be >= reconnect_initial_s")
+
+    @property
+    def serve_address(self) -> ServeAddress | None:
+        return None if self.serve is None else parse_serve_address(self.serve)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("model", "record", "jsonl", "stats"):
+            if out[key] is not None:
+                out[key] = str(out[key])
+        return out

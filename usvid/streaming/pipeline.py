@@ -1,0 +1,431 @@
+"""The stream: capture -> preprocess + inference -> overlay -> sinks, each stage in its own thread.
+
+Real-time policy: the capture thread puts every frame into a one-frame :class:`LatestSlot`; a frame the
+inference thread has not taken by the time the next one arrives is dropped and counted, so inference always
+works on the newest frame and no backlog (or memory) can build up. The same holds between inference and
+overlay. Each sink has its own bounded drop-oldest queue, so a slow disk or viewer never stalls inference.
+Recorded sources played as fast as possible (no ``--realtime``) are lossless instead: every frame is
+processed.
+
+Shutdown (end of a recorded source, ``max_frames``, SIGINT/SIGTERM, :meth:`StreamPipeline.stop`): capture
+stops, frames already captured run through, sinks drain their queues and finalise their files, and the run's
+statistics are returned (and written to ``stats`` when asked).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from usvid.errors import ProcessingError, UsvidError
+from usvid.io import write_json_atomic
+from usvid.streaming import overlay as stream_overlay
+from usvid.streaming.config import StreamConfig
+from usvid.streaming.queues import LatestSlot
+from usvid.streaming.results import FrameResult, OverlayFrame, StreamEvent
+from usvid.streaming.scan_region import ScanRegionTracker, model_input
+from usvid.streaming.server import BrowserView
+from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, Sink, SinkRunner, WindowSink
+from usvid.streaming.smoothing import TemporalSmoother
+from usvid.streaming.sources import CapturedFrame, CaptureWorker, FrameReader, SourceState, make_reader
+from usvid.streaming.stats import StatsSnapshot, StreamStats
+from usvid.video.roi import ScanRegion
+
+log = logging.getLogger(__name__)
+
+#: How often the "signal lost" screen is re-sent to live views while the source is away.
+IDLE_FRAME_INTERVAL_S = 0.5
+SINK_DRAIN_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """What the CLI's status line shows: the statistics so far and the latest answer."""
+
+    stats: StatsSnapshot
+    state: SourceState
+    class_name: str | None
+    probability: float | None
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """The end of a run: final statistics, why it stopped, and what was written where."""
+
+    stats: StatsSnapshot
+    stopped_by: str
+    class_names: tuple[str, ...]
+    outputs: dict[str, Path] = field(default_factory=dict)
+    url: str | None = None
+
+
+def build_sinks(
+    config: StreamConfig,
+    request_stop: Callable[[str], None],
+    stats: Callable[[], StatsSnapshot],
+    fps: float | None,
+) -> list[Sink]:
+    """The sinks ``config`` asks for (not opened yet)."""
+    sinks: list[Sink] = []
+    if config.record is not None:
+        sinks.append(Mp4Recorder(config.record, fps=fps))
+    if config.jsonl is not None:
+        sinks.append(JsonlWriter(config.jsonl))
+    if config.serve is not None:
+        sinks.append(BrowserView(config.serve_address, stats=stats))
+    if config.window:
+        sinks.append(WindowSink(request_stop))
+    return sinks
+
+
+class StreamPipeline:
+    """One stream run. ``predictor`` follows :class:`usvid.inference.Predictor` (``predict(frames, roi)``).
+
+    Use :meth:`run` (blocking, handles SIGINT/SIGTERM), or :meth:`start` + :meth:`wait` / :meth:`stop` from
+    another thread. ``reader`` and ``sinks`` default to what ``config`` names.
+    """
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        predictor,
+        *,
+        reader: FrameReader | None = None,
+        sinks: list[Sink] | None = None,
+    ) -> None:
+        self.config = config
+        self.predictor = predictor
+        self.class_names = tuple(predictor.info.class_names)
+        self.reader = reader or make_reader(config)
+        self.stats = StreamStats()
+        self._stop = threading.Event()
+        self._stop_reason = "end of source"
+        self._sinks_given = sinks
+        self.sinks: list[Sink] = []
+        self._runners: list[SinkRunner] = []
+        self._frames: LatestSlot[CapturedFrame] = LatestSlot()
+        self._results: LatestSlot[FrameResult] = LatestSlot()
+        self._state = SourceState.CONNECTING
+        self._signal_lost_events = 0
+        self._latest: FrameResult | None = None
+        self._errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        self._capture: CaptureWorker | None = None
+        self._signals = 0
+
+    # ---------------------------------------------------------------- public API
+    def start(self) -> None:
+        """Open the source and the sinks (clear errors here), then start every thread."""
+        self.reader.open()
+        lossless = not self.reader.live and not self.config.realtime
+        self._frames = LatestSlot(lossless=lossless)
+        self._results = LatestSlot(lossless=lossless)
+        self.sinks = (
+            self._sinks_given
+            if self._sinks_given is not None
+            else build_sinks(self.config, self.stop, self.snapshot, self.reader.fps or self.config.fps)
+        )
+        try:
+            for sink in self.sinks:
+                sink.open()
+        except BaseException:
+            self.reader.close()
+            for sink in self.sinks:
+                sink.close()
+            raise
+        self._runners = [SinkRunner(s) for s in self.sinks]
+        for runner in self._runners:
+            runner.start()
+        self._capture = CaptureWorker(
+            self.reader, self.config, self._frames.put, self._on_source_state, self._stop
+        )
+        self._threads = [
+            threading.Thread(target=self._guard, args=(self._infer_loop,), name="usvid-infer", daemon=True),
+            threading.Thread(
+                target=self._guard, args=(self._overlay_loop,), name="usvid-overlay", daemon=True
+            ),
+        ]
+        for t in self._threads:
+            t.start()
+        self._capture.start()
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask the stream to stop (thread-safe; the first reason wins)."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+            self._frames.close()
+
+    def wait(
+        self, on_status: Callable[[LiveStatus], None] | None = None, poll_s: float = 0.25
+    ) -> StreamSummary:
+        """Block until the stream ends, calling ``on_status`` every ``poll_s``; then finalise everything."""
+        if not self._threads:
+            raise RuntimeError("start() the pipeline before waiting for it")
+        overlay_thread = self._threads[1]
+        while overlay_thread.is_alive():
+            overlay_thread.join(poll_s)
+            if on_status is not None:
+                on_status(self.live_status())
+        return self._finish()
+
+    def run(
+        self,
+        on_status: Callable[[LiveStatus], None] | None = None,
+        on_started: Callable[[StreamPipeline], None] | None = None,
+    ) -> StreamSummary:
+        """:meth:`start`, then :meth:`wait`; SIGINT and SIGTERM stop it cleanly (a second one aborts)."""
+        restore = self._install_signal_handlers()
+        try:
+            self.start()
+            if on_started is not None:
+                on_started(self)
+            return self.wait(on_status)
+        finally:
+            restore()
+
+    @property
+    def url(self) -> str | None:
+        """The browser view's address, once started with ``serve``."""
+        view = next((s for s in self.sinks if isinstance(s, BrowserView)), None)
+        return view.url if view is not None else None
+
+    @property
+    def dropped(self) -> int:
+        return self._frames.dropped + self._results.dropped
+
+    def snapshot(self) -> StatsSnapshot:
+        cap = self._capture
+        span = 0.0
+        if cap is not None and cap.first_capture_at is not None and cap.last_capture_at is not None:
+            span = cap.last_capture_at - cap.first_capture_at
+        return self.stats.snapshot(
+            captured=cap.captured if cap else 0,
+            dropped=self.dropped,
+            capture_span_s=span,
+            sink_dropped={r.sink.name: r.dropped for r in self._runners},
+            reconnects=cap.reconnects if cap else 0,
+            signal_lost_events=self._signal_lost_events,
+            state=self._state.value,
+        )
+
+    def live_status(self) -> LiveStatus:
+        latest = self._latest
+        return LiveStatus(
+            self.snapshot(),
+            self._state,
+            latest.class_name if latest else None,
+            latest.probability if latest else None,
+        )
+
+    # ---------------------------------------------------------------- stages
+    def _guard(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as err:  # noqa: BLE001 - re-raised by wait() in the caller's thread
+            log.debug("stream stage failed", exc_info=True)
+            self._errors.append(err)
+            self.stop("error")
+            self._results.close()
+
+    def _infer_loop(self) -> None:
+        smoother = TemporalSmoother(self.config.smoothing_tau_s) if self.config.smoothing else None
+        tracker = ScanRegionTracker(
+            self.config.roi, self.config.detect_roi, self.config.roi_frames, on_change=self._on_roi
+        )
+        last_key = None
+        try:
+            while True:
+                frame = self._frames.get(timeout=0.2)
+                if frame is None:
+                    if self._frames.closed:
+                        return
+                    continue
+                key = (frame.segment, frame.size)
+                if smoother is not None and key != last_key:
+                    smoother.reset()  # a new connection or frame size: the old state describes another scene
+                last_key = key
+                result = self._infer(frame, tracker.update(frame.grey), smoother)
+                self._results.put(result)
+        finally:
+            tracker.close()
+            self._results.close()
+
+    def _infer(
+        self, frame: CapturedFrame, region: ScanRegion | None, smoother: TemporalSmoother | None
+    ) -> FrameResult:
+        t0 = time.perf_counter()
+        grey, roi = model_input(frame.grey, region)
+        pred = self.predictor.predict(torch.from_numpy(grey)[None, None], roi)
+        predict_ms = (time.perf_counter() - t0) * 1e3
+        raw_probs = pred.probs[0].numpy().astype(np.float32)
+        raw_box = pred.boxes[0]
+        box = None if raw_box is None else tuple(float(v) for v in raw_box.as_xyxy())
+        score = 0.0 if raw_box is None else raw_box.score
+        probs = raw_probs
+        if smoother is not None:
+            probs, box, score = smoother.update(frame.pts_seconds, raw_probs, box, score)
+        return FrameResult(
+            frame,
+            self.class_names,
+            probs,
+            box,
+            score,
+            raw_probs,
+            raw_box,
+            roi,
+            pred.timing.inference_ms,
+            predict_ms,
+            (t0 - frame.captured_at) * 1e3,
+        )
+
+    def _overlay_loop(self) -> None:
+        status_line, status_at = "", 0.0
+        last_image: np.ndarray | None = None
+        idle_at = 0.0
+        while True:
+            result = self._results.get(timeout=0.1)
+            now = time.perf_counter()
+            if result is None:
+                if self._results.closed:
+                    return
+                if (
+                    self._state is SourceState.SIGNAL_LOST
+                    and last_image is not None
+                    and now - idle_at >= IDLE_FRAME_INTERVAL_S
+                ):
+                    idle_at = now
+                    self._dispatch(
+                        OverlayFrame(stream_overlay.draw_signal_lost(last_image), None, 0.0, self._state),
+                        idle=True,
+                    )
+                continue
+            if now - status_at >= 0.5:
+                snap = self.snapshot()
+                status_line = stream_overlay.status_text(
+                    snap.recent_fps, snap.recent_latency_p50_ms, snap.recent_latency_p95_ms, snap.dropped
+                )
+                status_at = now
+            image = stream_overlay.render_result(result, status_line)
+            done = time.perf_counter()
+            latency_ms = (done - result.frame.captured_at) * 1e3
+            self.stats.record(latency_ms, result.forward_ms, done)
+            self._latest = result
+            last_image = result.frame.image
+            self._dispatch(OverlayFrame(image, result, latency_ms, SourceState.LIVE))
+
+    def _dispatch(self, item: OverlayFrame | StreamEvent, idle: bool = False) -> None:
+        for runner in self._runners:
+            if not idle or runner.sink.wants_idle_frames:
+                runner.offer(item)
+
+    # ---------------------------------------------------------------- callbacks and shutdown
+    def _on_source_state(self, state: SourceState, message: str) -> None:
+        previous, self._state = self._state, state
+        if state is SourceState.SIGNAL_LOST:
+            self._signal_lost_events += 1
+            log.warning("signal lost from %s: %s", self.config.source, message)
+            self._dispatch(StreamEvent("signal_lost", message))
+        elif state is SourceState.LIVE and previous is SourceState.SIGNAL_LOST:
+            log.info("signal back from %s: %s", self.config.source, message)
+            self._dispatch(StreamEvent("reconnected", message))
+        elif state is SourceState.ENDED:
+            self._frames.close()  # lets inference finish the frame in hand, then the stages wind down
+
+    def _on_roi(self, region: ScanRegion | None, why: str) -> None:
+        box = None if region is None else region.box
+        log.info("scan region %s: %s", why, box)
+        self._dispatch(StreamEvent("roi", f"{why}: {box}"))
+
+    def _finish(self) -> StreamSummary:
+        if (
+            self.config.max_frames is not None
+            and self._capture is not None
+            and self._capture.captured >= self.config.max_frames
+            and not self._stop.is_set()
+        ):
+            self._stop_reason = "max frames"
+        self._stop.set()
+        self._frames.close()
+        if self._capture is not None:
+            self._capture.join(self.config.read_timeout_s + 2.0)
+        for t in self._threads:
+            t.join(5.0)
+        self._dispatch(StreamEvent("stopped", self._stop_reason))
+        for runner in self._runners:
+            runner.finish(SINK_DRAIN_TIMEOUT_S)
+        errors = self._errors + [
+            e for e in (self._capture.error if self._capture else None,) if e is not None
+        ]
+        sink_errors = [r.error for r in self._runners if r.error is not None]
+        snap = self.snapshot()
+        if self.config.stats is not None:
+            write_json_atomic(
+                self.config.stats,
+                {
+                    **snap.to_dict(),
+                    "stopped_by": self._stop_reason,
+                    "source": self.config.source,
+                    "model": str(self.config.model),
+                    "class_names": list(self.class_names),
+                },
+            )
+        if errors:
+            err = errors[0]
+            if isinstance(err, UsvidError):
+                raise err
+            raise ProcessingError(f"stream failed: {type(err).__name__}: {err}") from err
+        if sink_errors:
+            raise ProcessingError(f"a sink failed: {type(sink_errors[0]).__name__}: {sink_errors[0]}")
+        outputs = {
+            name: path
+            for name, path in (
+                ("record", self.config.record),
+                ("jsonl", self.config.jsonl),
+                ("stats", self.config.stats),
+            )
+            if path is not None
+        }
+        return StreamSummary(snap, self._stop_reason, self.class_names, outputs, self.url)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, _frame) -> None:
+            self._signals += 1
+            if self._signals > 1:
+                raise KeyboardInterrupt  # a second signal: stop waiting for a clean finish
+            self.stop(f"signal {signal.Signals(signum).name}")
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+
+def run_stream(
+    config: StreamConfig,
+    *,
+    on_status: Callable[[LiveStatus], None] | None = None,
+    on_started: Callable[[StreamPipeline], None] | None = None,
+) -> StreamSummary:
+    """Load ``config.model`` and run the stream until the source ends, ``max_frames``, or SIGINT/SIGTERM."""
+    from usvid.inference.predictor import load_predictor
+
+    reader = make_reader(config)  # a missing file or unknown scheme fails here, before the model loads
+    predictor = load_predictor(config.model, config.backend, config.device)
+    if hasattr(predictor, "warmup"):
+        predictor.warmup()  # lazy initialisation would otherwise land in the first frames' latency
+    return StreamPipeline(config, predictor, reader=reader).run(on_status=on_status, on_started=on_started)

@@ -1,0 +1,112 @@
+"""Typed containers the stream's stages hand each other: frame results, overlaid frames, events."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from usvid.inference.postprocess import LesionBox, Roi
+from usvid.streaming.sources import CapturedFrame, SourceState
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The model's answer for one captured frame.
+
+    Attributes:
+        frame: the captured frame.
+        class_names: the ``K`` class names, in ``probs`` order.
+        probs: ``(K,)`` float32 in [0, 1], what is shown (smoothed when smoothing is on).
+        box: ``(x0, y0, x1, y1)`` in frame pixels, what is shown, or ``None`` for "no lesion".
+        box_score: the shown box's score in [0, 1] (0 without a box).
+        raw_probs: ``(K,)`` float32, the model's own output for this frame.
+        raw_box: the model's own box for this frame (frame pixels), or ``None``.
+        roi: the scan region the model saw, or ``None`` for the whole frame.
+        forward_ms: the network forward alone, as the predictor timed it.
+        predict_ms: ROI blanking and the whole predict call (preprocess, forward, post-process).
+        queued_ms: how long the frame waited between capture and the start of inference.
+    """
+
+    frame: CapturedFrame
+    class_names: tuple[str, ...]
+    probs: np.ndarray
+    box: tuple[float, float, float, float] | None
+    box_score: float
+    raw_probs: np.ndarray
+    raw_box: LesionBox | None
+    roi: Roi | None
+    forward_ms: float
+    predict_ms: float
+    queued_ms: float = 0.0
+
+    @property
+    def class_index(self) -> int:
+        return int(np.argmax(self.probs))
+
+    @property
+    def class_name(self) -> str:
+        return self.class_names[self.class_index]
+
+    @property
+    def probability(self) -> float:
+        return float(self.probs[self.class_index])
+
+    def __repr__(self) -> str:
+        return (
+            f"FrameResult(index={self.frame.index}, class={self.class_name!r}, p={self.probability:.3f}, "
+            f"box={self.box}, forward_ms={self.forward_ms:.1f})"
+        )
+
+
+@dataclass(frozen=True)
+class OverlayFrame:
+    """An overlaid frame ready for the sinks.
+
+    ``image`` is ``(H, W, 3)`` uint8 BGR. ``result`` is ``None`` for the "signal lost" screens shown while a
+    live source is away. ``latency_ms`` runs from capture to overlay ready.
+    """
+
+    image: np.ndarray
+    result: FrameResult | None
+    latency_ms: float
+    state: SourceState
+
+    def record(self) -> dict:
+        """The JSONL line of this frame."""
+        r = self.result
+        if r is None:
+            return {"event": "signal_lost_frame"}
+        raw = r.raw_box
+        return {
+            "frame": r.frame.index,
+            "pts_seconds": round(r.frame.pts_seconds, 6),
+            "class": r.class_name,
+            "probability": round(r.probability, 6),
+            "probs": {name: round(float(p), 6) for name, p in zip(r.class_names, r.probs, strict=True)},
+            "box": None if r.box is None else [round(v, 2) for v in r.box],
+            "box_score": round(r.box_score, 6),
+            "raw_probs": {
+                name: round(float(p), 6) for name, p in zip(r.class_names, r.raw_probs, strict=True)
+            },
+            "raw_box": None if raw is None else list(raw.as_xyxy()),
+            "raw_box_score": None if raw is None else round(raw.score, 6),
+            "roi": None if r.roi is None else [r.roi.x, r.roi.y, r.roi.w, r.roi.h],
+            "latency_ms": round(self.latency_ms, 3),
+            "forward_ms": round(r.forward_ms, 3),
+            "predict_ms": round(r.predict_ms, 3),
+            "queued_ms": round(r.queued_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A change of the stream's state, e.g. ``signal_lost``, ``reconnected``, ``roi``, ``stopped``."""
+
+    kind: str
+    message: str
+    wall_time: float = field(default_factory=time.time)
+
+    def record(self) -> dict:
+        return {"event": self.kind, "message": self.message, "wall_time": round(self.wall_time, 3)}

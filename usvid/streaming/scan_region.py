@@ -1,0 +1,165 @@
+"""Which part of each frame the model sees: a fixed ``--roi`` or the scan region detected from the stream.
+
+Detection is :mod:`usvid.video.roi`'s (the same as ``usvid extract``, so the model sees frames cropped and
+blanked as in training): it needs a few seconds of frames, because the scan is the part that changes.
+The tracker hands frames to a background thread that accumulates motion statistics; inference uses the
+whole frame until the region is known, so the overlay starts at once. When detection fails (a frozen
+image, say) it tries again on the next frames. When the frame size changes (a capture card switching
+mode, a reconnection at another resolution) the region is detected again, and a fixed one re-checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from usvid.errors import InputError
+from usvid.inference.postprocess import Roi
+from usvid.video.roi import (
+    ROI_FRAMES,
+    ROI_STRIDE,
+    MotionStats,
+    ScanRegion,
+    fixed_scan_region,
+    region_from_stats,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ScanRegionTracker:
+    """Call :meth:`update` with every frame that goes to the model; it returns the region to use.
+
+    Args:
+        fixed: ``(x, y, w, h)`` from ``--roi`` (checked against every new frame size), or ``None``.
+        detect: detect the region when ``fixed`` is ``None`` (else the whole frame is used).
+        frames_needed: frames offered to the detector per attempt (every ``ROI_STRIDE``-th is used).
+        on_change: called with the new region (``None`` = whole frame) and a reason.
+    """
+
+    def __init__(
+        self,
+        fixed: tuple[int, int, int, int] | None,
+        detect: bool = True,
+        frames_needed: int = ROI_FRAMES,
+        on_change: Callable[[ScanRegion | None, str], None] | None = None,
+    ) -> None:
+        self.fixed = fixed
+        self.detect = detect and fixed is None
+        self.frames_needed = frames_needed
+        self.on_change = on_change or (lambda region, why: None)
+        self.region: ScanRegion | None = None
+        self._size: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._detector: _Detector | None = None
+
+    def update(self, grey: np.ndarray) -> ScanRegion | None:
+        """``grey``: ``(H, W)`` uint8 frame (not modified, kept by reference until used)."""
+        size = (grey.shape[1], grey.shape[0])
+        if size != self._size:
+            self._new_size(size)
+        if self._detector is not None:
+            self._detector.offer(grey)
+        with self._lock:
+            return self.region
+
+    def close(self) -> None:
+        if self._detector is not None:
+            self._detector.stop()
+            self._detector = None
+
+    def _new_size(self, size: tuple[int, int]) -> None:
+        changed = self._size is not None
+        self._size = size
+        self.close()
+        with self._lock:
+            self.region = None
+        if self.fixed is not None:
+            try:
+                region = fixed_scan_region(self.fixed, *size)
+            except InputError as err:
+                raise InputError(
+                    f"{err}{' (the frame size changed during the stream)' if changed else ''}"
+                ) from None
+            with self._lock:
+                self.region = region
+            self.on_change(region, "fixed --roi")
+        elif self.detect:
+            if changed:
+                log.info("frame size changed to %dx%d; detecting the scan region again", *size)
+                self.on_change(None, "frame size changed, detecting again")
+            self._detector = _Detector(size, self.frames_needed, self._found)
+
+    def _found(self, size: tuple[int, int], region: ScanRegion) -> None:
+        with self._lock:
+            if size != self._size:
+                return  # the frame size changed while detecting; another detector is at work
+            self.region = region
+        self.on_change(region, "detected")
+
+
+class _Detector:
+    """Background thread accumulating :class:`MotionStats` until a region is found (then it exits)."""
+
+    def __init__(self, size: tuple[int, int], frames_needed: int, found: Callable) -> None:
+        self.size = size
+        self.frames_needed = frames_needed
+        self.found = found
+        # Frames are only read here; a full queue just means detection samples fewer of them.
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=4)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="usvid-roi", daemon=True)
+        self._thread.start()
+
+    def offer(self, grey: np.ndarray) -> None:
+        if not self._done.is_set():
+            try:
+                self._queue.put_nowait(grey)
+            except queue.Full:
+                pass
+
+    def stop(self) -> None:
+        self._done.set()
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def _run(self) -> None:
+        stats, warned = MotionStats(stride=ROI_STRIDE), False
+        while not self._done.is_set():
+            grey = self._queue.get()
+            if grey is None:
+                return
+            stats.update(grey[None])
+            if stats.seen < self.frames_needed:
+                continue
+            try:
+                region = region_from_stats(stats, "stream")
+            except Exception as err:  # noqa: BLE001 - detection failing just means "whole frame for now"
+                if not warned:
+                    log.warning("%s; inferring on the whole frame and trying again", err)
+                    warned = True
+                stats = MotionStats(stride=ROI_STRIDE)
+                continue
+            self._done.set()
+            self.found(self.size, region)
+
+
+def model_input(grey: np.ndarray, region: ScanRegion | None) -> tuple[np.ndarray, Roi | None]:
+    """The frame and ROI to give the predictor: blanked outside the scan, as ``usvid extract`` stores frames.
+
+    ``grey`` ``(H, W)`` uint8 is copied only when the region blanks some of its pixels.
+    """
+    if region is None:
+        return grey, None
+    roi = Roi(region.x, region.y, region.w, region.h)
+    if not region.blanks:
+        return grey, roi
+    out = grey.copy()
+    out[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w] *= region.mask
+    return out, roi

@@ -1,0 +1,247 @@
+"""The browser view of a stream: ``--serve 127.0.0.1:8080``.
+
+A small page with the overlaid video as MJPEG (``/stream.mjpg``: plain ``<img>``, no script needed for the
+video) and a status line (class, probability, latency, fps, dropped, source state) that polls
+``/status.json``. Also ``/frame.jpg``, the latest overlaid frame. Built on the standard library's
+``ThreadingHTTPServer``; binds to loopback by default (a non-loopback host is allowed but logged).
+
+JPEG encoding happens in the handler threads, only while someone watches, and once per frame however many
+viewers there are; the stream's own sink thread only swaps a reference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from usvid.errors import InputError
+from usvid.streaming.config import ServeAddress
+from usvid.streaming.results import OverlayFrame, StreamEvent
+from usvid.streaming.sinks import Sink
+from usvid.streaming.stats import StatsSnapshot
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "usvidframe"
+JPEG_QUALITY = 80
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>usvid stream</title>
+<style>
+ body { margin: 0; background: #111; color: #eee; font: 16px/1.4 system-ui, sans-serif; }
+ #status { padding: 6px 10px; background: #222; white-space: nowrap; }
+ #status b { color: #fff; }
+ #video { display: block; max-width: 100vw; max-height: calc(100vh - 40px); }
+ .lost { color: #f44; font-weight: bold; }
+</style></head>
+<body>
+<div id="status">state <b id="state">connecting</b> | class <b id="class">-</b>
+ | probability <b id="probability">-</b> | latency <b id="latency">-</b>
+ | <span id="fps">-</span> fps | dropped <span id="dropped">0</span></div>
+<img id="video" src="/stream.mjpg" alt="overlaid ultrasound stream">
+<script>
+const $ = (id) => document.getElementById(id);
+async function poll() {
+  try {
+    const s = await (await fetch("/status.json", {cache: "no-store"})).json();
+    $("state").textContent = s.state;
+    $("state").className = s.state === "signal lost" ? "lost" : "";
+    $("class").textContent = s.class ?? "-";
+    $("probability").textContent = s.probability == null ? "-" : s.probability.toFixed(3);
+    $("latency").textContent = s.latency_ms == null ? "-" : s.latency_ms.toFixed(1) + " ms";
+    $("fps").textContent = s.fps.toFixed(1);
+    $("dropped").textContent = s.dropped;
+  } catch (e) { $("state").textContent = "disconnected"; }
+  setTimeout(poll, 250);
+}
+poll();
+</script>
+</body></html>
+"""
+
+
+class _Latest:
+    """The newest overlaid frame and its lazily encoded JPEG, shared by the handler threads."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.seq = 0
+        self.frame: OverlayFrame | None = None
+        self.state = "connecting"
+        self.closed = False
+        self._jpeg: tuple[int, bytes] | None = None
+
+    def publish(self, frame: OverlayFrame) -> None:
+        with self.cond:
+            self.frame = frame
+            self.state = frame.state.value
+            self.seq += 1
+            self.cond.notify_all()
+
+    def jpeg(self) -> tuple[int, bytes] | None:
+        import cv2
+
+        with self.cond:
+            frame, seq, cached = self.frame, self.seq, self._jpeg
+        if frame is None:
+            return None
+        if cached is not None and cached[0] == seq:
+            return cached
+        ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            return None
+        encoded = (seq, buf.tobytes())
+        with self.cond:
+            if self._jpeg is None or self._jpeg[0] < seq:
+                self._jpeg = encoded
+        return encoded
+
+    def wait_newer(self, seq: int, timeout: float) -> bool:
+        with self.cond:
+            if self.seq <= seq and not self.closed:
+                self.cond.wait(timeout)
+            return self.seq > seq
+
+
+class BrowserView(Sink):
+    """Serves the page, the MJPEG stream and the JSON status while the stream runs."""
+
+    name = "serve"
+    queue_size = 1
+    wants_idle_frames = True
+
+    def __init__(self, address: ServeAddress, stats: Callable[[], StatsSnapshot] | None = None) -> None:
+        self.address = address
+        self.stats = stats
+        self.latest = _Latest()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2] if self._server else self.address
+        return f"http://{host}:{port}/"
+
+    def open(self) -> None:
+        try:
+            server = ThreadingHTTPServer((self.address.host, self.address.port), _handler_for(self))
+        except OSError as err:
+            raise InputError(
+                f"--serve {self.address.host}:{self.address.port}: cannot listen there ({err}); "
+                "pick another port (or 0 for any free one)"
+            ) from None
+        server.daemon_threads = True
+        if not self.address.is_loopback:
+            log.warning(
+                "serving on %s, reachable from other machines; use 127.0.0.1 to keep it local",
+                self.address.host,
+            )
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="usvid-http", daemon=True
+        )
+        self._thread.start()
+        log.info("browser view on %s", self.url)
+
+    def write(self, frame: OverlayFrame) -> None:
+        self.latest.publish(frame)
+
+    def event(self, event: StreamEvent) -> None:
+        if event.kind in ("signal_lost", "reconnected"):
+            with self.latest.cond:
+                self.latest.state = "signal lost" if event.kind == "signal_lost" else "live"
+
+    def status(self) -> dict:
+        """The ``/status.json`` document."""
+        with self.latest.cond:
+            frame, state = self.latest.frame, self.latest.state
+        snap = self.stats() if self.stats else None
+        result = frame.result if frame is not None else None
+        return {
+            "state": state,
+            "frame": None if result is None else result.frame.index,
+            "class": None if result is None else result.class_name,
+            "probability": None if result is None else round(result.probability, 4),
+            "probs": None
+            if result is None
+            else {n: round(float(p), 4) for n, p in zip(result.class_names, result.probs, strict=True)},
+            "box": None if result is None or result.box is None else [round(v, 1) for v in result.box],
+            "latency_ms": None if result is None else round(frame.latency_ms, 2),
+            "fps": snap.recent_fps if snap else 0.0,
+            "latency_p50_ms": snap.recent_latency_p50_ms if snap else None,
+            "latency_p95_ms": snap.recent_latency_p95_ms if snap else None,
+            "frames": snap.frames if snap else 0,
+            "dropped": snap.dropped if snap else 0,
+        }
+
+    def close(self) -> None:
+        with self.latest.cond:
+            self.latest.closed = True
+            self.latest.cond.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _handler_for(view: BrowserView) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "usvid"
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+            log.debug("http %s: " + format, self.address_string(), *args)
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            path = self.path.split("?", 1)[0]
+            try:
+                if path in ("/", "/index.html"):
+                    self._send(PAGE.encode(), "text/html; charset=utf-8")
+                elif path == "/status.json":
+                    self._send(json.dumps(view.status()).encode(), "application/json")
+                elif path == "/frame.jpg":
+                    encoded = view.latest.jpeg()
+                    if encoded is None:
+                        self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
+                    else:
+                        self._send(encoded[1], "image/jpeg")
+                elif path == "/stream.mjpg":
+                    self._stream()
+                else:
+                    self.send_error(HTTPStatus.NOT_FOUND)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the viewer went away
+
+        def _send(self, body: bytes, content_type: str) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _stream(self) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            seq = 0
+            while not view.latest.closed:
+                if not view.latest.wait_newer(seq, timeout=0.5):
+                    continue
+                encoded = view.latest.jpeg()
+                if encoded is None:
+                    continue
+                seq, jpeg = encoded
+                self.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
+                    + jpeg
+                    + b"\r\n"
+                )
+                self.wfile.flush()
+
+    return Handler

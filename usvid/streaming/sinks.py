@@ -1,0 +1,292 @@
+"""Where overlaid frames go: an H.264 mp4, a JSONL log, an OpenCV window (the browser view is in ``server``).
+
+Each sink runs in its own :class:`SinkRunner` thread behind a :class:`DropOldestQueue`, so a slow disk or
+window can only lose its own frames (counted per sink), never stall inference. :meth:`Sink.open` runs in the
+caller's thread before the stream starts, so a bad path or a missing display is reported up front.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from usvid.errors import InputError, MissingDependencyError
+from usvid.streaming.queues import Closed, DropOldestQueue
+from usvid.streaming.results import OverlayFrame, StreamEvent
+
+log = logging.getLogger(__name__)
+
+
+class Sink(ABC):
+    """One output of the stream. ``write`` and ``event`` are called from the sink's own thread only."""
+
+    name: str = "sink"
+    #: Items the sink may fall behind by before its oldest ones are dropped.
+    queue_size: int = 4
+    #: Whether the sink also wants the "signal lost" frames shown while the source is away.
+    wants_idle_frames: bool = False
+
+    def open(self) -> None:
+        """Check the sink can work (paths, display); called before the stream starts."""
+
+    @abstractmethod
+    def write(self, frame: OverlayFrame) -> None: ...
+
+    def event(self, event: StreamEvent) -> None:
+        """A state change of the stream (signal lost, reconnected, stopped)."""
+
+    def close(self) -> None:
+        """Finalise outputs; called once, after the last ``write``."""
+
+
+class SinkRunner(threading.Thread):
+    """Feeds one sink from a bounded queue in its own thread; ``offer`` never blocks."""
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__(name=f"usvid-sink-{sink.name}", daemon=True)
+        self.sink = sink
+        self.queue: DropOldestQueue[OverlayFrame | StreamEvent] = DropOldestQueue(sink.queue_size)
+        self.error: BaseException | None = None
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped
+
+    def offer(self, item: OverlayFrame | StreamEvent) -> None:
+        if self.error is None:
+            try:
+                self.queue.put(item)
+            except Closed:
+                pass  # the sink is finishing; late items (a last state change) are not needed
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.queue.get(timeout=0.5)
+                if item is None:
+                    if self.queue.closed:
+                        break
+                    continue
+                if isinstance(item, StreamEvent):
+                    self.sink.event(item)
+                else:
+                    self.sink.write(item)
+        except BaseException as err:  # noqa: BLE001 - reported by the pipeline; other sinks go on
+            log.error("sink %s failed: %s", self.sink.name, err)
+            self.error = err
+        finally:
+            try:
+                self.sink.close()
+            except BaseException as err:  # noqa: BLE001
+                log.error("closing sink %s failed: %s", self.sink.name, err)
+                self.error = self.error or err
+
+    def finish(self, timeout: float) -> None:
+        """Let the sink drain what it has queued, then close it."""
+        self.queue.close()
+        self.join(timeout)
+        if self.is_alive():
+            log.warning("sink %s did not finish within %.1f s", self.sink.name, timeout)
+
+
+def _check_writable(path: Path, option: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{option} {path}: folder {parent} is not writable")
+    return path
+
+
+class Mp4Recorder(Sink):
+    """H.264 mp4 of the overlaid frames with the source's timestamps (variable frame rate when frames drop).
+
+    Written as *fragmented* mp4 (a self-contained fragment per keyframe interval), so the file is playable
+    whatever ends the process: a clean stop finalises it, and even a hard kill leaves every finished fragment
+    readable. Frames are padded to even sizes (4:2:0 needs them) and later frames of another size are
+    resized to the first one's.
+    """
+
+    name = "record"
+    queue_size = 8
+
+    def __init__(self, path: Path, fps: float | None = None, keyframe_s: float = 2.0, crf: int = 23) -> None:
+        self.path = Path(path)
+        self.fps = fps or 30.0
+        self.keyframe_s = keyframe_s
+        self.crf = crf
+        self.frames_written = 0
+        self._container = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None
+        self._t0: float | None = None
+        self._last_pts = -1
+
+    def open(self) -> None:
+        _check_writable(self.path, "--record")
+        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+            raise InputError(f"--record {self.path}: expected an .mp4 file name")
+
+    def _start(self, width: int, height: int) -> None:
+        import av
+
+        self._size = (width + width % 2, height + height % 2)
+        # flush_packets: each fragment reaches the disk when it is complete, not when FFmpeg's buffer fills.
+        self._container = av.open(
+            str(self.path),
+            "w",
+            format="mp4",
+            options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
+        )
+        stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        # zerolatency: no lookahead or B-frames, so each frame is encoded and written as it arrives;
+        # one thread, so the recorder does not compete with inference for the cores.
+        stream.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "crf": str(self.crf),
+            "threads": "1",
+            "g": str(max(1, round(self.fps * self.keyframe_s))),
+        }
+        self._stream = stream
+
+    def write(self, frame: OverlayFrame) -> None:
+        import av
+        import cv2
+
+        if frame.result is None:
+            return  # "signal lost" screens are for live views; the recording keeps the source's own frames
+        image = frame.image
+        if self._container is None:
+            self._start(image.shape[1], image.shape[0])
+        w, h = self._size
+        if image.shape[1] != w or image.shape[0] != h:
+            if image.shape[1] in (w, w - 1) and image.shape[0] in (h, h - 1):
+                image = cv2.copyMakeBorder(
+                    image, 0, h - image.shape[0], 0, w - image.shape[1], cv2.BORDER_CONSTANT
+                )
+            else:
+                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        pts_s = frame.result.frame.pts_seconds
+        self._t0 = pts_s if self._t0 is None else self._t0
+        pts = max(round((pts_s - self._t0) * 1000), self._last_pts + 1)
+        self._last_pts = pts
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        vf.pts, vf.time_base = pts, Fraction(1, 1000)
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+        log.info("recorded %d frames to %s", self.frames_written, self.path)
+
+
+class JsonlWriter(Sink):
+    """One JSON object per overlaid frame (and one per stream event), flushed as written."""
+
+    name = "jsonl"
+    queue_size = 1024  # records are tiny: a deep queue rides out a slow disk without losing any
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.records = 0
+        self._fh = None
+
+    def open(self) -> None:
+        _check_writable(self.path, "--jsonl")
+        self._fh = open(self.path, "w", encoding="utf-8")
+
+    def write(self, frame: OverlayFrame) -> None:
+        if frame.result is None:
+            return
+        self._fh.write(json.dumps(frame.record()) + "\n")
+        self._fh.flush()
+        self.records += 1
+
+    def event(self, event: StreamEvent) -> None:
+        self._fh.write(json.dumps(event.record()) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+@dataclass
+class _WindowState:
+    name: str = "usvid stream"
+    created: bool = False
+
+
+def display_available() -> tuple[bool, str]:
+    """Whether an OpenCV window can be shown here, and why not."""
+    import cv2
+
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False, "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
+    if gui and gui[0].split(":", 1)[1].strip().upper() == "NONE":
+        return False, "this OpenCV build has no GUI support (opencv-python-headless); install opencv-python"
+    return True, ""
+
+
+class WindowSink(Sink):
+    """An OpenCV window; ``q`` or Esc (or closing the window) stops the stream through ``request_stop``."""
+
+    name = "window"
+    queue_size = 1
+    wants_idle_frames = True
+
+    def __init__(self, request_stop: Callable[[str], None]) -> None:
+        self.request_stop = request_stop
+        self._state = _WindowState()
+
+    def open(self) -> None:
+        ok, why = display_available()
+        if not ok:
+            raise MissingDependencyError(f"--window: {why}; use --serve 127.0.0.1:8080 to watch in a browser")
+
+    def write(self, frame: OverlayFrame) -> None:
+        import cv2
+
+        # All HighGUI calls stay on this one thread, as GTK and Cocoa require.
+        cv2.imshow(self._state.name, frame.image)
+        self._state.created = True
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            self.request_stop("window closed by key")
+        elif cv2.getWindowProperty(self._state.name, cv2.WND_PROP_VISIBLE) < 1:
+            self.request_stop("window closed")
+
+    def close(self) -> None:
+        if self._state.created:
+            import cv2
+
+            cv2.destroyWindow(self._state.name)
+            cv2.waitKey(1)

@@ -1,0 +1,94 @@
+"""Temporal smoothing of per-frame predictions, to stop the live overlay flickering.
+
+Exponential moving averages in *source time*: the weight of a new frame is ``1 - exp(-dt / tau)``, so the
+smoothing behaves the same whether the model keeps up with 30 fps or the newest-frame policy leaves it 12.
+* class probabilities: EMA (an average of distributions is still a distribution);
+* lesion presence: EMA of 0/1, the box is shown while it is >= 0.5 (hysteresis against one-frame blinks);
+* box corners: EMA while consecutive boxes overlap (IoU >= ``reset_iou``), otherwise the box jumps to the
+  new lesion at once instead of sliding across the image.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Smoothed(NamedTuple):
+    """A smoothed prediction: ``probs`` ``(K,)`` float32 in [0, 1] summing to 1; ``box`` ``(x0, y0, x1, y1)``
+    in frame pixels or ``None`` for no lesion; ``box_score`` in [0, 1]."""
+
+    probs: np.ndarray
+    box: tuple[float, float, float, float] | None
+    box_score: float
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class TemporalSmoother:
+    """Stateful smoother for one stream; call :meth:`update` once per inferred frame, in time order."""
+
+    def __init__(self, tau_s: float = 0.15, reset_iou: float = 0.1) -> None:
+        if tau_s <= 0:
+            raise ValueError(f"tau_s must be positive, got {tau_s}")
+        self.tau_s = tau_s
+        self.reset_iou = reset_iou
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past (after a reconnection or a change of frame size)."""
+        self._t: float | None = None
+        self._probs: np.ndarray | None = None
+        self._presence = 0.0
+        self._box: np.ndarray | None = None
+        self._score = 0.0
+
+    def weight(self, t_seconds: float) -> float:
+        """Weight of a frame at ``t_seconds`` (1 for the first frame and after a jump back in time)."""
+        if self._t is None or t_seconds <= self._t:
+            return 1.0
+        return 1.0 - math.exp(-(t_seconds - self._t) / self.tau_s)
+
+    def update(
+        self,
+        t_seconds: float,
+        probs: np.ndarray,
+        box: tuple[float, float, float, float] | None,
+        box_score: float,
+    ) -> Smoothed:
+        """Fold in one frame's prediction.
+
+        Args:
+            t_seconds: the frame's time on the source's timeline.
+            probs: ``(K,)`` class probabilities in [0, 1].
+            box: ``(x0, y0, x1, y1)`` in frame pixels, or ``None`` when the model found no lesion.
+            box_score: the box's score in [0, 1] (ignored without a box).
+        """
+        probs = np.asarray(probs, dtype=np.float32)
+        if self._probs is not None and self._probs.shape != probs.shape:
+            self.reset()
+        if self._t is not None and t_seconds < self._t:
+            self.reset()  # the timeline restarted (a new connection): old state describes another scene
+        a = self.weight(t_seconds)
+        self._t = t_seconds
+        self._probs = probs.copy() if self._probs is None else a * probs + (1 - a) * self._probs
+        self._presence = a * float(box is not None) + (1 - a) * self._presence
+        if box is not None:
+            new = np.asarray(box, dtype=np.float64)
+            if self._box is None or box_iou(tuple(self._box), tuple(new)) < self.reset_iou:
+                self._box, self._score = new, float(box_score)
+            else:
+                self._box = a * new + (1 - a) * self._box
+                self._score = a * float(box_score) + (1 - a) * self._score
+        shown = self._box is not None and self._presence >= 0.5
+        out_box = tuple(float(v) for v in self._box) if shown else None
+        return Smoothed(self._probs.astype(np.float32), out_box, self._score if shown else 0.0)
