@@ -81,10 +81,7 @@ class DicomReader(ReaderBase):
     def batches(
         self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
     ) -> Iterator[FrameBatch]:
-        if batch_size <= 0:
-            raise InputError(f"batch_size must be positive, got {batch_size}")
-        for start in range(0, self.info.num_frames, batch_size):
-            idx = list(range(start, min(start + batch_size, self.info.num_frames)))
+        for idx in self.index_batches(batch_size):
             yield FrameBatch.from_numpy(self._frames(idx, grey), idx, [i / self.info.fps for i in idx])
 
     def get_frames(self, indices: Sequence[int], *, grey: bool = True) -> FrameBatch:

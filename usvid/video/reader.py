@@ -155,6 +155,13 @@ class ReaderBase:
     def close(self) -> None:  # pragma: no cover - overridden
         pass
 
+    def index_batches(self, batch_size: int) -> Iterator[list[int]]:
+        """Consecutive frame indices ``[0, batch_size), [batch_size, 2 * batch_size), ...`` of the whole video."""
+        if batch_size <= 0:
+            raise InputError(f"batch_size must be positive, got {batch_size}")
+        for start in range(0, self.info.num_frames, batch_size):
+            yield list(range(start, min(start + batch_size, self.info.num_frames)))
+
     def check_indices(self, indices: Sequence[int]) -> list[int]:
         out = [int(i) for i in indices]
         bad = [i for i in out if i < 0 or i >= self.info.num_frames]
