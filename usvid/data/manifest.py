@@ -74,6 +74,30 @@ def resolve_under(root: Path, relative: str, where: str) -> Path:
     return candidate
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A fault found in collect-errors mode: where (``file:line`` or file), what, and the video it fails.
+
+    ``video_id`` is None when the problem drops a row or entry without failing a listed video (an empty
+    or duplicate row, an annotation of an unknown video or image).
+    """
+
+    where: str
+    message: str
+    video_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def _report(errors: list[Problem] | None, where: object, message: str, video_id: str | None = None) -> None:
+    """Raise ``InputError`` (default mode) or append the problem to ``errors`` (collect-errors mode)."""
+    problem = Problem(str(where), message, video_id)
+    if errors is None:
+        raise InputError(str(problem))
+    errors.append(problem)
+
+
 def _optional_int(value: str | None, where: str) -> int | None:
     if value is None or value.strip() == "":
         return None
@@ -83,8 +107,18 @@ def _optional_int(value: str | None, where: str) -> int | None:
         raise InputError(f"{where}: expected a whole number, got '{value}'") from None
 
 
-def read_manifest(path: str | Path) -> list[VideoEntry]:
-    """Read and validate ``manifest.csv`` (duplicate ids, a patient with two labels, escaping paths)."""
+def _two_labels(patient: str, labels: dict[str, str]) -> str:
+    seen = ", ".join(f"'{label}' ({vid})" for label, vid in sorted(labels.items()))
+    return f"patient '{patient}' has two labels: {seen}; one label per patient is required, fix the manifest"
+
+
+def read_manifest(path: str | Path, errors: list[Problem] | None = None) -> list[VideoEntry]:
+    """Read and validate ``manifest.csv`` (duplicate ids, a patient with two labels, escaping paths).
+
+    By default the first bad row raises ``InputError``. With ``errors`` (collect-errors mode) each bad row
+    is appended to it as a :class:`Problem` and left out, and so is every video of a patient with two
+    labels; a missing file or column and a manifest without rows still raise.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
@@ -92,42 +126,69 @@ def read_manifest(path: str | Path) -> list[VideoEntry]:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED_COLUMNS)}")
+            raise InputError(
+                f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED_COLUMNS)}"
+            )
         rows = list(reader)
-    entries, seen, patient_label = [], set(), {}
+    if not rows:
+        raise InputError(f"{path}: manifest has no videos")
+    entries: list[VideoEntry] = []
+    first_line: dict[str, int] = {}
+    labels: dict[str, dict[str, str]] = defaultdict(dict)  # patient -> {label: first video with it}
+    placed, reported = [], set()
     for line, row in enumerate(rows, start=2):
         where = f"{path}:{line}"
-        vid, pid, label = row["video_id"].strip(), row["patient_id"].strip(), row["label"].strip()
-        if not vid or not pid or not label or not row["path"].strip():
-            raise InputError(f"{where}: video_id, patient_id, path and label must not be empty")
-        if vid in seen:
-            raise InputError(f"{where}: duplicate video_id '{vid}'; video ids must be unique")
-        seen.add(vid)
-        if patient_label.setdefault(pid, label) != label:
-            raise InputError(
-                f"{where}: patient '{pid}' has two labels ('{patient_label[pid]}' and '{label}'); "
-                "one label per patient is required"
+        vid, pid, label, rel = (
+            str(row.get(c) or "").strip() for c in ("video_id", "patient_id", "label", "path")
+        )
+        if not (vid and pid and label and rel):
+            _report(errors, where, "video_id, patient_id, path and label must not be empty")
+            continue
+        if vid in first_line:
+            _report(
+                errors,
+                where,
+                f"duplicate video_id '{vid}' (first on line {first_line[vid]}); video ids must be unique",
             )
-        entries.append(
-            VideoEntry(
+            continue
+        first_line[vid] = line
+        placed.append((where, vid, pid))
+        if label not in labels[pid]:
+            labels[pid][label] = vid
+            if len(labels[pid]) > 1:  # the row that brings a second label: where the default mode stops
+                reported.add(vid)
+                _report(errors, where, _two_labels(pid, labels[pid]), vid)
+                continue
+        try:
+            entry = VideoEntry(
                 video_id=vid,
                 patient_id=pid,
-                path=resolve_under(path.parent, row["path"].strip(), where),
+                path=resolve_under(path.parent, rel, where),
                 label=label,
                 lesion_start=_optional_int(row.get("lesion_start"), where),
                 lesion_end=_optional_int(row.get("lesion_end"), where),
             )
-        )
-    if not entries:
-        raise InputError(f"{path}: manifest has no videos")
-    return entries
+        except InputError as err:
+            if errors is None:
+                raise
+            errors.append(Problem(where, str(err).removeprefix(f"{where}: "), vid))
+            continue
+        entries.append(entry)
+    for where, vid, pid in placed:
+        if len(labels[pid]) > 1 and vid not in reported:
+            _report(errors, where, _two_labels(pid, labels[pid]), vid)
+    return [e for e in entries if len(labels[e.patient_id]) == 1]
 
 
-def read_annotations(path: str | Path, video_ids: set[str] | None = None) -> dict[str, dict[int, list[Box]]]:
+def read_annotations(
+    path: str | Path, video_ids: set[str] | None = None, errors: list[Problem] | None = None
+) -> dict[str, dict[int, list[Box]]]:
     """Read COCO-style ``annotations.json`` into ``{video_id: {frame_index: [Box, ...]}}``.
 
     Every annotated image appears (with an empty list when it has no box). Negative or zero-size boxes
-    and images of unknown videos are errors naming the file and the entry.
+    and images of unknown videos are errors naming the file and the entry. With ``errors``
+    (collect-errors mode) each bad entry is appended to it as a :class:`Problem` and skipped; a missing or
+    unreadable file still raises.
     """
     path = Path(path)
     try:
@@ -136,29 +197,50 @@ def read_annotations(path: str | Path, video_ids: set[str] | None = None) -> dic
         raise InputError(f"{path}: annotations file not found") from None
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(coco, dict):
+        raise InputError(
+            f"{path}: not a COCO annotations file (expected an object with 'images', 'annotations')"
+        )
     boxes: dict[str, dict[int, list[Box]]] = defaultdict(dict)
-    image_key: dict[int, tuple[str, int]] = {}
+    image_key: dict[object, tuple[str, int]] = {}
     for img in coco.get("images", []):
         try:
             vid, idx = str(img["video_id"]), int(img["frame_index"])
         except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: image {img.get('id')} needs 'video_id' and 'frame_index'") from None
+            _report(errors, path, f"image {img.get('id')} needs 'video_id' and 'frame_index'")
+            continue
         if video_ids is not None and vid not in video_ids:
-            raise InputError(f"{path}: image {img.get('id')} refers to unknown video_id '{vid}'")
+            _report(errors, path, f"image {img.get('id')} refers to unknown video_id '{vid}'")
+            continue
         if idx < 0:
-            raise InputError(f"{path}: image {img.get('id')} has negative frame_index {idx}")
-        image_key[img["id"]] = (vid, idx)
+            _report(
+                errors, path, f"image {img.get('id')} of video '{vid}' has negative frame_index {idx}", vid
+            )
+            continue
+        image_key[img.get("id")] = (vid, idx)
         boxes[vid].setdefault(idx, [])
     for ann in coco.get("annotations", []):
         key = image_key.get(ann.get("image_id"))
         if key is None:
-            raise InputError(f"{path}: annotation {ann.get('id')} refers to unknown image_id {ann.get('image_id')}")
+            _report(
+                errors, path, f"annotation {ann.get('id')} refers to unknown image_id {ann.get('image_id')}"
+            )
+            continue
         bbox = ann.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            raise InputError(f"{path}: annotation {ann.get('id')} needs bbox [x, y, w, h], got {bbox!r}")
-        x, y, w, h = (float(v) for v in bbox)
+        try:
+            x, y, w, h = (float(v) for v in bbox) if isinstance(bbox, list) else ()
+        except (TypeError, ValueError):
+            _report(errors, path, f"annotation {ann.get('id')} needs bbox [x, y, w, h], got {bbox!r}", key[0])
+            continue
         if w <= 0 or h <= 0:
-            raise InputError(f"{path}: annotation {ann.get('id')} has a negative or zero-size box {bbox}")
+            _report(
+                errors,
+                path,
+                f"annotation {ann.get('id')} has a negative or zero-size box {bbox} (video '{key[0]}', frame "
+                f"{key[1]}); width and height must be > 0",
+                key[0],
+            )
+            continue
         boxes[key[0]][key[1]].append(Box(x, y, w, h))
     return dict(boxes)
 
