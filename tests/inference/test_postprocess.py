@@ -9,7 +9,7 @@ import torch
 from usvid.errors import ConfigError
 from usvid.inference.overlay import class_colour, draw_prediction, render_prediction, to_bgr
 from usvid.inference.postprocess import LesionBox, Roi, mask_to_box, masks_to_boxes
-from usvid.inference.smoothing import EmaSmoother
+from usvid.inference.smoothing import TemporalSmoother
 
 
 def _mask(*blobs: tuple[int, int, int, int, float], size: int = 8) -> torch.Tensor:
@@ -74,21 +74,21 @@ def test_batch_and_bad_values():
         Roi(50, 0, 20, 10).check_inside(64, 48)
 
 
-def test_ema_smoother():
-    off = EmaSmoother(1.0)
-    p, b = off.update(torch.tensor([0.2, 0.8]), LesionBox(10, 10, 20, 20, 0.9))
+def test_per_frame_smoother():
+    off = TemporalSmoother.per_frame(1.0)
+    p, b = off.update_lesion(0, torch.tensor([0.2, 0.8]), LesionBox(10, 10, 20, 20, 0.9))
     assert torch.equal(p, torch.tensor([0.2, 0.8])) and b == LesionBox(10, 10, 20, 20, 0.9)
-    s = EmaSmoother(0.5)
-    s.update(torch.tensor([1.0, 0.0]), LesionBox(0, 0, 10, 10, 1.0))
-    p, b = s.update(torch.tensor([0.0, 1.0]), LesionBox(20, 10, 30, 10, 0.5))
+    s = TemporalSmoother.per_frame(0.5)
+    s.update_lesion(0, torch.tensor([1.0, 0.0]), LesionBox(0, 0, 10, 10, 1.0))
+    p, b = s.update_lesion(1, torch.tensor([0.0, 1.0]), LesionBox(20, 10, 30, 10, 0.5))
     assert torch.allclose(p, torch.tensor([0.5, 0.5]))
-    assert b == LesionBox(10, 5, 20, 10, pytest.approx(0.75))
-    p, b = s.update(torch.tensor([0.0, 1.0]), None)
+    assert b == LesionBox(10, 5, 20, 10, pytest.approx(0.75))  # no IoU snap: boxes always blend per frame
+    p, b = s.update_lesion(2, torch.tensor([0.0, 1.0]), None)
     assert b is None and torch.allclose(p, torch.tensor([0.25, 0.75]))
-    _, b = s.update(torch.tensor([0.0, 1.0]), LesionBox(40, 40, 4, 4, 0.6))
+    _, b = s.update_lesion(3, torch.tensor([0.0, 1.0]), LesionBox(40, 40, 4, 4, 0.6))
     assert b == LesionBox(40, 40, 4, 4, 0.6)  # history was reset by the no-lesion frame
     with pytest.raises(ConfigError, match="alpha"):
-        EmaSmoother(0.0)
+        TemporalSmoother.per_frame(0.0)
 
 
 def test_overlay_draws_box_in_class_colour():

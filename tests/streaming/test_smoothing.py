@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from usvid.streaming.smoothing import TemporalSmoother, box_iou
+from usvid.inference.smoothing import TemporalSmoother, box_iou
 
 BOX = (40.0, 30.0, 90.0, 70.0)
 

@@ -45,7 +45,7 @@ from usvid.inference.frames import IMAGE_SUFFIXES, FrameReader
 from usvid.inference.overlay import render_prediction
 from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi
 from usvid.inference.predictor import BasePredictor, load_predictor
-from usvid.inference.smoothing import EmaSmoother
+from usvid.inference.smoothing import TemporalSmoother
 from usvid.io import atomic_path, write_json_atomic, write_text_atomic
 from usvid.video.roi import ROI_FRAMES
 
@@ -299,7 +299,7 @@ def predict_video(
     start = time.perf_counter()
     names = predictor.class_names
     roi, roi_method = scan_region(source, config)
-    smoother = EmaSmoother(config.smoothing) if config.smoothing else None
+    smoother = TemporalSmoother.per_frame(config.smoothing) if config.smoothing else None
     sum_probs = torch.zeros(len(names), dtype=torch.float64)
     count = lesion = 0
     with ExitStack() as stack:
@@ -313,7 +313,7 @@ def predict_video(
             for i in range(len(frames)):
                 probs, box = pred.probs[i], pred.boxes[i]
                 if smoother is not None:
-                    probs, box = smoother.update(probs, box)
+                    probs, box = smoother.update_lesion(count, probs, box)
                 files.lines.write(_jsonl_line(count, stamps[i], names, probs, box) + "\n")
                 if files.writer is not None:
                     files.writer.write(render_prediction(frames[i, 0].numpy(), names, probs, box, roi=roi))

@@ -1,43 +1,141 @@
-"""Temporal smoothing across frames: exponential moving average of class probabilities and box.
+"""Temporal smoothing of per-frame predictions, to stop an overlay flickering (``usvid stream``, ``usvid predict``).
 
-Off in ``usvid predict`` by default (per-frame results stay the paper's); ``usvid stream`` turns it on to
-stop the overlay flickering. ``alpha`` is the weight of the newest frame: 1 means no smoothing.
+Exponential moving averages in *source time*: the weight of a new frame is ``1 - exp(-dt / tau)``, so the
+smoothing behaves the same whether the model keeps up with 30 fps or the newest-frame policy leaves it 12.
+* class probabilities: EMA (an average of distributions is still a distribution);
+* lesion presence: EMA of 0/1, the box is shown while it is >= 0.5 (hysteresis against one-frame blinks);
+* box corners: EMA while consecutive boxes overlap (IoU >= ``reset_iou``), otherwise the box jumps to the
+  new lesion at once instead of sliding across the image.
+
+:meth:`TemporalSmoother.per_frame` is the plain per-frame EMA of ``usvid predict`` (off by default there, so
+per-frame results stay the paper's): a fixed weight per frame, and a frame with no lesion drops the box at once.
 """
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
+import numpy as np
 import torch
 
 from usvid.errors import ConfigError
 from usvid.inference.postprocess import LesionBox
 
 
-class EmaSmoother:
-    """EMA of one stream's probabilities ``(K,)`` and lesion box.
+class Smoothed(NamedTuple):
+    """A smoothed prediction: ``probs`` ``(K,)`` float32 in [0, 1] summing to 1; ``box`` ``(x0, y0, x1, y1)``
+    in frame pixels or ``None`` for no lesion; ``box_score`` in [0, 1]."""
 
-    A box is blended with the previous box only while the lesion stays found; a frame with no lesion
-    resets the box history, so a vanished lesion disappears at once instead of fading across the image.
+    probs: np.ndarray
+    box: tuple[float, float, float, float] | None
+    box_score: float
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class TemporalSmoother:
+    """Stateful smoother for one stream; call :meth:`update` once per inferred frame, in time order.
+
+    Args:
+        tau_s: time constant of the EMA, in seconds of source time.
+        reset_iou: a new box overlapping the smoothed one less than this replaces it (0: always blend).
+        alpha: fixed weight of every frame after the first, in (0, 1] (1 = off), instead of the source-time
+            weight; times then only order the frames.
+        hysteresis: keep showing the box while the presence EMA is >= 0.5; without it a frame with no lesion
+            drops the box and its history at once.
     """
 
-    def __init__(self, alpha: float) -> None:
-        if not 0.0 < alpha <= 1.0:
+    def __init__(
+        self, tau_s: float = 0.15, reset_iou: float = 0.1, *, alpha: float | None = None, hysteresis: bool = True
+    ) -> None:
+        if tau_s <= 0:
+            raise ValueError(f"tau_s must be positive, got {tau_s}")
+        if alpha is not None and not 0.0 < alpha <= 1.0:
             raise ConfigError(f"smoothing alpha must lie in (0, 1] (1 = off), got {alpha}")
+        self.tau_s = tau_s
+        self.reset_iou = reset_iou
         self.alpha = alpha
-        self._probs: torch.Tensor | None = None
-        self._box: tuple[float, float, float, float, float] | None = None
+        self.hysteresis = hysteresis
+        self.reset()
+
+    @classmethod
+    def per_frame(cls, alpha: float) -> TemporalSmoother:
+        """Per-frame EMA with weight ``alpha`` for the newest frame; boxes always blend, no hysteresis."""
+        return cls(reset_iou=0.0, alpha=alpha, hysteresis=False)
 
     def reset(self) -> None:
-        self._probs, self._box = None, None
+        """Forget the past (after a reconnection or a change of frame size)."""
+        self._t: float | None = None
+        self._probs: np.ndarray | None = None
+        self._presence = 0.0
+        self._box: np.ndarray | None = None
+        self._score = 0.0
 
-    def update(self, probs: torch.Tensor, box: LesionBox | None) -> tuple[torch.Tensor, LesionBox | None]:
-        """Blend one frame in; ``probs`` is ``(K,)`` float in [0, 1]. Returns the smoothed pair."""
-        a = self.alpha
-        probs = probs.float()
-        self._probs = probs.clone() if self._probs is None else a * probs + (1 - a) * self._probs
-        if box is None:
+    def weight(self, t_seconds: float) -> float:
+        """Weight of a frame at ``t_seconds`` (1 for the first frame and after a jump back in time)."""
+        if self._t is None:
+            return 1.0
+        if self.alpha is not None:
+            return self.alpha
+        if t_seconds <= self._t:
+            return 1.0
+        return 1.0 - math.exp(-(t_seconds - self._t) / self.tau_s)
+
+    def update(
+        self,
+        t_seconds: float,
+        probs: np.ndarray,
+        box: tuple[float, float, float, float] | None,
+        box_score: float,
+    ) -> Smoothed:
+        """Fold in one frame's prediction.
+
+        Args:
+            t_seconds: the frame's time on the source's timeline (with ``alpha``, any increasing number).
+            probs: ``(K,)`` class probabilities in [0, 1].
+            box: ``(x0, y0, x1, y1)`` in frame pixels, or ``None`` when the model found no lesion.
+            box_score: the box's score in [0, 1] (ignored without a box).
+        """
+        probs = np.asarray(probs, dtype=np.float32)
+        if self._probs is not None and self._probs.shape != probs.shape:
+            self.reset()
+        if self._t is not None and t_seconds < self._t:
+            self.reset()  # the timeline restarted (a new connection): old state describes another scene
+        a = self.weight(t_seconds)
+        self._t = t_seconds
+        self._probs = probs.copy() if self._probs is None else a * probs + (1 - a) * self._probs
+        self._presence = a * float(box is not None) + (1 - a) * self._presence
+        if box is None and not self.hysteresis:
             self._box = None
-            return self._probs.clone(), None
-        new = (box.x, box.y, box.w, box.h, box.score)
-        self._box = new if self._box is None else tuple(a * n + (1 - a) * o for n, o in zip(new, self._box))
-        x, y, w, h, score = self._box
-        return self._probs.clone(), LesionBox(round(x), round(y), max(1, round(w)), max(1, round(h)), score)
+        if box is not None:
+            new = np.asarray(box, dtype=np.float64)
+            if self._box is None or box_iou(tuple(self._box), tuple(new)) < self.reset_iou:
+                self._box, self._score = new, float(box_score)
+            else:
+                self._box = a * new + (1 - a) * self._box
+                self._score = a * float(box_score) + (1 - a) * self._score
+        shown = self._box is not None and (not self.hysteresis or self._presence >= 0.5)
+        out_box = tuple(float(v) for v in self._box) if shown else None
+        return Smoothed(self._probs.astype(np.float32), out_box, self._score if shown else 0.0)
+
+    def update_lesion(
+        self, t_seconds: float, probs: torch.Tensor, box: LesionBox | None
+    ) -> tuple[torch.Tensor, LesionBox | None]:
+        """:meth:`update` for a :class:`~usvid.inference.predictor.Prediction` row: ``probs`` ``(K,)`` float in
+        [0, 1]; returns the smoothed probabilities (float32) and box rounded to whole pixels."""
+        xyxy = None if box is None else tuple(float(v) for v in box.as_xyxy())
+        out = self.update(t_seconds, probs.detach().float().cpu().numpy(), xyxy, 0.0 if box is None else box.score)
+        if out.box is None:
+            return torch.from_numpy(out.probs), None
+        x0, y0, x1, y1 = out.box
+        return torch.from_numpy(out.probs), LesionBox(
+            round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)), out.box_score
+        )

@@ -1,7 +1,8 @@
 """Real-time overlay on a live or recorded ultrasound feed: ``usvid stream``.
 
 :func:`run_stream` is what the CLI calls; :class:`StreamPipeline` runs a stream with any predictor (tests
-use a fake one); sources, sinks, smoothing and statistics live in their own modules.
+use a fake one); sources, sinks and statistics live in their own modules; temporal smoothing is
+:mod:`usvid.inference.smoothing`, shared with ``usvid predict``.
 """
 
 from usvid.streaming.config import StreamConfig

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from usvid.errors import ProcessingError, UsvidError
+from usvid.inference.smoothing import TemporalSmoother
 from usvid.io import write_json_atomic
 from usvid.streaming import overlay as stream_overlay
 from usvid.streaming.config import StreamConfig
@@ -34,7 +35,6 @@ from usvid.streaming.results import FrameResult, OverlayFrame, StreamEvent
 from usvid.streaming.scan_region import ScanRegionTracker, model_input
 from usvid.streaming.server import BrowserView
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, Sink, SinkRunner, WindowSink
-from usvid.streaming.smoothing import TemporalSmoother
 from usvid.streaming.sources import CapturedFrame, CaptureWorker, FrameReader, SourceState, make_reader
 from usvid.streaming.stats import StatsSnapshot, StreamStats
 from usvid.video.roi import ScanRegion
