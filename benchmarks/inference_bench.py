@@ -119,8 +119,49 @@ def ort_matmul_gflops(n: int, repeats: int = 20) -> float | None:
     return 2 * n**3 / best / 1e9
 
 
-def matmul_peak(with_ort: bool) -> dict:
-    """fp32 matrix-multiply peak of this machine: the best over sizes of torch and onnxruntime, GFLOP/s."""
+def cuda_matmul_gflops(dtype: torch.dtype, n: int = 8192, repeats: int = 10, tf32: bool = False) -> float:
+    """Mean ``torch.matmul`` rate on the GPU for ``n x n`` matrices of ``dtype``, timed with CUDA events, GFLOP/s.
+
+    ``tf32``: let fp32 products use TF32 tensor cores, as cuDNN convolutions do by default in PyTorch
+    (``torch.backends.cudnn.allow_tf32``), which is how the fp32 rows run.
+    """
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        return _cuda_matmul_gflops(dtype, n, repeats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def _cuda_matmul_gflops(dtype: torch.dtype, n: int, repeats: int) -> float:
+    a = torch.rand(n, n, device="cuda", dtype=dtype)
+    b = torch.rand(n, n, device="cuda", dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (start.elapsed_time(end) / 1e3) / 1e9
+
+
+def matmul_peak(with_ort: bool, device: str = "cpu") -> dict:
+    """Matrix-multiply peak of the device the networks run on, GFLOP/s.
+
+    CPU: fp32, the best over sizes of torch and onnxruntime. CUDA: ``torch.matmul`` at n = 8192 in fp32
+    with TF32 (``gflops_best``, the limit of the fp32 rows, whose convolutions cuDNN runs in TF32 by
+    default; strict fp32 is reported beside it) and in fp16 (``gflops_fp16``, the limit of the fp16 rows).
+    """
+    if device == "cuda":
+        strict = cuda_matmul_gflops(torch.float32)
+        tf32 = cuda_matmul_gflops(torch.float32, tf32=True)
+        fp16 = cuda_matmul_gflops(torch.float16)
+        return {"device": torch.cuda.get_device_name(), "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                "torch_gflops": {"fp32_strict": strict, "fp32_tf32": tf32, "fp16": fp16},
+                "onnxruntime_gflops": {}, "torch_gflops_best": tf32, "onnxruntime_gflops_best": None,
+                "gflops_best": tf32, "gflops_fp16": fp16}
     torch_rates = {n: torch_matmul_gflops(n) for n in PEAK_SIZES}
     ort_rates = {n: ort_matmul_gflops(n) for n in PEAK_SIZES} if with_ort else {}
     ort_rates = {n: r for n, r in ort_rates.items() if r is not None}
@@ -162,7 +203,9 @@ def backends_for(device: str, want_compile: bool) -> list[tuple[str, dict, str]]
             out.append(("torch-compiled-cpu", {"device": "cpu", "compile": True}, "checkpoint"))
         return out
     out = [("torch-eager-fp32-cuda", {"device": "cuda", "precision": "fp32"}, "checkpoint"),
-           ("torch-eager-fp16-cuda", {"device": "cuda", "precision": "fp16"}, "checkpoint")]
+           ("torch-eager-fp16-cuda", {"device": "cuda", "precision": "fp16"}, "checkpoint"),
+           ("torch-eager-fp16-cudagraphs", {"device": "cuda", "precision": "fp16", "cuda_graphs": True},
+            "checkpoint")]
     if want_compile:
         out.append(("torch-compiled-fp16-cudagraphs", {"device": "cuda", "precision": "fp16", "compile": True,
                                                        "cuda_graphs": True}, "checkpoint"))
@@ -205,11 +248,18 @@ def machine() -> dict:
 def markdown(rows: list[Row], peak: dict, meta: dict) -> str:
     head = ("| backend | model | size | batch | GFLOPs/frame | e2e ms (p10-p90) | pre / net / post ms | "
             "e2e fps | net fps | net GFLOP/s | % matmul peak |\n" + "|---" * 11 + "|")
-    lines = [f"Machine: {meta['cpu']}, {meta['cores_usable']} cores{', GPU ' + meta['gpu'] if meta['gpu'] else ''}; "
-             f"matmul peak {peak['gflops_best']:.1f} GFLOP/s (fp32, best over n = {', '.join(map(str, PEAK_SIZES))} of "
-             f"torch.matmul {peak['torch_gflops_best']:.1f} and onnxruntime MatMul "
-             f"{peak['onnxruntime_gflops_best'] or 0:.1f}).",
-             "", head]
+    machine_line = f"Machine: {meta['cpu']}, {meta['cores_usable']} cores{', GPU ' + meta['gpu'] if meta['gpu'] else ''}; "
+    if "gflops_fp16" in peak:
+        rates = peak["torch_gflops"]
+        machine_line += (f"GPU matmul peak (torch.matmul, n = 8192): fp32 with TF32 {rates['fp32_tf32'] / 1e3:.1f} "
+                         f"TFLOP/s (strict fp32 {rates['fp32_strict'] / 1e3:.1f}), fp16 {rates['fp16'] / 1e3:.1f} "
+                         "TFLOP/s. fp32 rows (cuDNN convolutions in TF32, PyTorch's default) are compared with the "
+                         "TF32 peak, fp16 rows with the fp16 peak.")
+    else:
+        machine_line += (f"matmul peak {peak['gflops_best']:.1f} GFLOP/s (fp32, best over n = "
+                         f"{', '.join(map(str, PEAK_SIZES))} of torch.matmul {peak['torch_gflops_best']:.1f} and "
+                         f"onnxruntime MatMul {peak['onnxruntime_gflops_best'] or 0:.1f}).")
+    lines = [machine_line, "", head]
     for r in rows:
         lines.append(
             f"| {r.backend} | {r.model} | {r.size} | {r.batch} | {r.flops_per_frame / 1e9:.2f} | "
@@ -226,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,8", help="1 = latency; larger = throughput (add 32 for the full run)")
     ap.add_argument("--compile", choices=("none", "first", "all"), default="first",
                     help="torch.compile rows: none, the first model/size at batch 1 only, or every row")
+    ap.add_argument("--compile-batches", default="1", type=lambda v: [int(b) for b in v.split(",")],
+                    help="with --compile first: the batch sizes the compiled rows run (each size compiles anew)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--frame-size", default="854x500", help="WxH of the uint8 frames fed to predict()")
     ap.add_argument("--min-seconds", type=float, default=1.5)
@@ -242,19 +294,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(default_threads())
     meta = machine()
     t_start = time.perf_counter()
-    peak = matmul_peak(with_ort=device == "cpu")
+    peak = matmul_peak(with_ort=device == "cpu", device=device)
     print(f"matmul peak: torch {peak['torch_gflops_best']:.1f}, onnxruntime "
-          f"{peak['onnxruntime_gflops_best'] or 0:.1f} GFLOP/s", file=sys.stderr)
+          f"{peak['onnxruntime_gflops_best'] or 0:.1f}, fp16 {peak.get('gflops_fp16') or 0:.1f} GFLOP/s",
+          file=sys.stderr)
     rows: list[Row] = []
     skipped: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for mi, model_name in enumerate(models):
             for si, size in enumerate(sizes):
-                files = prepare_files(Path(tmp), model_name, size, device)
-                flops = float(count_flops(create_model(model_name, num_classes=2).config, size))
                 first = mi == 0 and si == 0
-                for label, kwargs, kind in backends_for(device, args.compile == "all" or (args.compile == "first"
-                                                                                         and first)):
+                backends = backends_for(device, args.compile == "all" or (args.compile == "first" and first))
+                files = prepare_files(Path(tmp), model_name, size, {kind for _, _, kind in backends})
+                flops = float(count_flops(create_model(model_name, num_classes=2).config, size))
+                for label, kwargs, kind in backends:
                     t0 = time.perf_counter()
                     try:
                         predictor = load_predictor(files[kind], **kwargs)
@@ -263,16 +316,17 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     setup = time.perf_counter() - t0
                     compiled_once = ("compile" in kwargs or "spin" in kwargs) and args.compile == "first"
-                    for batch in [1] if compiled_once else batches:
+                    for batch in [b for b in batches if b in args.compile_batches] if compiled_once else batches:
                         frames = torch.randint(0, 256, (batch, 1, fh, fw), dtype=torch.uint8)
                         t0 = time.perf_counter()
                         stats = time_predict(predictor, frames, args.warmup, args.min_repeats, args.min_seconds,
                                              args.max_repeats)
                         net_fps = batch / (stats["net"] / 1e3)
+                        limit = peak.get("gflops_fp16") if kwargs.get("precision") in ("fp16", "bf16") else None
                         row = Row(label, model_name, size, batch, flops, stats["median"], stats["p10"], stats["p90"],
                                   stats["pre"], stats["net"], stats["post"], stats["repeats"],
                                   batch / (stats["median"] / 1e3), net_fps, flops * net_fps / 1e9,
-                                  flops * net_fps / 1e9 / peak["gflops_best"], round(setup, 2))
+                                  flops * net_fps / 1e9 / (limit or peak["gflops_best"]), round(setup, 2))
                         rows.append(row)
                         print(f"{label:32s} {model_name} {size} b{batch}: {row.e2e_fps:7.1f} fps e2e, "
                               f"{row.network_fps:7.1f} net ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
@@ -301,26 +355,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare_files(tmp: Path, model_name: str, size: int, device: str) -> dict[str, Path]:
-    """A checkpoint and its ONNX export (plus an fp16 ONNX for TensorRT on CUDA machines)."""
+def prepare_files(tmp: Path, model_name: str, size: int, kinds: set[str]) -> dict[str, Path]:
+    """A checkpoint, and the ONNX exports the chosen backends need (``onnx``; ``onnx16`` for TensorRT)."""
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=2).eval()
     ckpt = tmp / f"{model_name}_{size}.pt"
     save_checkpoint(ckpt, checkpoint_from_model(model, CLASSES, PreprocessConfig(size=size)))
     files = {"checkpoint": ckpt}
-    t0 = time.perf_counter()
-    files["onnx"] = export_onnx(ckpt, tmp / f"{model_name}_{size}.onnx").path
-    print(f"exported {model_name}@{size} to ONNX in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    if device == "cuda":
-        try:
-            import tensorrt  # noqa: F401
+    if "onnx" in kinds:
+        t0 = time.perf_counter()
+        files["onnx"] = export_onnx(ckpt, tmp / f"{model_name}_{size}.onnx").path
+        print(f"exported {model_name}@{size} to ONNX in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if "onnx16" in kinds:
+        from usvid.inference.export_onnx import OnnxExportConfig
 
-            from usvid.inference.export_onnx import OnnxExportConfig
-
-            files["onnx16"] = export_onnx(ckpt, tmp / f"{model_name}_{size}.fp16.onnx",
-                                          OnnxExportConfig(precision="fp16")).path
-        except ImportError:
-            pass
+        files["onnx16"] = export_onnx(ckpt, tmp / f"{model_name}_{size}.fp16.onnx",
+                                      OnnxExportConfig(precision="fp16")).path
     return files
 
 

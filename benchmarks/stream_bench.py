@@ -49,6 +49,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)"
     )
+    p.add_argument(
+        "--backend", choices=("onnxruntime", "torch"), default="onnxruntime",
+        help="onnxruntime on the ONNX export (the issue's CPU target) or torch on the checkpoint",
+    )
+    p.add_argument(
+        "--device", default="cpu", help="torch backend: cpu or cuda (on CUDA: fp16 with CUDA graphs)"
+    )
+    p.add_argument(
+        "--model", type=Path, default=None,
+        help="stream this model file instead (e.g. an int8 ONNX from `usvid export --int8`); "
+        "default: LA-Net-R18 with seeded random weights",
+    )
     p.add_argument("--record", action="store_true", help="also record the overlay as H.264 mp4")
     p.add_argument("--reference-frames", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3, help="repeats of the reference measurement")
@@ -86,11 +98,12 @@ def machine() -> dict:
         "opencv": cv2.__version__,
         "numpy": np.__version__,
         "load_average_start": os.getloadavg(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 
-def prepare_model(cache: Path, input_size: int) -> Path:
-    """LA-Net-R18 (2 classes, seeded random weights) as a checkpoint, exported to ONNX once."""
+def prepare_model(cache: Path, input_size: int, backend: str) -> Path:
+    """LA-Net-R18 (2 classes, seeded random weights) as a checkpoint, exported to ONNX once for onnxruntime."""
     import torch
 
     from usvid.checkpoint import checkpoint_from_model, save_checkpoint
@@ -99,14 +112,17 @@ def prepare_model(cache: Path, input_size: int) -> Path:
     from usvid.preprocess import PreprocessConfig
 
     onnx = cache / f"lanet_r18_{input_size}.onnx"
+    ckpt = cache / f"lanet_r18_{input_size}.pt"
+    if not ckpt.exists():
+        torch.manual_seed(0)
+        model = create_model("lanet_r18", num_classes=2)
+        save_checkpoint(
+            ckpt, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=input_size))
+        )
+    if backend == "torch":
+        return ckpt
     if onnx.exists():
         return onnx
-    torch.manual_seed(0)
-    ckpt = cache / f"lanet_r18_{input_size}.pt"
-    model = create_model("lanet_r18", num_classes=2)
-    save_checkpoint(
-        ckpt, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=input_size))
-    )
     report = export_model(ckpt, onnx, ExportConfig(format="onnx"))
     print(f"exported {onnx} in {report.seconds:.1f} s", file=sys.stderr)
     return onnx
@@ -124,6 +140,16 @@ def prepare_feed(cache: Path, frames: int, fps: float, width: int, height: int) 
         )
         print(f"rendered {path} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return path
+
+
+def model_precision(model: Path) -> str:
+    """``fp32`` / ``fp16`` / ``int8`` as embedded by ``usvid export`` (checkpoints: fp32)."""
+    if model.suffix.lower() != ".onnx":
+        return "fp32"
+    import onnxruntime
+
+    meta = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return meta.custom_metadata_map.get("usvid.precision", "fp32")
 
 
 def rss_mib() -> float:
@@ -207,16 +233,24 @@ def pct(values: np.ndarray) -> dict:
     }
 
 
-def run_stream(onnx: Path, feed: Path, args: argparse.Namespace) -> tuple[dict, dict]:
+def load_bench_predictor(model: Path, args: argparse.Namespace):
     from usvid.inference import load_predictor
+
+    if args.backend == "torch":
+        cuda = args.device.startswith("cuda")
+        return load_predictor(model, "torch", args.device, cuda_graphs=cuda)
+    return load_predictor(model, "onnxruntime", "cpu", threads=args.threads)
+
+
+def run_stream(model: Path, feed: Path, args: argparse.Namespace) -> tuple[dict, dict]:
     from usvid.streaming import StreamConfig, StreamPipeline
     from usvid.streaming.sinks import Mp4Recorder
 
-    predictor = load_predictor(onnx, "onnxruntime", "cpu", threads=args.threads)
+    predictor = load_bench_predictor(model, args)
     predictor.warmup(iterations=5)
     ref_before = reference(predictor, feed, args.reference_frames, args.repeats)
     record = args.cache / "overlay.mp4" if args.record else None
-    cfg = StreamConfig(source=str(feed), model=onnx, realtime=True, max_frames=args.frames, record=record)
+    cfg = StreamConfig(source=str(feed), model=model, realtime=True, max_frames=args.frames, record=record)
     log = FrameLog()
     sinks = [log] + ([Mp4Recorder(record, fps=args.fps)] if record else [])
     pipe = StreamPipeline(cfg, predictor, sinks=sinks)
@@ -280,6 +314,8 @@ def run_stream(onnx: Path, feed: Path, args: argparse.Namespace) -> tuple[dict, 
         "before": ref_before,
         "after": ref_after,
         "backend": predictor.backend,
+        "device": str(predictor.device),
+        "precision": getattr(predictor, "precision", None),
         "providers": getattr(predictor, "providers", None),
     }
 
@@ -289,7 +325,8 @@ def markdown(report: dict) -> str:
     lat, ovh, fwd = r["latency_ms"], r["overhead_ms"], r["forward_ms"]
     b = r["overhead_breakdown_ms_mean"]
     lines = [
-        f"### usvid stream: LA-Net-R18 {report['config']['input_size']} px, onnxruntime, "
+        f"### usvid stream: LA-Net-R18 {report['config']['input_size']} px, {ref['backend']} on "
+        f"{ref['device']} {ref.get('precision') or report['config']['precision']}, "
         f"{report['config']['size']} @ {report['config']['fps']:g} fps, {r['frames_captured']} frames",
         "",
         "| metric | value | target |",
@@ -312,7 +349,8 @@ def markdown(report: dict) -> str:
         f"{ref['before']['predict_ms_median']['median']} / "
         f"{ref['after']['predict_ms_median']['median']} ms | |",
         "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, load average at start "
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores"
+        f"{', GPU ' + report['machine']['gpu'] if report['machine'].get('gpu') else ''}, load average at start "
         f"{', '.join(f'{v:.2f}' for v in report['machine']['load_average_start'])}, at end "
         f"{', '.join(f'{v:.2f}' for v in report['machine']['load_average_end'])}. "
         "Anchor: Holoscan endoscopy app 39 ms (C++) / 63 ms (Python) p99.9 at 30 fps (GPU).",
@@ -327,9 +365,9 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
     args.cache.mkdir(parents=True, exist_ok=True)
     info = machine()
-    onnx = prepare_model(args.cache, args.input_size)
+    model = args.model or prepare_model(args.cache, args.input_size, args.backend)
     feed = prepare_feed(args.cache, args.frames, args.fps, width, height)
-    stream, ref = run_stream(onnx, feed, args)
+    stream, ref = run_stream(model, feed, args)
     info["load_average_end"] = os.getloadavg()
     report = {
         "benchmark": "stream",
@@ -339,10 +377,13 @@ def main() -> None:
             "size": args.size,
             "input_size": args.input_size,
             "threads": args.threads,
+            "backend": args.backend,
+            "device": args.device,
             "record": args.record,
             "smoothing": True,
             "roi": "detected",
-            "model": "lanet_r18 (seeded random weights)",
+            "model": str(args.model) if args.model else f"lanet_r18 (seeded random weights), {model.name}",
+            "precision": model_precision(model),
             "source": "synthetic file, --realtime",
         },
         "machine": info,

@@ -71,11 +71,15 @@ def _split():
     return SplitFractions(0.6, 0.2, 0.2)
 
 
-def _bare_step(model, optimizer, x, mask, annotated, labels, cfg: TrainConfig) -> None:
-    out = model(x)
-    target = mask_target(mask, out.mask.shape[-1]) if out.mask is not None else None
-    pseudo = binarize(out.mask, cfg.tau) if out.mask is not None else None
-    terms = hybrid_loss(out.logits, labels, out.mask, target, annotated, pseudo, lam=cfg.lam, alpha=cfg.alpha)
+def _bare_step(model, optimizer, x, mask, annotated, labels, cfg: TrainConfig,
+               amp_dtype: torch.dtype | None = None) -> None:
+    if cfg.channels_last and x.is_cuda:  # as the full step does
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        out = model(x)
+        target = mask_target(mask, out.mask.shape[-1]) if out.mask is not None else None
+        pseudo = binarize(out.mask, cfg.tau) if out.mask is not None else None
+        terms = hybrid_loss(out.logits, labels, out.mask, target, annotated, pseudo, lam=cfg.lam, alpha=cfg.alpha)
     float(terms.total.detach())  # the full step reads the loss back too (NaN check, progress)
     optimizer.zero_grad(set_to_none=True)
     terms.total.backward()
@@ -92,9 +96,14 @@ def throughput(store_path: Path, args, device: torch.device) -> dict:
     reader = BatchReader(store, frames)
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=len(store.labels)).to(device).train()
+    # On CUDA both arms run channels-last (TrainConfig's default there); --amp adds bf16 autocast to both.
+    amp_dtype = torch.bfloat16 if args.amp and device.type == "cuda" else None
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     augment = TrainAugment(cfg, PreprocessConfig(size=cfg.size)).to(device)
-    env = StepEnv(config=cfg, ctx=DistContext(device=device), augment=augment, run=Path(tempfile.gettempdir()))
+    env = StepEnv(config=cfg, ctx=DistContext(device=device), augment=augment, run=Path(tempfile.gettempdir()),
+                  amp_dtype=amp_dtype)
 
     def full() -> float:
         loader = step_loader(reader, steps, cfg.num_workers, device.type == "cuda")
@@ -115,7 +124,7 @@ def throughput(store_path: Path, args, device: torch.device) -> dict:
     def bare() -> float:
         t0 = time.perf_counter()
         for x, m, a, y in batches:
-            _bare_step(model, optimizer, x, m, a, y, cfg)
+            _bare_step(model, optimizer, x, m, a, y, cfg, amp_dtype)
         _sync(device)
         return time.perf_counter() - t0
 
@@ -131,6 +140,7 @@ def throughput(store_path: Path, args, device: torch.device) -> dict:
     return {
         "model": args.model, "size": args.size, "batch_size": cfg.batch_size, "steps_per_round": len(steps),
         "rounds": args.rounds, "num_workers": cfg.num_workers, "device": str(device),
+        "amp": None if amp_dtype is None else str(amp_dtype),
         "full_frames_per_s": _stats(full_fps), "bare_frames_per_s": _stats(bare_fps),
         "overhead_fraction": _stats(overhead),
         # Other jobs on a shared box only ever add time, so the fastest round of each is the cleanest estimate.
@@ -173,6 +183,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to measure")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", action="store_true", help="CUDA only: bf16 autocast + channels-last in both arms")
+    p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--skip-pseudo", action="store_true")
     p.add_argument("--pseudo-model", default="lanet_r18")
     p.add_argument("--pseudo-size", type=int, default=128)
@@ -185,7 +197,7 @@ def main() -> None:
         root = Path(tmp)
         store = synthetic_store(root, max(args.size, args.pseudo_size))
         # Keep the parts of an earlier result this invocation does not re-measure (e.g. with --skip-pseudo).
-        result = {**(json.loads(RESULTS.read_text()) if RESULTS.exists() else {}), "machine": machine(),
+        result = {**(json.loads(args.out.read_text()) if args.out.exists() else {}), "machine": machine(),
                   "throughput": []}
         print("## Training throughput vs bare model step (same batches, same run)\n")
         print("| model | M | batch | threads | full step frames/s | bare step frames/s | overhead | read ms/batch "
@@ -198,8 +210,8 @@ def main() -> None:
             _print_row(t)
         if not args.skip_pseudo:
             result["pseudo_sources"] = pseudo_sources(store, args, root)
-    write_json_atomic(RESULTS, result)
-    print(f"\nwrote {RESULTS}")
+    write_json_atomic(args.out, result)
+    print(f"\nwrote {args.out}")
 
 
 def _print_row(t: dict) -> None:

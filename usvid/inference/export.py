@@ -10,6 +10,7 @@ from usvid.errors import ConfigError
 from usvid.inference.export_onnx import OnnxExportConfig, ParityReport, export_onnx
 from usvid.inference.frames import read_sample_frames
 from usvid.inference.metadata import ModelInfo
+from usvid.inference.quantize import CalibrationMethod, Int8Config, Int8Report, quantize_int8
 
 Format = Literal["onnx", "tensorrt"]
 FORMATS = ("onnx", "tensorrt")
@@ -22,6 +23,8 @@ class ExportConfig:
     ``fp16``: half precision inside the graph (TensorRT's usual choice; also valid for ONNX).
     ``max_batch``: the TensorRT optimisation profile's largest batch (ONNX always has a dynamic batch).
     ``sample``: an image or video whose first ``sample_frames`` frames join the random ones in the parity check.
+    ``int8``: static int8 ONNX for CPU inference (:mod:`usvid.inference.quantize`), calibrated on the frame
+    store ``calibration`` and checked against fp32 on that store's held-out split.
     """
 
     format: Format = "onnx"
@@ -31,6 +34,10 @@ class ExportConfig:
     workspace_mib: int = 2048
     sample: Path | None = None
     sample_frames: int = 8
+    int8: bool = False
+    calibration: Path | None = None
+    calibration_frames: int = 128
+    calibration_method: CalibrationMethod = "minmax"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -39,6 +46,14 @@ class ExportConfig:
             raise ConfigError(f"--max-batch must be at least 1, got {self.max_batch}")
         if self.sample_frames < 1:
             raise ConfigError(f"sample_frames must be at least 1, got {self.sample_frames}")
+        if self.int8 and (self.format != "onnx" or self.fp16):
+            raise ConfigError("--int8 makes an ONNX model for onnxruntime on the CPU: use it with --format onnx "
+                              "and without --fp16")
+        if self.int8 and self.calibration is None:
+            raise ConfigError("--int8 needs --calibration STORE: a frame store (from `usvid extract`) of frames like "
+                              "the ones the model will see, to measure activation ranges and check the result")
+        if self.calibration is not None and not self.int8:
+            raise ConfigError("--calibration only applies with --int8")
 
 
 @dataclass(frozen=True)
@@ -47,7 +62,7 @@ class ExportReport:
     path: Path
     precision: str
     info: ModelInfo
-    parity: ParityReport | None
+    parity: ParityReport | Int8Report | None
     seconds: float
     extra_files: list[Path] = field(default_factory=list)
 
@@ -60,6 +75,11 @@ def export_model(checkpoint: str | Path, out: str | Path, config: ExportConfig =
         MissingDependencyError: onnx/onnxruntime, or tensorrt/a GPU for ``format="tensorrt"``, missing.
         ProcessingError: the exporter failed, or the exported model disagrees with PyTorch.
     """
+    if config.int8:
+        res = quantize_int8(checkpoint, out, Int8Config(calibration=Path(config.calibration),
+                                                        calibration_frames=config.calibration_frames,
+                                                        method=config.calibration_method), opset=config.opset)
+        return ExportReport("onnx", res.path, "int8", res.info, res.report, res.seconds)
     sample = read_sample_frames(config.sample, config.sample_frames) if config.sample is not None else None
     precision = "fp16" if config.fp16 else "fp32"
     if config.format == "onnx":

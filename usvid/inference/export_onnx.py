@@ -158,7 +158,7 @@ def _torch_export(module: InferenceModel, example: torch.Tensor, path: Path, ops
     program.save(str(path))
 
 
-def _embed_metadata(path: Path, info: ModelInfo, precision: str) -> None:
+def embed_metadata(path: Path, info: ModelInfo, precision: str) -> None:
     onnx = optional_import("onnx", "export")
     model = onnx.load(str(path))
     # For users outside usvid: how frames become the graph's input (usvid's predictors do this themselves).
@@ -234,7 +234,7 @@ def export_onnx(
     parity = None
     with atomic_path(out) as tmp:
         _torch_export(exported, example, tmp, config.opset, info.has_mask)
-        _embed_metadata(tmp, info, config.precision)
+        embed_metadata(tmp, info, config.precision)
         if config.check:
             inputs = parity_inputs(info, config.check_batch, config.seed, sample_frames)
             parity = check_onnx_parity(tmp, reference, inputs, config.atol)
