@@ -16,6 +16,7 @@ from usvid.inference.metadata import ModelInfo
 from usvid.inference.postprocess import LesionBox, Roi
 from usvid.inference.predictor import Prediction, Timing
 from usvid.preprocess import PreprocessConfig
+from usvid.streaming.config import StreamConfig
 
 # Non-square and not a multiple of 32, so a swapped H/W or a stray resize shows up.
 WIDTH, HEIGHT = 174, 98
@@ -88,14 +89,16 @@ def synthetic_frames(n: int, width: int = WIDTH, height: int = HEIGHT, seed: int
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 15) -> Path:
-    """H.264 mp4 of RGB ``frames`` ``(T, H, W, 3)`` uint8 (even H and W) at ``fps``."""
+def write_video(path: Path, frames: np.ndarray, fps: int = 15, container: str | None = None,
+                gop: int | None = None) -> Path:
+    """H.264 of RGB ``frames`` ``(T, H, W, 3)`` uint8 (even H and W) at ``fps``; mp4 unless ``container``
+    names another format (``"mpegts"``); ``gop``: frames between keyframes."""
     import av
 
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+        stream.options = {"preset": "ultrafast", **({"g": str(gop)} if gop else {})}
         for i, img in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(img, format="rgb24")
             vf.pts, vf.time_base = i, Fraction(1, fps)
@@ -104,6 +107,13 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 15) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def live_config(source: str, **kwargs) -> StreamConfig:
+    """A network source with short timeouts and backoff, so loss and reconnection happen within a test."""
+    settings = {"detect_roi": False, "read_timeout_s": 0.5, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4,
+                "open_timeout_s": 8.0, **kwargs}
+    return StreamConfig(source=source, model=Path("unused.pt"), **settings)
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from usvid.streaming import StreamConfig, StreamPipeline
+from usvid.streaming import StreamPipeline
 from usvid.streaming.sinks import JsonlWriter
 
-from .conftest import CollectSink, FakePredictor
+from .conftest import CollectSink, FakePredictor, live_config
 from .test_sources import free_port
 
 SENDER = Path(__file__).with_name("udp_sender.py")
@@ -33,39 +33,38 @@ def wait_for(predicate, timeout: float) -> bool:
     return predicate()
 
 
+def lose_and_resume(pipe, view, stop_source, start_source, first: int, loss_timeout: float = 5) -> None:
+    """Wait for ``first`` frames, stop the source, expect "signal lost" (state and screen), start it again,
+    expect the stream live with ``first`` more frames. ``start_source`` returns what ``stop_source`` takes."""
+    assert wait_for(lambda: pipe.snapshot().frames >= first, 10), "no frames from the source"
+    stop_source()
+    assert wait_for(lambda: pipe.live_status().state.value == "signal lost", loss_timeout)
+    assert wait_for(lambda: any(f.result is None for f in view.frames), 3), "no 'signal lost' screen"
+    frames_at_loss = pipe.snapshot().frames
+    start_source()
+    assert wait_for(
+        lambda: pipe.live_status().state.value == "live" and pipe.snapshot().frames >= frames_at_loss + first, 15
+    ), "did not resume"
+
+
 def test_udp_feed_lost_and_back(tmp_path):
     port = free_port()
     jsonl = tmp_path / "pred.jsonl"
     view = CollectSink("view", idle=True)
     view.queue_size = 512
-    cfg = StreamConfig(
-        source=f"udp://127.0.0.1:{port}",
-        model=Path("unused.pt"),
-        detect_roi=False,
-        read_timeout_s=0.5,
-        reconnect_initial_s=0.1,
-        reconnect_max_s=0.4,
-        open_timeout_s=8.0,
-    )
-    pipe = StreamPipeline(cfg, FakePredictor(), sinks=[view, JsonlWriter(jsonl)])
-    sender = start_sender(port)
+    pipe = StreamPipeline(live_config(f"udp://127.0.0.1:{port}"), FakePredictor(), sinks=[view, JsonlWriter(jsonl)])
+    senders = [start_sender(port)]
+
+    def kill() -> None:
+        senders[-1].kill()
+        senders[-1].wait()
+
     try:
         pipe.start()  # opens once the sender's first packets arrive
-        assert wait_for(lambda: pipe.snapshot().frames >= 15, 10), "no frames from the sender"
-        sender.kill()
-        sender.wait()
-        assert wait_for(lambda: pipe.live_status().state.value == "signal lost", 5)
-        frames_at_loss = pipe.snapshot().frames
-        assert wait_for(lambda: any(f.result is None for f in view.frames), 3), "no 'signal lost' screen"
-        sender = start_sender(port)
-        assert wait_for(
-            lambda: (
-                pipe.live_status().state.value == "live" and pipe.snapshot().frames >= frames_at_loss + 15
-            ),
-            15,
-        ), "did not resume"
+        lose_and_resume(pipe, view, kill, lambda: senders.append(start_sender(port)), first=15)
     finally:
-        sender.kill()
+        for sender in senders:
+            sender.kill()
         pipe.stop("test")
         summary = pipe.wait()
     assert summary.stats.signal_lost_events >= 1 and summary.stats.reconnects >= 1
