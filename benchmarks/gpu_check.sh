@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_check.sh --prepare    # here, with network/pip: wheels of what that python lacks
 #                                             # (av, kornia, kornia_rs, pydicom) + a usvid wheel -> .whl/
 #   OUT=results bash benchmarks/gpu_check.sh  # there: install .whl/, CUDA tests, GPU benchmarks -> $OUT/
-#   GPU_STEPS="inference" ...                 # only some of: tests inference stream train
+#   GPU_STEPS="inference" ...                 # only some of: tests inference stream train cli
 #
 # What runs there: the CUDA tests (pinned non-blocking copies, NVDEC when torchcodec's CUDA build exists,
 # torch CUDA predictors fp32/fp16/CUDA graphs/compile vs CPU, AMP + channels-last training, `usvid train
@@ -46,7 +46,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'NO CUDA', 'av', 
 kornia.__version__, 'usvid', usvid.__version__, usvid.__file__)")
 } 2>&1 | tee "$LOG"
 
-STEPS=" ${GPU_STEPS:-tests inference stream train} "
+STEPS=" ${GPU_STEPS:-tests inference stream train cli} "
 step() {  # step NAME SECONDS CMD...: run with a time limit, log, and go on whatever happens
     local name=$1 limit=$2
     shift 2
@@ -69,4 +69,28 @@ step stream "${GPU_STREAM_LIMIT:-90}" $PY benchmarks/stream_bench.py --backend t
     --frames "${GPU_STREAM_FRAMES:-1200}" --out "$OUT/stream_gpu.json"
 step train "${GPU_TRAIN_LIMIT:-100}" $PY benchmarks/train_bench.py --device cuda --amp --batch-size 32 \
     --steps 8 --rounds 3 --threads 8 --skip-pseudo --out "$OUT/train_gpu.json"
+# The commands as a user runs them, on CUDA: synth -> extract -> train -> eval -> predict -> stream, and the
+# message `export --format tensorrt` gives where TensorRT is not installed.
+cli_pipeline() {
+    local dev=${1:-cuda} w=/tmp/usvid-gpu-cli
+    rm -rf "$w" && mkdir -p "$w" && cd /tmp || return 1
+    $PY -m usvid synth "$w/synth" --patients 12 --seconds 2 --seed 0 || return 1
+    $PY -m usvid extract "$w/synth/manifest.csv" "$w/store" --size 128 --split 50,25,25 --seed 1 || return 1
+    $PY -m usvid train "$w/store" --model lanet_r18 --out "$w/run" --size 128 --stage1-epochs 1 --epochs 2 \
+        --device "$dev" || return 1
+    $PY -m usvid eval "$w/run/best.pt" "$w/store" --split test --out "$w/eval" --device "$dev" || return 1
+    $PY -m usvid export "$w/run/best.pt" --format tensorrt --out "$w/m.engine"
+    echo "export --format tensorrt exit code: $? (2 expected without TensorRT)"
+    local video
+    video=$(ls "$w"/synth/videos/*.mp4 | head -1)
+    $PY -m usvid predict "$video" --model "$w/run/best.pt" --device "$dev" --out "$w/pred" || return 1
+    cat "$w/pred/summary.csv"
+    $PY -m usvid stream "$video" --model "$w/run/best.pt" --device "$dev" --realtime --max-frames 60 \
+        --stats "$w/stream_stats.json" || return 1
+    cp "$w/run/metrics.jsonl" "$OUT/cli_train_metrics.jsonl"
+    cp "$w/stream_stats.json" "$OUT/cli_stream_stats.json"
+}
+export -f cli_pipeline
+export PY OUT
+step cli "${GPU_CLI_LIMIT:-200}" bash -c "cli_pipeline ${GPU_CLI_DEVICE:-cuda}"
 echo "done; results in $OUT" | tee -a "$LOG"

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from usvid.errors import InputError, UsvidError
 
@@ -23,7 +24,8 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UsvidError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            # escape: messages carry install hints like usvid[export] and paths, not Rich markup.
+            console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from usvid.cli.common import console, handle_errors, parse_ints
 
 
@@ -87,6 +88,6 @@ def extract(
         f"failed {len(summary.failures)}"
     )
     for failure in summary.failures:
-        console.print(f"[red]failed:[/] {failure}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
     if summary.failures:
         raise typer.Exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from usvid.cli.common import console, handle_errors, parse_ints
@@ -53,7 +54,7 @@ def predict(
         report = predict_videos(src, model, out, config, progress=on_progress)
     console.print(_table(report))
     for failure in report.failures:
-        console.print(f"[bold red]failed:[/] {failure.error}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]failed:[/] {escape(str(failure.error))}", highlight=False, soft_wrap=True)
     console.print(f"summary: {report.summary_csv}")
     if report.failures:
         raise typer.Exit(1)

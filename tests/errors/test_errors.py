@@ -47,3 +47,28 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_cli_prints_messages_verbatim_not_as_markup(tmp_path):
+    """Install hints (usvid[export]) and paths with brackets must reach the terminal as written."""
+    import typer
+    from typer.testing import CliRunner
+
+    from usvid.cli.common import handle_errors
+
+    app = typer.Typer()
+
+    @app.command()
+    @handle_errors
+    def fail() -> None:
+        optional_import("surely_not_a_module_xyz", "tensorrt")
+
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2
+    assert "pip install 'usvid[tensorrt]'" in result.output
+
+    from usvid.cli.app import app as usvid_app
+
+    bracketed = tmp_path / "scan[1].mp4"
+    result = CliRunner().invoke(usvid_app, ["extract", str(bracketed), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "scan[1].mp4" in result.output
