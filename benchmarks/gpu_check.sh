@@ -62,7 +62,7 @@ $PY -c "import xdist" 2>/dev/null && xdist=(-n 8)
 # From outside the checkout, so the installed usvid (with usvid.models / usvid.cli) is the one imported.
 step tests "${GPU_TESTS_LIMIT:-170}" bash -c "cd /tmp && $PY -m pytest -q -p no:cacheprovider ${xdist[*]} \
     -c '$REPO/pyproject.toml' --rootdir '$REPO' -m 'not slow' -rs \
-    '$REPO/tests/video/test_gpu.py' '$REPO/tests/inference' '$REPO/tests/training'"
+    ${GPU_TESTS:-'$REPO/tests/video/test_gpu.py' '$REPO/tests/inference' '$REPO/tests/training'}"
 step inference "${GPU_INFER_LIMIT:-200}" $PY benchmarks/inference_bench.py --device cuda --batches 1,8,32 \
     --compile first --compile-batches 1,8 --min-seconds 1.0 --out "$OUT/inference_gpu.json"
 step stream "${GPU_STREAM_LIMIT:-90}" $PY benchmarks/stream_bench.py --backend torch --device cuda \

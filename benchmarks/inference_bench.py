@@ -202,8 +202,8 @@ def backends_for(device: str, want_compile: bool) -> list[tuple[str, dict, str]]
             out.append(("onnxruntime-cpu-spinning", {"device": "cpu", "spin": True}, "onnx"))
             out.append(("torch-compiled-cpu", {"device": "cpu", "compile": True}, "checkpoint"))
         return out
-    out = [("torch-eager-fp32-cuda", {"device": "cuda", "precision": "fp32"}, "checkpoint"),
-           ("torch-eager-fp16-cuda", {"device": "cuda", "precision": "fp16"}, "checkpoint"),
+    out = [("torch-eager-fp32-cuda", {"device": "cuda", "precision": "fp32", "cuda_graphs": False}, "checkpoint"),
+           ("torch-eager-fp16-cuda", {"device": "cuda", "precision": "fp16", "cuda_graphs": False}, "checkpoint"),
            ("torch-eager-fp16-cudagraphs", {"device": "cuda", "precision": "fp16", "cuda_graphs": True},
             "checkpoint")]
     if want_compile:

@@ -130,8 +130,24 @@ def test_torch_cuda_compiled(tiny_checkpoints, cuda_device):
     frames = _frames(b=2, seed=6)
     ref = load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu").predict(frames)
     got = load_predictor(tiny_checkpoints["lanet_tiny"], device=cuda_device, precision="fp32",
-                         compile=True).predict(frames)
+                         compile=True, cuda_graphs=False).predict(frames)
     torch.testing.assert_close(got.probs, ref.probs, atol=1e-3, rtol=0)
+
+
+def test_auto_uses_cuda_graphs_only_on_cuda(tiny_checkpoints):
+    assert load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu").cuda_graphs is False
+
+
+@pytest.mark.gpu
+def test_auto_on_cuda_replays_graphs_and_matches_cpu(tiny_checkpoints, cuda_device):
+    frames = _frames(b=3, seed=7)
+    ref = load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu").predict(frames)
+    gpu = load_predictor(tiny_checkpoints["lanet_tiny"], device=cuda_device)
+    assert gpu.cuda_graphs and gpu.precision == "fp16"
+    for batch in (frames, frames[:2], frames):  # a smaller last batch gets its own graph; the first is reused
+        got = gpu.predict(batch)
+        torch.testing.assert_close(got.probs, ref.probs[: len(batch)], atol=2e-2, rtol=0)
+    assert len(gpu._run.graphs) == 2
 
 
 def test_input_geometry_is_the_frame_store_letterbox(tiny_onnx):
