@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -119,14 +119,15 @@ class Int8Result:
 
 
 def store_frames(store, split: str, count: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """Up to ``count`` frames of ``split`` spread evenly over its videos: ``(N, S, S)`` uint8 and labels."""
+    """Up to ``count`` frames of ``split``, a seeded random sample: ``(N, S, S)`` uint8 and their labels.
+
+    Sampled rather than the first ``count``: consecutive frames of one video are near copies, and the ranges
+    (or the check) should see every video and every class of the split.
+    """
     frames = store.split(split)
     if not frames:
         return np.zeros((0, store.size, store.size), np.uint8), []
-    rng = np.random.default_rng(seed)
-    # Even spacing over a shuffled order: every video contributes, no run of near-identical neighbours.
-    order = rng.permutation(len(frames))
-    pick = sorted(order[np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)])
+    pick = np.sort(np.random.default_rng(seed).choice(len(frames), size=min(count, len(frames)), replace=False))
     chosen = [frames[i] for i in pick]
     arrays: dict[str, np.ndarray] = {}
     images = []
@@ -275,7 +276,8 @@ def quantize_int8(checkpoint: str | Path, out: str | Path, config: Int8Config, o
             reference = InferenceModel(ckpt.build_model(), torch.float32)
             with torch.inference_mode():
                 ref = reference(check_inputs)
-            report = compare_int8(ref, run_onnx(tmp_out, check_inputs), labels, config, check_split)
+            report = replace(compare_int8(ref, run_onnx(tmp_out, check_inputs), labels, config, check_split),
+                             calibration_frames=len(calib_images))
             log.info("int8 check: %s", report.describe())
             if not report.passed:
                 raise ProcessingError(
