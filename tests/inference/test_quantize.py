@@ -106,6 +106,7 @@ def test_store_without_check_split_is_a_clear_error(tiny_checkpoints, tmp_path):
     ({"int8": True, "calibration": Path("s"), "format": "tensorrt"}, "--format onnx"),
     ({"int8": True, "calibration": Path("s"), "fp16": True}, "without --fp16"),
     ({"calibration": Path("s")}, "only applies with --int8"),
+    ({"int8": True, "calibration": Path("s"), "sample": Path("v.mp4")}, "drop --sample"),
 ])
 def test_export_config_refuses_bad_int8_combinations(kwargs, match):
     with pytest.raises(ConfigError, match=match):

@@ -54,6 +54,9 @@ class ExportConfig:
                               "the ones the model will see, to measure activation ranges and check the result")
         if self.calibration is not None and not self.int8:
             raise ConfigError("--calibration only applies with --int8")
+        if self.int8 and self.sample is not None:
+            raise ConfigError("--sample joins the fp32/fp16 parity check; an --int8 export is checked on the held-out "
+                              "split of --calibration instead: drop --sample")
 
 
 @dataclass(frozen=True)
