@@ -35,9 +35,9 @@ from inference_bench import machine, time_predict
 
 from usvid.checkpoint import load_checkpoint
 from usvid.inference import load_predictor
-from usvid.inference.export_onnx import export_onnx
+from usvid.inference.export_onnx import export_onnx, run_onnx
 from usvid.inference.ort_backend import default_threads
-from usvid.inference.quantize import Int8Config, compare_int8, network_input, quantize_int8, run_onnx, store_frames
+from usvid.inference.quantize import Int8Config, compare_int8, network_input, quantize_int8, store_frames
 from usvid.inference.torch_backend import InferenceModel
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from usvid.checkpoint import Checkpoint, load_checkpoint
@@ -108,6 +109,25 @@ class OnnxExportResult:
     seconds: float
 
 
+def pooled_mask_iou(ref: np.ndarray, got: np.ndarray, threshold: float = 0.5) -> float:
+    """IoU of two batches of masks thresholded at ``threshold``, pooled over every pixel (1.0 when both are empty)."""
+    a, b = ref > threshold, got > threshold
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def run_onnx(path: Path, inputs: torch.Tensor, batch: int = 16) -> tuple[np.ndarray, ...]:
+    """The outputs (``probs``, [``mask``]) of the ONNX model at ``path`` in onnxruntime on the CPU.
+
+    ``inputs``: ``(N, C, S, S)`` float32 network input, run ``batch`` frames at a time.
+    """
+    ort = optional_import("onnxruntime", "export")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    parts = [session.run(names, {INPUT_NAME: inputs[i:i + batch].numpy()}) for i in range(0, len(inputs), batch)]
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
 def compare_outputs(
     ref: tuple[torch.Tensor, ...], got: tuple[torch.Tensor, ...], tolerance: float
 ) -> ParityReport:
@@ -122,9 +142,7 @@ def compare_outputs(
     if len(ref) > 1:
         m_ref, m_got = ref[1].float(), got[1].float()
         max_mask = float((m_ref - m_got).abs().max())
-        a, b = m_ref > 0.5, m_got > 0.5
-        union = int((a | b).sum())
-        iou = 1.0 if union == 0 else int((a & b).sum()) / union
+        iou = pooled_mask_iou(m_ref.numpy(), m_got.numpy())
     return ParityReport(len(probs_ref), float((probs_ref - probs_got).abs().max()), max_mask, agreement, iou,
                         tolerance)
 
@@ -176,16 +194,9 @@ def check_onnx_parity(
     path: Path, module: InferenceModel, inputs: list[torch.Tensor], tolerance: float
 ) -> ParityReport:
     """Run ``path`` in onnxruntime (CPU) and ``module`` in PyTorch on each input; one merged report."""
-    ort = optional_import("onnxruntime", "export")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    refs, gots = [], []
     with torch.inference_mode():
-        for x in inputs:
-            refs.append(module(x))
-            gots.append(tuple(torch.from_numpy(a) for a in session.run(names, {INPUT_NAME: x.numpy()})))
-    ref = tuple(torch.cat(parts) for parts in zip(*refs))
-    got = tuple(torch.cat(parts) for parts in zip(*gots))
+        ref = tuple(torch.cat(parts) for parts in zip(*(module(x) for x in inputs)))
+    got = tuple(torch.from_numpy(a) for a in run_onnx(path, torch.cat(inputs)))
     return compare_outputs(ref, got, tolerance)
 
 

@@ -28,7 +28,8 @@ import torch
 
 from usvid.checkpoint import load_checkpoint
 from usvid.errors import ConfigError, InputError, ProcessingError, optional_import
-from usvid.inference.export_onnx import OnnxExportConfig, embed_metadata, export_onnx
+from usvid.data.store import FrameStore
+from usvid.inference.export_onnx import OnnxExportConfig, embed_metadata, export_onnx, pooled_mask_iou, run_onnx
 from usvid.inference.metadata import INPUT_NAME, ModelInfo
 from usvid.inference.torch_backend import InferenceModel
 from usvid.io import atomic_path
@@ -157,9 +158,6 @@ class _Calibration:
         self.next += 1
         return {INPUT_NAME: self.batches[self.next - 1]}
 
-    def rewind(self) -> None:
-        self.next = 0
-
 
 def compare_int8(
     ref: tuple[torch.Tensor, ...], got: tuple[np.ndarray, ...], labels: list[int] | None, config: Int8Config,
@@ -173,9 +171,7 @@ def compare_int8(
     mask_iou = mean_mask = None
     if len(ref) > 1:
         m_ref, m_got = ref[1].numpy(), got[1]
-        a, b = m_ref > 0.5, m_got > 0.5
-        union = int((a | b).sum())
-        mask_iou = 1.0 if union == 0 else int((a & b).sum()) / union
+        mask_iou = pooled_mask_iou(m_ref, m_got)
         mean_mask = float(np.abs(m_ref - m_got).mean())
     acc32 = acc8 = None
     if labels is not None:
@@ -191,15 +187,6 @@ def compare_int8(
         min_mask_iou=config.min_mask_iou)
 
 
-def run_onnx(path: Path, inputs: torch.Tensor) -> tuple[np.ndarray, ...]:
-    """``(probs, [mask])`` of the ONNX model at ``path`` on CPU for ``inputs`` ``(N, C, S, S)``, in batches of 16."""
-    ort = optional_import("onnxruntime", "export")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    parts = [session.run(names, {INPUT_NAME: inputs[i:i + 16].numpy()}) for i in range(0, len(inputs), 16)]
-    return tuple(np.concatenate(p) for p in zip(*parts))
-
-
 # Softmax (the probabilities) and Sigmoid (CBAM's gates, the lesion mask) stay float: in 8 bits the
 # probabilities would step in 1/255 and no longer sum to 1, and they cost little next to the convolutions.
 FLOAT_OPS = frozenset({"Softmax", "Sigmoid"})
@@ -210,12 +197,6 @@ def quantizable_ops(path: Path) -> list[str]:
     onnx = optional_import("onnx", "export")
     graph = onnx.load(str(path), load_external_data=False).graph
     return sorted({node.op_type for node in graph.node} - FLOAT_OPS)
-
-
-def _open_calibration_store(config: Int8Config):
-    from usvid.data.store import FrameStore
-
-    return FrameStore(config.calibration)
 
 
 def _check_split(store, config: Int8Config) -> str:
@@ -240,7 +221,7 @@ def quantize_int8(checkpoint: str | Path, out: str | Path, config: Int8Config, o
     out = Path(out)
     quantization = optional_import("onnxruntime.quantization", "export")
     ckpt = load_checkpoint(checkpoint)
-    store = _open_calibration_store(config)
+    store = FrameStore(config.calibration)
     pre = ckpt.preprocess
     calib_images, _ = store_frames(store, config.calibration_split, config.calibration_frames, config.seed)
     if len(calib_images) == 0:
