@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import typer
@@ -31,6 +32,9 @@ def extract(
         None, "--groups", help="CSV of near-duplicate groups (group,image) kept in one split."
     ),
     backend: str = typer.Option("auto", "--backend", help="Decoder: auto, pyav, decord or torchcodec."),
+    workers: int = typer.Option(
+        0, "--workers", help="Videos extracted at once (0: one per CPU core); the store is the same."
+    ),
 ) -> None:
     """Decode, crop the scan region, resize and store frames, boxes and masks, split by patient."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -51,24 +55,35 @@ def extract(
         strict=strict,
         groups=groups,
         backend=backend,
+        workers=workers,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         overall = bar.add_task("videos", total=None)
-        current = bar.add_task("frames", total=None)
+        running: dict[int, int] = {}  # video number -> its bar, while it is being extracted
+        finished = 0
+        lock = threading.Lock()  # events come from the worker threads
 
         def on_progress(event: ExtractProgress) -> None:
-            bar.update(
-                overall, total=event.num_videos, completed=event.video_number - (0 if event.finished else 1)
-            )
+            with lock:
+                show(event)
+
+        def show(event: ExtractProgress) -> None:
+            nonlocal finished
             if event.finished:
+                finished += 1
+                if event.video_number in running:
+                    bar.remove_task(running.pop(event.video_number))
+                bar.update(overall, total=event.num_videos, completed=finished)
                 return
+            if event.video_number not in running:
+                running[event.video_number] = bar.add_task(escape(event.video_id), total=None)
             bar.update(
-                current,
-                description=f"[cyan]{event.video_id}",
+                running[event.video_number],
                 total=event.frames_total or None,
                 completed=event.frames_done,
             )
+            bar.update(overall, total=event.num_videos)
 
         summary = run_extract(src, out, config, progress=on_progress)
 

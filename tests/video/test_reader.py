@@ -100,6 +100,70 @@ def test_rgb_batches(videos, backend):
     assert np.abs(grey[0, 0].astype(int) - expected).max() <= 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("raw_luma", [False, True])
+def test_grey_frames_are_the_batches_frames(videos, backend, raw_luma):
+    with open_video(videos["bframes"], backend) as reader:
+        batches = list(reader.batches(7, grey=True, raw_luma=raw_luma))
+        # Views of the decoder's memory are valid until the next frame: copy each one as it comes.
+        frames = [
+            (f.index, f.seconds, f.grey.copy(), f.limited_range)
+            for f in reader.grey_frames(raw_luma=raw_luma)
+        ]
+    expected = np.concatenate([b.data[:, 0].numpy() for b in batches])
+    assert [f[0] for f in frames] == torch.cat([b.indices for b in batches]).tolist()
+    assert [f[1] for f in frames] == torch.cat([b.pts_seconds for b in batches]).tolist()
+    np.testing.assert_array_equal(np.stack([f[2] for f in frames]), expected)
+    assert {f[3] for f in frames} == {b.limited_range for b in batches}
+    assert all(f[2].shape == expected.shape[1:] for f in frames)
+
+
+def test_pyav_grey_frames_are_views_of_the_decoded_plane(videos):
+    with open_video(videos["plain"], "pyav") as reader:
+        first = next(reader.grey_frames(raw_luma=True))
+    # No copy: the array does not own its memory (it is the Y plane), and it is still limited range.
+    assert not first.grey.flags.owndata and first.limited_range
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decoder_threads_do_not_change_frames(videos, threads):
+    with (
+        open_video(videos["bframes"], "pyav") as auto,
+        open_video(videos["bframes"], "pyav", threads=threads) as fixed,
+    ):
+        np.testing.assert_array_equal(_all_frames(auto)[0], _all_frames(fixed)[0])
+        assert fixed._stream.codec_context.thread_count == threads
+    with pytest.raises(InputError, match="threads must be >= 0"):
+        open_video(videos["plain"], threads=-1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_reader_serves_random_access_then_passes(videos, backend):
+    # FFmpeg fixes its threads when the decoder opens: later passes must not try to change them.
+    with open_video(videos["bframes"], backend) as reader:
+        picked = reader.get_frames([5]).data.numpy()[0, 0]
+        first, _ = _all_frames(reader)
+        again = np.stack([f.grey.copy() for f in reader.grey_frames()])
+    np.testing.assert_array_equal(first[5, 0], picked)
+    np.testing.assert_array_equal(first[:, 0], again)
+
+
+def test_expand_range_matches_the_table():
+    from usvid.video.reader import expand_range, full_range_lut
+
+    every = np.tile(np.arange(256, dtype=np.uint8), (2, 3, 1))  # (2, 3, 256): every value, several rows
+    np.testing.assert_array_equal(expand_range(every.copy()), full_range_lut()[every])
+
+
+def test_reused_batches_share_memory_and_fresh_ones_do_not(videos):
+    with open_video(videos["plain"], "pyav") as reader:
+        reused = [b.data.data_ptr() for b in reader.batches(7, reuse=True)]
+        fresh = [b.data for b in reader.batches(7)]
+    assert len(set(reused)) == 1
+    assert len({t.data_ptr() for t in fresh}) == len(fresh)
+    assert [read_index(b[0, 0].numpy()) for b in fresh] == [0, 7, 14, 21]  # kept batches stay intact
+
+
 def test_grey_is_full_range_luma(videos):
     # Limited-range H.264: black bars (40) and white bars (215) come back near their full-range values.
     with open_video(videos["plain"]) as reader:

@@ -1,23 +1,31 @@
 """``extract(src, out, config)``: recorded scans -> a frame store with per-patient splits.
 
-One video at a time: decode in batches, detect the scan region on the first frames (or use ``--roi``),
-crop + blank + letterbox every kept frame, map boxes and masks the same way, and write the video's
-arrays then its record, each atomically (temp name, then rename). A video with a record is finished:
-a re-run skips it, so an interrupted extraction resumes and ends with the same bytes as an uninterrupted
-one, and re-running a finished extraction writes nothing. A failing video is reported (file + problem)
-and the others go on, unless ``strict``.
+Per video: decode frame by frame (PyAV hands out its decoded plane, no copy), detect the scan region on
+the first frames (or use ``--roi``), crop + blank + letterbox every kept frame, map boxes and masks the
+same way, and write the video's arrays then its record, each atomically (temp name, then rename). A video
+with a record is finished: a re-run skips it, so an interrupted extraction resumes and ends with the same
+bytes as an uninterrupted one, and re-running a finished extraction writes nothing. A failing video is
+reported (file + problem) and the others go on, unless ``strict``.
+
+Videos run ``workers`` at a time (one per core by default), each on a single-threaded decoder: at MBUD-like
+sizes FFmpeg decodes a stream on one thread for about 30% less CPU than with frame threads, and several
+videos keep the cores busy where frame threads leave a third of them idle (``benchmarks/extract_bench.py``).
+The store does not depend on the number of workers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +46,7 @@ from usvid.data.store import (
 )
 from usvid.errors import ConfigError, InputError, MissingDependencyError, ProcessingError, unknown_name
 from usvid.io import atomic_path, write_json_atomic, write_text_atomic
-from usvid.video.reader import BACKENDS, DEFAULT_BATCH_SIZE, expand_range, open_video, prefetch
+from usvid.video.reader import BACKENDS, DEFAULT_BATCH_SIZE, GreyFrame, expand_range, open_video
 from usvid.video.roi import (
     ROI_FRAMES,
     MotionStats,
@@ -66,6 +74,10 @@ class ExtractConfig:
         strict: stop at the first failure instead of reporting it and going on.
         groups: CSV of near-duplicate groups (``group,image``) kept in one split.
         backend: video decoder (``auto``, ``pyav``, ``decord``, ``torchcodec``).
+        workers: videos extracted at once (0: one per CPU core). With more than one, each video is decoded
+            on one thread (FFmpeg decodes a stream faster per CPU second alone than with frame threads, and
+            the videos fill the cores), except the last ones, which get FFmpeg's threads to themselves.
+            The store is the same for any number of workers.
     """
 
     size: int = 256
@@ -81,6 +93,7 @@ class ExtractConfig:
     backend: str = "auto"
     batch_size: int = DEFAULT_BATCH_SIZE
     roi_frames: int = ROI_FRAMES
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -97,9 +110,11 @@ class ExtractConfig:
             raise ConfigError("batch_size must be >= 1 and roi_frames >= 2")
         if self.dedupe_threshold < 0:
             raise ConfigError(f"dedupe_threshold {self.dedupe_threshold}: must be >= 0")
+        if self.workers < 0:
+            raise ConfigError(f"--workers {self.workers}: must be >= 0 (0: one per CPU core)")
 
     def fingerprint(self) -> dict:
-        """The settings that change the store's content (``strict`` and ``batch_size`` do not)."""
+        """The settings that change the store's content (``strict``, ``batch_size`` and ``workers`` do not)."""
         groups = hashlib.sha1(Path(self.groups).read_bytes()).hexdigest() if self.groups else None
         return {
             "size": self.size,
@@ -252,11 +267,38 @@ def _check_annotations(item: SourceItem, width: int, height: int, num_frames: in
                 )
 
 
-class _VideoJob:
-    """Extracts one source item into ``frames/<file>.npy`` (+ masks) and returns its record."""
+class _Scratch(threading.local):
+    """A worker thread's buffer for the first frames of a video, reused from one video to the next.
 
-    def __init__(self, item: SourceItem, split: str, config: ExtractConfig, out: Path, file: str) -> None:
+    Fresh memory is not free: the kernel zeroes every page on first touch (some 2 us per 4 KiB page on our
+    CI machine, 20 ms for 96 frames of 854x500).
+    """
+
+    def array(self, shape: tuple[int, ...]) -> np.ndarray:
+        buf = getattr(self, "buf", None)
+        if buf is None or buf.shape != shape:
+            self.buf = buf = np.empty(shape, np.uint8)
+        return buf
+
+
+class _VideoJob:
+    """Extracts one source item into ``frames/<file>.npy`` (+ masks) and returns its record.
+
+    ``threads``: FFmpeg decoding threads (0: FFmpeg picks); ``scratch``: the worker thread's reusable buffer.
+    """
+
+    def __init__(
+        self,
+        item: SourceItem,
+        split: str,
+        config: ExtractConfig,
+        out: Path,
+        file: str,
+        threads: int = 0,
+        scratch: _Scratch | None = None,
+    ) -> None:
         self.item, self.split, self.config, self.out, self.file = item, split, config, out, file
+        self.threads, self.scratch = threads, scratch or _Scratch()
         self.frame_rows: list[dict] = []
         self.masks: list[np.ndarray] = []
         self.deduped = 0
@@ -264,11 +306,17 @@ class _VideoJob:
         self.region: ScanRegion | None = None
         self.box: Letterbox | None = None
         self._clean: np.ndarray | None = None
+        self._stored: np.ndarray | None = None  # (batch_size, S, S): letterboxed frames not yet written
+        self._taken: list[tuple[int, float]] = []  # their source index and seconds
+        self._limited = False
 
     def set_region(self, region: ScanRegion) -> None:
         self.region = region
         self.box = Letterbox(region.w, region.h, self.config.size)
         self._clean = self.box.clean(region.mask) if region.blanks else None
+        # Letterboxed frames of one batch; the padding stays 0 (range expansion and blanking keep 0 at 0).
+        size = self.config.size
+        self._stored = np.zeros((self.config.batch_size, size, size), np.uint8)
 
     def _map_boxes(self, idx: int, boxes: list[Box]) -> list[tuple[float, float, float, float]]:
         r = self.region
@@ -285,29 +333,28 @@ class _VideoJob:
             out.append(self.box.box((cx0, cy0, cx1, cy1)))
         return out
 
-    def add(
-        self,
-        writer: _NpyWriter,
-        grey: np.ndarray,
-        indices: list[int],
-        stamps: list[float],
-        selector: FrameSelector,
-        lesion_mask: np.ndarray | None = None,
-        limited: bool = False,
-    ) -> None:
-        """Process ``(T, H, W)`` uint8 source frames (``limited``: still limited-range luma) with their indices."""
-        keep = [k for k in range(len(indices)) if selector.keep(indices[k], stamps[k])]
-        if not keep:
+    def take(self, writer: _NpyWriter, frame: GreyFrame, selector: FrameSelector) -> None:
+        """Letterbox one source frame (``(H, W)`` uint8, may be a view of the decoder's memory) if it is kept."""
+        if not selector.keep(frame.index, frame.seconds):
             return
         r = self.region
-        crops = (grey[keep] if len(keep) < len(indices) else grey)[:, r.y : r.y + r.h, r.x : r.x + r.w]
-        stored = self.box.frames(crops)  # reads the crop in place; blanking follows on the small frames
-        if limited:
+        self.box.frame_into(frame.grey[r.y : r.y + r.h, r.x : r.x + r.w], self._stored[len(self._taken)])
+        self._taken.append((frame.index, frame.seconds))
+        self._limited = frame.limited_range
+        if len(self._taken) == len(self._stored):
+            self.commit(writer)
+
+    def commit(self, writer: _NpyWriter, lesion_mask: np.ndarray | None = None) -> None:
+        """Finish the letterboxed frames taken so far (range, blanking, near-duplicates) and write them."""
+        if not self._taken:
+            return
+        stored = self._stored[: len(self._taken)]
+        if self._limited:
             expand_range(stored)  # range expansion commutes with resampling up to rounding
         if self._clean is not None:
             stored *= self._clean
-        for k, frame in zip(keep, stored):
-            idx = indices[k]
+        written = []
+        for j, ((idx, seconds), frame) in enumerate(zip(self._taken, stored)):
             annotated = idx in self.item.boxes or (self.item.annotated_masks and idx == 0)
             still = self.config.dedupe and not annotated and self._last is not None
             if (
@@ -318,8 +365,11 @@ class _VideoJob:
                 continue
             if self.config.dedupe:
                 self._last = frame.astype(np.int16)
-            writer.append(frame[None])
-            self._row(idx, stamps[k], annotated, lesion_mask)
+            written.append(j)
+            self._row(idx, seconds, annotated, lesion_mask)
+        if written:
+            writer.append(stored if len(written) == len(stored) else stored[written])
+        self._taken.clear()
 
     def _row(self, idx: int, seconds: float, annotated: bool, lesion_mask: np.ndarray | None) -> None:
         boxes = self._map_boxes(idx, self.item.boxes.get(idx, [])) if annotated else []
@@ -417,37 +467,39 @@ class _VideoJob:
         if self.item.annotated_masks:
             lesion, boxes = load_masks(self.item, width, height)
             self.item = replace(self.item, boxes={0: boxes})
-        self.add(writer, image[None], [0], [0.0], FrameSelector(self.config, {0}), lesion)
+        self.take(writer, GreyFrame(0, 0.0, image), FrameSelector(self.config, {0}))
+        self.commit(writer, lesion)
         return 1, 0.0, width, height
 
     def _run_video(
         self, writer: _NpyWriter, progress: Callable[[int, int], None]
     ) -> tuple[int, float, int, int]:
-        with open_video(self.item.path, self.config.backend) as reader:
+        config = self.config
+        with open_video(self.item.path, config.backend, threads=self.threads) as reader:
             info = reader.info
             _check_annotations(self.item, info.width, info.height, info.num_frames)
             region = self._region_for(info.width, info.height)
             if region is not None:
                 self.set_region(region)
-            selector = FrameSelector(self.config, set(self.item.boxes))
-            stats, pending, seen = MotionStats(), [], 0
-            # raw_luma: the range expansion runs here, on the crop, not on the decoding thread's full frames.
-            # Decoding runs ahead (up to 4 batches) while this thread works out the scan region.
-            for batch in prefetch(reader.batches(self.config.batch_size, grey=True, raw_luma=True), depth=4):
-                grey = batch.data[:, 0].numpy()
-                indices, stamps = batch.indices.tolist(), batch.pts_seconds.tolist()
-                seen += len(indices)
-                if self.region is None:
-                    # Hold the first frames (at most roi_frames) until the scan region is known.
-                    stats.update(grey, limited_range=batch.limited_range)
-                    pending.append((grey, indices, stamps, batch.limited_range))
-                    if stats.seen >= self.config.roi_frames:
-                        self._flush(writer, stats, pending, selector)
+            selector = FrameSelector(config, set(self.item.boxes))
+            held: list[GreyFrame] = []
+            seen = 0
+            # raw_luma: the range expansion runs on the letterboxed frames, not on the full ones.
+            for frame in reader.grey_frames(raw_luma=True):
+                seen += 1
+                if self.region is not None:
+                    self.take(writer, frame, selector)
                 else:
-                    self.add(writer, grey, indices, stamps, selector, limited=batch.limited_range)
-                progress(seen, info.num_frames)
+                    # Hold the first frames (copies: the reader's memory is reused) until the scan region is known.
+                    held.append(frame._replace(grey=self._hold(len(held), frame.grey)))
+                    if len(held) == config.roi_frames:
+                        self._detect(writer, held, selector)
+                if seen % config.batch_size == 0:
+                    progress(seen, info.num_frames)
             if self.region is None:
-                self._flush(writer, stats, pending, selector)
+                self._detect(writer, held, selector)
+            self.commit(writer)
+            progress(seen, info.num_frames)
         missing = [i for i in self.item.boxes if i >= seen]
         if missing:
             raise ProcessingError(
@@ -455,20 +507,26 @@ class _VideoJob:
             )
         return seen, info.fps, info.width, info.height
 
-    def _flush(self, writer, stats: MotionStats, pending: list, selector: FrameSelector) -> None:
-        if stats.count < 2 and stats.seen >= 2:
-            # Too short for the stride: use every frame.
-            stats = MotionStats(stride=1)
-            for grey, _, _, limited in pending:
-                stats.update(grey, limited_range=limited)
-        if stats.count >= 2:
+    def _hold(self, k: int, grey: np.ndarray) -> np.ndarray:
+        held = self.scratch.array((self.config.roi_frames, *grey.shape))[k]
+        np.copyto(held, grey)
+        return held
+
+    def _detect(self, writer: _NpyWriter, held: list[GreyFrame], selector: FrameSelector) -> None:
+        """Detect the scan region on the held first frames, then letterbox them."""
+        if not held:
+            raise ProcessingError(f"{self.item.path}: no frame could be decoded; the file is corrupt")
+        height, width = held[0].grey.shape
+        if len(held) >= 2:
+            block = self.scratch.array((self.config.roi_frames, height, width))[: len(held)]  # held, in order
+            stats = MotionStats()
+            stats.update(block, limited_range=held[0].limited_range)
             self.set_region(region_from_stats(stats, source=str(self.item.path)))
         else:
-            grey = pending[0][0]
-            self.set_region(full_frame_region(grey.shape[2], grey.shape[1]))
-        for grey, indices, stamps, limited in pending:
-            self.add(writer, grey, indices, stamps, selector, limited=limited)
-        pending.clear()
+            self.set_region(full_frame_region(width, height))
+        for frame in held:
+            self.take(writer, frame, selector)
+        held.clear()
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -512,6 +570,90 @@ def _prepare_out(out: Path, src: Path, config: ExtractConfig) -> None:
             stale.unlink(missing_ok=True)  # left by a killed run
 
 
+class _Stopped(Exception):
+    """Raised inside a job when the extraction stops: before it starts (a ``strict`` failure) or while it runs
+    (Ctrl-C, an error of the extraction itself)."""
+
+
+def _run_jobs(
+    todo: list[tuple[int, SourceItem, str]],
+    num_items: int,
+    splits: dict[str, str],
+    config: ExtractConfig,
+    out: Path,
+    notify: Progress,
+    done: dict[int, dict],
+) -> dict[int, Failure]:
+    """Extract the ``todo`` videos, ``config.workers`` at a time; fills ``done`` with their records.
+
+    Each finished video's record is written (atomically) as soon as it is done, so an interrupted run keeps
+    every finished video. Returns the failures by item number. With ``strict``, the first failure starts no
+    further video; the ones already running are finished, then it is raised. Ctrl-C stops the running videos
+    at their next batch (their partial files are removed).
+    """
+    workers = min(config.workers or os.cpu_count() or 1, len(todo)) or 1
+    failed: dict[int, Failure] = {}
+    no_more, abort = threading.Event(), threading.Event()
+    started = itertools.count()
+    scratch = _Scratch()
+
+    def run(n: int, item: SourceItem, file: str) -> None:
+        if no_more.is_set():
+            raise _Stopped
+        # The last videos (fewer left than workers) get FFmpeg's threads: there is no other video to fill the cores.
+        threads = 1 if workers > 1 and len(todo) - next(started) >= workers else 0
+
+        def on_batch(frames_done: int, frames_total: int) -> None:
+            if abort.is_set():
+                raise _Stopped
+            notify(ExtractProgress(item.video_id, n, num_items, frames_done, frames_total))
+
+        job = _VideoJob(item, splits[item.patient_id], config, out, file, threads, scratch)
+        try:
+            record = job.run(on_batch)
+        except (_Stopped, MissingDependencyError):
+            raise
+        except Exception as err:  # one broken video must not stop the others
+            if config.strict:
+                no_more.set()  # here, not in the caller: this worker's next video must not start
+                raise
+            if isinstance(err, (ProcessingError, InputError)):
+                message = str(err)
+            else:
+                log.exception("%s: unexpected error", item.path)
+                message = f"{type(err).__name__}: {err}"
+            failed[n] = Failure(str(item.path), message.split(f"{item.path}: ", 1)[-1])
+            log.warning("%s: %s", item.path, message)
+            notify(ExtractProgress(item.video_id, n, num_items, 0, 0, finished=True, failed=True))
+            return
+        # Compact JSON: the C encoder (indent forces the slow pure-Python one; records hold every frame).
+        write_text_atomic(out / "records" / f"{file}.json", json.dumps(record, separators=(",", ":")) + "\n")
+        done[n] = record
+        frames = len(record["frames"])
+        notify(ExtractProgress(item.video_id, n, num_items, frames, frames, finished=True))
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="usvid-extract") as pool:
+        pending: set[Future] = {pool.submit(run, n, item, file) for n, item, file in todo}
+        first_error: BaseException | None = None
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    error = future.exception()
+                    if error is not None and not isinstance(error, _Stopped) and first_error is None:
+                        first_error = error
+                        no_more.set()
+        except BaseException:
+            no_more.set()
+            abort.set()  # running videos stop at their next batch and remove their partial files
+            for future in pending:
+                future.cancel()
+            raise
+    if first_error is not None:
+        raise first_error
+    return failed
+
+
 def extract(
     src: str | Path, out: str | Path, config: ExtractConfig | None = None, progress: Progress | None = None
 ) -> ExtractSummary:
@@ -537,46 +679,21 @@ def extract(
     )
     _prepare_out(out, src, config)
     notify = progress or (lambda event: None)
-    records, extracted, skipped = [], 0, 0
+    done: dict[int, dict] = {}
+    todo: list[tuple[int, SourceItem, str]] = []
     for n, item in enumerate(items, start=1):
         file = file_stem(item.video_id)
         record_path = out / "records" / f"{file}.json"
         if record_path.is_file() and (out / "frames" / f"{file}.npy").is_file():
-            records.append(json.loads(record_path.read_text()))
-            skipped += 1
+            done[n] = json.loads(record_path.read_text())
             notify(ExtractProgress(item.video_id, n, len(items), 0, 0, finished=True, skipped=True))
-            continue
-        job = _VideoJob(item, splits[item.patient_id], config, out, file)
-        try:
-            record = job.run(
-                lambda done, total, vid=item.video_id, k=n: notify(
-                    ExtractProgress(vid, k, len(items), done, total)
-                )
-            )
-        except MissingDependencyError:
-            raise
-        except Exception as err:  # one broken video must not stop the others
-            if config.strict:
-                raise
-            if isinstance(err, (ProcessingError, InputError)):
-                message = str(err)
-            else:
-                log.exception("%s: unexpected error", item.path)
-                message = f"{type(err).__name__}: {err}"
-
-            failures.append(Failure(str(item.path), message.split(f"{item.path}: ", 1)[-1]))
-            log.warning("%s: %s", item.path, message)
-            notify(ExtractProgress(item.video_id, n, len(items), 0, 0, finished=True, failed=True))
-            continue
-        # Compact JSON: the C encoder (indent forces the slow pure-Python one; records hold every frame).
-        write_text_atomic(record_path, json.dumps(record, separators=(",", ":")) + "\n")
-        records.append(record)
-        extracted += 1
-        notify(
-            ExtractProgress(
-                item.video_id, n, len(items), len(record["frames"]), len(record["frames"]), finished=True
-            )
-        )
+        else:
+            todo.append((n, item, file))
+    skipped = len(done)
+    failed = _run_jobs(todo, len(items), splits, config, out, notify, done)
+    failures += [failed[n] for n in sorted(failed)]
+    records = [done[n] for n in sorted(done)]
+    extracted = len(records) - skipped
     if records:
         _write_if_changed(out / "videos.csv", _csv_text(VIDEO_COLUMNS, [r["video"] for r in records]))
         _write_if_changed(

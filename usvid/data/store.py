@@ -101,16 +101,20 @@ class Letterbox:
         Area-like resampling at a fraction of INTER_AREA's cost (10x at non-integer factors): a centred box
         filter about the size of the scale step, then bilinear; the geometry is exactly bilinear's.
         """
+        out = np.zeros((crops.shape[0], self.size, self.size), np.uint8)
+        for crop, slot in zip(crops, out):
+            self.frame_into(crop, slot)
+        return out
+
+    def frame_into(self, crop: np.ndarray, out: np.ndarray) -> None:
+        """One ``(h, w)`` uint8 crop (any strides) into ``out``, ``(S, S)`` uint8 whose padding is already 0."""
         import cv2
 
         nw, nh = self.scaled
         ox, oy = self.offset
         k = self.prefilter
-        out = np.zeros((crops.shape[0], self.size, self.size), np.uint8)
-        for i, crop in enumerate(crops):
-            src = cv2.blur(crop, (k, k)) if k > 1 else crop
-            out[i, oy : oy + nh, ox : ox + nw] = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return out
+        src = cv2.blur(crop, (k, k)) if k > 1 else crop
+        cv2.resize(src, (nw, nh), dst=out[oy : oy + nh, ox : ox + nw], interpolation=cv2.INTER_LINEAR)
 
     def clean(self, mask: np.ndarray) -> np.ndarray:
         """``(S, S)`` uint8 {0, 1}: stored pixels computed only from pixels inside ``mask`` (``(h, w)`` {0, 1}).

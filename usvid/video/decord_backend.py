@@ -22,12 +22,12 @@ def _codec_name(path: Path) -> str:
 class DecordReader(ReaderBase):
     """A video file read with decord; see :class:`usvid.video.reader.VideoReader`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = 0) -> None:
         decord = optional_import("decord", "decord")
         self.path = path
         try:
-            # num_threads=0 lets FFmpeg pick, as PyAV's "AUTO" threading does.
-            self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
+            # threads=0 lets FFmpeg pick, as PyAV's "AUTO" threading does.
+            self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
         except (decord.DECORDError, RuntimeError) as err:
             raise InputError(f"{path}: not a readable video ({str(err).splitlines()[0]})") from None
         n = len(self._vr)
@@ -63,7 +63,12 @@ class DecordReader(ReaderBase):
         return FrameBatch.from_numpy(frames, indices, [float(self._stamps[i]) for i in indices])
 
     def batches(
-        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        grey: bool = True,
+        raw_luma: bool = False,
+        reuse: bool = False,
     ) -> Iterator[FrameBatch]:
         for idx in self.index_batches(batch_size):
             yield self._batch(idx, grey)

@@ -16,7 +16,15 @@ import numpy as np
 import torch
 
 from usvid.errors import InputError, ProcessingError
-from usvid.video.reader import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, full_range_lut
+from usvid.video.reader import (
+    DEFAULT_BATCH_SIZE,
+    FrameBatch,
+    GreyFrame,
+    ReaderBase,
+    VideoInfo,
+    full_range_lut,
+    prefetch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,40 +58,45 @@ def _open_container(path: Path):
     return container
 
 
-def frame_to_grey(frame, out: np.ndarray | None = None, expand: bool = True) -> tuple[np.ndarray, bool]:
-    """``av.VideoFrame`` -> ``(H, W)`` uint8 grey (written into ``out`` when given) and whether it is limited range.
+def luma_view(frame) -> tuple[np.ndarray, bool]:
+    """``av.VideoFrame`` -> ``(H, W)`` uint8 grey and whether it is limited range (16..235).
 
-    Uses the Y plane directly (no colour conversion; 10x faster than ``to_ndarray(format="gray")``, same values);
-    limited-range luma is expanded to full range unless ``expand`` is False.
+    For YUV frames it is the Y plane itself, a view of the decoder's memory (no copy, no colour conversion:
+    10x faster than ``to_ndarray(format="gray")``, same values), valid while ``frame`` is; other formats
+    are converted.
     """
-    import cv2
-
     fmt = frame.format.name
     if fmt in _LUMA_FORMATS or fmt == "gray":
         plane = frame.planes[0]
         y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : frame.width]
-        if out is None:
-            out = np.empty((frame.height, frame.width), np.uint8)
-        if fmt == "gray" or fmt.startswith("yuvj") or frame.color_range == _FULL_RANGE:
-            np.copyto(out, y)
-            return out, False
-        if not expand:
-            np.copyto(out, y)
-            return out, True
+        limited = not (fmt == "gray" or fmt.startswith("yuvj") or frame.color_range == _FULL_RANGE)
+        return y, limited
+    return frame.to_ndarray(format="gray"), False
+
+
+def frame_to_grey(frame, out: np.ndarray | None = None, expand: bool = True) -> tuple[np.ndarray, bool]:
+    """``av.VideoFrame`` -> ``(H, W)`` uint8 grey (written into ``out`` when given) and whether it is limited range.
+
+    Limited-range luma is expanded to full range unless ``expand`` is False.
+    """
+    import cv2
+
+    y, limited = luma_view(frame)
+    if out is None:
+        out = np.empty((frame.height, frame.width), np.uint8)
+    if limited and expand:
         cv2.LUT(y, _LUT, dst=out)
         return out, False
-    grey = frame.to_ndarray(format="gray")
-    if out is None:
-        return grey, False
-    np.copyto(out, grey)
-    return out, False
+    np.copyto(out, y)
+    return out, limited
 
 
 class PyAVReader(ReaderBase):
     """A video file read with PyAV; see :class:`usvid.video.reader.VideoReader`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        """``threads``: FFmpeg decoding threads; 0 lets FFmpeg pick (frame threads, one per core + 1)."""
+        self.path, self.threads = path, threads
         self._container = _open_container(path)
         try:
             self._stream = self._container.streams.video[0]
@@ -157,44 +170,83 @@ class PyAVReader(ReaderBase):
     def _convert(self, frame, grey: bool) -> np.ndarray:
         return frame_to_grey(frame)[0] if grey else frame.to_ndarray(format="rgb24")
 
-    def batches(
-        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
-    ) -> Iterator[FrameBatch]:
+    def _use_threads(self) -> None:
+        """Sequential decoding's threads; FFmpeg takes them only before the decoder first opens (random access
+        first keeps its default, slice threads, for the reader's life)."""
+        if self._stream.codec_context.is_open:
+            return
+        if self.threads != 1:
+            self._stream.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = self.threads
+
+    def _decode_all(self) -> Iterator[tuple[int, object, float]]:
+        """Every frame from the first, in presentation order: ``(index, av.VideoFrame, seconds)``."""
         import av
 
-        if batch_size <= 0:
-            raise InputError(f"batch_size must be positive, got {batch_size}")
-        self._stream.thread_type = "AUTO"
+        self._use_threads()
         frames = self._rewind(self._pts[0]) if self._dirty else self._container.decode(self._stream)
         self._dirty = True
-        h, w = self.info.height, self.info.width
-        shape = (batch_size, h, w) if grey else (batch_size, h, w, 3)
-        buf, idx, stamps = np.empty(shape, np.uint8), [], []
-        i, limited = 0, False
+        h, w, i = self.info.height, self.info.width, 0
         try:
             for frame in frames:
-                k = len(idx)
                 if (frame.height, frame.width) != (h, w):
                     raise ProcessingError(
                         f"{self.path}: frame {i} is {frame.width}x{frame.height}, not {w}x{h}"
                     )
-                if grey:
-                    _, limited = frame_to_grey(frame, buf[k], expand=not raw_luma)
-                else:
-                    buf[k] = frame.to_ndarray(format="rgb24")
-                idx.append(i)
-                stamps.append(self._seconds(frame.pts) if frame.pts is not None else i / self.info.fps)
+                yield i, frame, self._seconds(frame.pts) if frame.pts is not None else i / self.info.fps
                 i += 1
-                if len(idx) == batch_size:
-                    yield self._wrap(buf, idx, stamps, limited)
-                    # A fresh buffer: the consumer may still hold the previous batch.
-                    buf, idx, stamps = np.empty(shape, np.uint8), [], []
         except av.error.FFmpegError as err:
             raise ProcessingError(
                 f"{self.path}: decoding failed after frame {i} ({err}); the file is corrupt"
             ) from None
+
+    def batches(
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        grey: bool = True,
+        raw_luma: bool = False,
+        reuse: bool = False,
+    ) -> Iterator[FrameBatch]:
+        if batch_size <= 0:
+            raise InputError(f"batch_size must be positive, got {batch_size}")
+        h, w = self.info.height, self.info.width
+        shape = (batch_size, h, w) if grey else (batch_size, h, w, 3)
+        buf, idx, stamps = np.empty(shape, np.uint8), [], []
+        limited = False
+        for i, frame, seconds in self._decode_all():
+            k = len(idx)
+            if grey:
+                _, limited = frame_to_grey(frame, buf[k], expand=not raw_luma)
+            else:
+                buf[k] = frame.to_ndarray(format="rgb24")
+            idx.append(i)
+            stamps.append(seconds)
+            if len(idx) == batch_size:
+                yield self._wrap(buf, idx, stamps, limited)
+                # A fresh buffer unless asked to reuse it: the consumer may still hold the previous batch.
+                idx, stamps = [], []
+                if not reuse:
+                    buf = np.empty(shape, np.uint8)
         if idx:
             yield self._wrap(buf[: len(idx)], idx, stamps, limited)
+
+    def grey_frames(self, *, raw_luma: bool = False) -> Iterator[GreyFrame]:
+        # The Y plane in place: no copy of the full frame (only limited-range luma not left raw is converted).
+        import cv2
+
+        decoded = self._decode_all()
+        if self.threads != 1:
+            # FFmpeg's frame threads start a frame when its packet is sent: a thread that only decodes keeps
+            # them busy while the caller works on the last frame (a few frames held: bounded memory).
+            decoded = prefetch(decoded, depth=4)
+        full = None
+        for i, frame, seconds in decoded:
+            y, limited = luma_view(frame)
+            if limited and not raw_luma:
+                full = np.empty(y.shape, np.uint8) if full is None else full
+                y, limited = cv2.LUT(y, _LUT, dst=full), False
+            yield GreyFrame(i, seconds, y, limited)
 
     @staticmethod
     def _wrap(buf: np.ndarray, idx: list[int], stamps: list[float], limited: bool = False) -> FrameBatch:

@@ -32,7 +32,7 @@ def load_torchcodec():
 class TorchCodecReader(ReaderBase):
     """A video file read with torchcodec; ``device="cuda"`` decodes with NVDEC."""
 
-    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: Path, device: str | torch.device = "cpu", threads: int = 0) -> None:
         decoders = load_torchcodec()
         self.path, self.device = path, torch.device(device)
         try:
@@ -41,7 +41,7 @@ class TorchCodecReader(ReaderBase):
                 seek_mode="exact",
                 device=str(self.device),
                 dimension_order="NCHW",
-                num_ffmpeg_threads=0,
+                num_ffmpeg_threads=threads,
             )
         except (RuntimeError, ValueError) as err:
             raise InputError(f"{path}: not a readable video ({str(err).splitlines()[0][:200]})") from None
@@ -76,7 +76,12 @@ class TorchCodecReader(ReaderBase):
         return FrameBatch(data, torch.tensor(indices, dtype=torch.int64), stamps)
 
     def batches(
-        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
+        self,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        grey: bool = True,
+        raw_luma: bool = False,
+        reuse: bool = False,
     ) -> Iterator[FrameBatch]:
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
