@@ -33,7 +33,7 @@ def extract(
     ),
     backend: str = typer.Option("auto", "--backend", help="Decoder: auto, pyav, decord or torchcodec."),
     workers: int = typer.Option(
-        0, "--workers", help="Videos extracted at once (0: one per CPU core); the store is the same."
+        0, "--workers", help="Videos extracted at once (0: one per CPU core, at most 8); the store is the same."
     ),
 ) -> None:
     """Decode, crop the scan region, resize and store frames, boxes and masks, split by patient."""

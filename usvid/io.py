@@ -11,10 +11,20 @@ from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: reading it means setting it for a moment, which would race with files being
+# created on other threads (extraction writes from several).
+_UMASK = _read_umask()
+
+
+def file_mode() -> int:
+    """The permissions an ordinary ``open()`` gives a new file (0o666 less the process umask)."""
+    return 0o666 & ~_UMASK
 
 
 @contextmanager
@@ -29,7 +39,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give the result the permissions an ordinary open() would.
-    os.chmod(tmp_path, 0o666 & ~_umask())
+    os.chmod(tmp_path, file_mode())
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -7,7 +7,7 @@ with a record is finished: a re-run skips it, so an interrupted extraction resum
 bytes as an uninterrupted one, and re-running a finished extraction writes nothing. A failing video is
 reported (file + problem) and the others go on, unless ``strict``.
 
-Videos run ``workers`` at a time (one per core by default), each on a single-threaded decoder: at MBUD-like
+Videos run ``workers`` at a time (one per core by default, at most 8), each on a single-threaded decoder: at MBUD-like
 sizes FFmpeg decodes a stream on one thread for about 30% less CPU than with frame threads, and several
 videos keep the cores busy where frame threads leave a third of them idle (``benchmarks/extract_bench.py``).
 The store does not depend on the number of workers.
@@ -45,7 +45,7 @@ from usvid.data.store import (
     format_boxes,
 )
 from usvid.errors import ConfigError, InputError, MissingDependencyError, ProcessingError, unknown_name
-from usvid.io import atomic_path, write_json_atomic, write_text_atomic
+from usvid.io import atomic_path, file_mode, write_json_atomic, write_text_atomic
 from usvid.video.reader import BACKENDS, DEFAULT_BATCH_SIZE, GreyFrame, expand_range, open_video
 from usvid.video.roi import (
     ROI_FRAMES,
@@ -57,6 +57,8 @@ from usvid.video.roi import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_AUTO_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class ExtractConfig:
         strict: stop at the first failure instead of reporting it and going on.
         groups: CSV of near-duplicate groups (``group,image``) kept in one split.
         backend: video decoder (``auto``, ``pyav``, ``decord``, ``torchcodec``).
-        workers: videos extracted at once (0: one per CPU core). With more than one, each video is decoded
+        workers: videos extracted at once (0: one per CPU core, at most :data:`MAX_AUTO_WORKERS`: each holds
+            its first ``roi_frames`` frames, 200 MB at 1080p). With more than one, each video is decoded
             on one thread (FFmpeg decodes a stream faster per CPU second alone than with frame threads, and
             the videos fill the cores), except the last ones, which get FFmpeg's threads to themselves.
             The store is the same for any number of workers.
@@ -235,18 +238,12 @@ class _NpyWriter:
             self._file.close()
             data = self.tmp_path.read_bytes()[len(self._header) :]
             self.tmp_path.write_bytes(header + data)
-        os.chmod(self.tmp_path, 0o666 & ~_umask())
+        os.chmod(self.tmp_path, file_mode())
         os.replace(self.tmp_path, self.final)
 
     def abort(self) -> None:
         self._file.close()
         self.tmp_path.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_annotations(item: SourceItem, width: int, height: int, num_frames: int) -> None:
@@ -591,7 +588,7 @@ def _run_jobs(
     further video; the ones already running are finished, then it is raised. Ctrl-C stops the running videos
     at their next batch (their partial files are removed).
     """
-    workers = min(config.workers or os.cpu_count() or 1, len(todo)) or 1
+    workers = min(config.workers or min(os.cpu_count() or 1, MAX_AUTO_WORKERS), len(todo)) or 1
     failed: dict[int, Failure] = {}
     no_more, abort = threading.Event(), threading.Event()
     started = itertools.count()
