@@ -16,7 +16,8 @@ warm-up pass each, ``--repeats`` interleaved rounds:
 - random access, per backend: 32 random frames per video via ``get_frames``.
 
 Writes ``benchmarks/results/extract.json`` and prints a markdown table. Run:
-``.venv/bin/python benchmarks/extract_bench.py [--videos 8] [--seconds 10] [--repeats 5]``
+``.venv/bin/python benchmarks/extract_bench.py [--videos 8] [--seconds 10] [--repeats 5]``; with
+``--lung ../shared/data/videos/lung-covid-blues`` the same on 120 real lung clips (``extract_lung.json``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,26 @@ def make_inputs(root: Path, videos: int, seconds: float) -> tuple[Path, list[Pat
         ]
         write_manifest(root / "manifest.csv", [VideoEntry(p.stem, p.stem, p, "x") for p in paths], root)
         return root, paths, "usvid.video.testvideos ultrasound (854x500, 30 fps, libx264 crf 18)"
+
+
+def copy_lung_clips(clips: Path, root: Path) -> tuple[Path, list[Path], str]:
+    """The real COVID-BLUES lung clips (``patient_<ID>_<zone>.mp4``) as a dataset: one patient per ID.
+
+    Copied under ``root`` (manifest paths must lie under the dataset root); one label for all, since the
+    manifest allows one label per patient and the severity is given per clip.
+    """
+    from usvid.data.manifest import VideoEntry, write_manifest
+
+    root.mkdir(parents=True)
+    paths = []
+    for clip in sorted(clips.glob("patient_*_*.mp4")):
+        paths.append(root / clip.name)
+        shutil.copyfile(clip, paths[-1])
+    if not paths:
+        raise SystemExit(f"{clips}: no patient_<ID>_<zone>.mp4 clips")
+    entries = [VideoEntry(p.stem, p.stem.split("_")[1], p, "lung") for p in paths]
+    write_manifest(root / "manifest.csv", entries, root)
+    return root, paths, f"real lung ultrasound clips of {clips.name} (COVID-BLUES), {len(paths)} videos"
 
 
 def raw_decode(paths: list[Path], threads: int = 0) -> int:
@@ -200,13 +221,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backends", default="pyav,decord,torchcodec")
+    parser.add_argument(
+        "--lung",
+        type=Path,
+        help="benchmark on the real clips of this folder (../shared/data/videos/lung-covid-blues) instead; "
+        "results to extract_lung.json",
+    )
     args = parser.parse_args()
+    results = RESULTS.with_name("extract_lung.json") if args.lung else RESULTS
     work = Path(tempfile.mkdtemp(prefix="usvid-bench-in-"))
     try:
-        src, paths, origin = make_inputs(work / "set", args.videos, args.seconds)
+        if args.lung:
+            src, paths, origin = copy_lung_clips(args.lung, work / "set")
+        else:
+            src, paths, origin = make_inputs(work / "set", args.videos, args.seconds)
         with open_video(paths[0]) as r:
             info = r.info
-        total_frames = sum(open_video(p).info.num_frames for p in paths)
+        total_frames = 0
+        for p in paths:
+            with open_video(p) as r:
+                total_frames += r.info.num_frames
         tasks = {
             "raw": lambda: raw_decode(paths),
             "raw/2-at-once-single-threaded": lambda: raw_decode_parallel(paths),
@@ -271,10 +305,10 @@ def main() -> None:
             "extract_settings": "ExtractConfig() defaults: size 256, automatic scan region, every frame, "
             "workers 0 (one video per CPU core)",
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(result, indent=2) + "\n")
         print_tables(result)
-        print(f"\nwritten {RESULTS}")
+        print(f"\nwritten {results}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
