@@ -480,21 +480,23 @@ class _VideoJob:
                 self.set_region(region)
             selector = FrameSelector(config, set(self.item.boxes))
             held: list[GreyFrame] = []
-            seen = 0
+            stats, seen = MotionStats(), 0
             # raw_luma: the range expansion runs on the letterboxed frames, not on the full ones.
             for frame in reader.grey_frames(raw_luma=True):
                 seen += 1
                 if self.region is not None:
                     self.take(writer, frame, selector)
                 else:
-                    # Hold the first frames (copies: the reader's memory is reused) until the scan region is known.
+                    # Hold the first frames (copies: the reader's memory is reused) until the scan region is known;
+                    # their statistics are taken as they come, while the decoder is the one that is busy.
                     held.append(frame._replace(grey=self._hold(len(held), frame.grey)))
+                    stats.update(held[-1].grey[None], limited_range=frame.limited_range)
                     if len(held) == config.roi_frames:
-                        self._detect(writer, held, selector)
+                        self._detect(writer, held, stats, selector)
                 if seen % config.batch_size == 0:
                     progress(seen, info.num_frames)
             if self.region is None:
-                self._detect(writer, held, selector)
+                self._detect(writer, held, stats, selector)
             self.commit(writer)
             progress(seen, info.num_frames)
         missing = [i for i in self.item.boxes if i >= seen]
@@ -509,17 +511,16 @@ class _VideoJob:
         np.copyto(held, grey)
         return held
 
-    def _detect(self, writer: _NpyWriter, held: list[GreyFrame], selector: FrameSelector) -> None:
-        """Detect the scan region on the held first frames, then letterbox them."""
+    def _detect(
+        self, writer: _NpyWriter, held: list[GreyFrame], stats: MotionStats, selector: FrameSelector
+    ) -> None:
+        """Detect the scan region from the held first frames' statistics, then letterbox those frames."""
         if not held:
             raise ProcessingError(f"{self.item.path}: no frame could be decoded; the file is corrupt")
-        height, width = held[0].grey.shape
-        if len(held) >= 2:
-            block = self.scratch.array((self.config.roi_frames, height, width))[: len(held)]  # held, in order
-            stats = MotionStats()
-            stats.update(block, limited_range=held[0].limited_range)
+        if stats.count >= 2:
             self.set_region(region_from_stats(stats, source=str(self.item.path)))
         else:
+            height, width = held[0].grey.shape
             self.set_region(full_frame_region(width, height))
         for frame in held:
             self.take(writer, frame, selector)

@@ -41,6 +41,7 @@ _LUMA_FORMATS = {
 }
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 _LUT = full_range_lut()
+_DECODE_AHEAD = 4  # frames decoded ahead of the caller with frame threads
 
 
 def _open_container(path: Path):
@@ -239,7 +240,7 @@ class PyAVReader(ReaderBase):
         if self.threads != 1:
             # FFmpeg's frame threads start a frame when its packet is sent: a thread that only decodes keeps
             # them busy while the caller works on the last frame (a few frames held: bounded memory).
-            decoded = prefetch(decoded, depth=4)
+            decoded = prefetch(decoded, depth=_DECODE_AHEAD)
         full = None
         for i, frame, seconds in decoded:
             y, limited = luma_view(frame)
