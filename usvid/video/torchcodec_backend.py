@@ -83,17 +83,15 @@ class TorchCodecReader(ReaderBase):
         raw_luma: bool = False,
         reuse: bool = False,
     ) -> Iterator[FrameBatch]:
-        if batch_size <= 0:
-            raise InputError(f"batch_size must be positive, got {batch_size}")
-        for start in range(0, self.info.num_frames, batch_size):
-            stop = min(start + batch_size, self.info.num_frames)
+        for indices in self.index_batches(batch_size):
+            start, stop = indices[0], indices[-1] + 1
             try:
                 out = self._dec.get_frames_in_range(start, stop)
             except RuntimeError as err:
                 raise ProcessingError(
                     f"{self.path}: decoding failed at frame {start} ({err}); the file is corrupt"
                 ) from None
-            yield self._wrap(out.data, list(range(start, stop)), out.pts_seconds, grey)
+            yield self._wrap(out.data, indices, out.pts_seconds, grey)
 
     def get_frames(self, indices: Sequence[int], *, grey: bool = True) -> FrameBatch:
         wanted = self.check_indices(indices)
