@@ -125,6 +125,17 @@ def test_pyav_grey_frames_are_views_of_the_decoded_plane(videos):
     assert not first.grey.flags.owndata and first.limited_range
 
 
+def test_closing_grey_frames_early_stops_the_decode_ahead_thread(videos):
+    import threading
+
+    with open_video(videos["bframes"], "pyav") as reader:
+        frames = reader.grey_frames()
+        next(frames)
+        assert any(t.name == "usvid-decode" for t in threading.enumerate())
+        frames.close()
+        assert not any(t.name == "usvid-decode" for t in threading.enumerate())
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_decoder_threads_do_not_change_frames(videos, threads):
     with (

@@ -26,6 +26,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -472,7 +473,12 @@ class _VideoJob:
         self, writer: _NpyWriter, progress: Callable[[int, int], None]
     ) -> tuple[int, float, int, int]:
         config = self.config
-        with open_video(self.item.path, config.backend, threads=self.threads) as reader:
+        # grey_frames is closed before the reader, also when a video stops early: the reader may decode ahead
+        # on another thread.
+        with (
+            open_video(self.item.path, config.backend, threads=self.threads) as reader,
+            closing(reader.grey_frames(raw_luma=True)) as frames,
+        ):
             info = reader.info
             _check_annotations(self.item, info.width, info.height, info.num_frames)
             region = self._region_for(info.width, info.height)
@@ -482,7 +488,7 @@ class _VideoJob:
             held: list[GreyFrame] = []
             stats, seen = MotionStats(), 0
             # raw_luma: the range expansion runs on the letterboxed frames, not on the full ones.
-            for frame in reader.grey_frames(raw_luma=True):
+            for frame in frames:
                 seen += 1
                 if self.region is not None:
                     self.take(writer, frame, selector)

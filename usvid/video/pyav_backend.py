@@ -242,12 +242,15 @@ class PyAVReader(ReaderBase):
             # them busy while the caller works on the last frame (a few frames held: bounded memory).
             decoded = prefetch(decoded, depth=_DECODE_AHEAD)
         full = None
-        for i, frame, seconds in decoded:
-            y, limited = luma_view(frame)
-            if limited and not raw_luma:
-                full = np.empty(y.shape, np.uint8) if full is None else full
-                y, limited = cv2.LUT(y, _LUT, dst=full), False
-            yield GreyFrame(i, seconds, y, limited)
+        try:
+            for i, frame, seconds in decoded:
+                y, limited = luma_view(frame)
+                if limited and not raw_luma:
+                    full = np.empty(y.shape, np.uint8) if full is None else full
+                    y, limited = cv2.LUT(y, _LUT, dst=full), False
+                yield GreyFrame(i, seconds, y, limited)
+        finally:
+            decoded.close()  # stops and joins the decode-ahead thread before anyone closes the container
 
     @staticmethod
     def _wrap(buf: np.ndarray, idx: list[int], stamps: list[float], limited: bool = False) -> FrameBatch:
