@@ -7,9 +7,10 @@ with a record is finished: a re-run skips it, so an interrupted extraction resum
 bytes as an uninterrupted one, and re-running a finished extraction writes nothing. A failing video is
 reported (file + problem) and the others go on, unless ``strict``.
 
-Videos run ``workers`` at a time (one per core by default, at most 8), each on a single-threaded decoder: at MBUD-like
-sizes FFmpeg decodes a stream on one thread for about 30% less CPU than with frame threads, and several
-videos keep the cores busy where frame threads leave a third of them idle (``benchmarks/extract_bench.py``).
+Videos run ``workers`` at a time (one per core by default, at most 8), each on a single-threaded decoder:
+at MBUD-like sizes FFmpeg decodes a stream on one thread for about 30% less CPU than with frame threads, and
+several videos keep the cores busy where frame threads leave a quarter of them idle
+(``benchmarks/extract_bench.py``).
 The store does not depend on the number of workers.
 """
 

@@ -63,12 +63,7 @@ class DecordReader(ReaderBase):
         return FrameBatch.from_numpy(frames, indices, [float(self._stamps[i]) for i in indices])
 
     def batches(
-        self,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        *,
-        grey: bool = True,
-        raw_luma: bool = False,
-        reuse: bool = False,
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
     ) -> Iterator[FrameBatch]:
         for idx in self.index_batches(batch_size):
             yield self._batch(idx, grey)

@@ -79,12 +79,7 @@ class DicomReader(ReaderBase):
         return [decoded[i] for i in indices]
 
     def batches(
-        self,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        *,
-        grey: bool = True,
-        raw_luma: bool = False,
-        reuse: bool = False,
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
     ) -> Iterator[FrameBatch]:
         for idx in self.index_batches(batch_size):
             yield FrameBatch.from_numpy(self._frames(idx, grey), idx, [i / self.info.fps for i in idx])

@@ -76,12 +76,7 @@ class ImageFolderReader(ReaderBase):
         return img
 
     def batches(
-        self,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        *,
-        grey: bool = True,
-        raw_luma: bool = False,
-        reuse: bool = False,
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
     ) -> Iterator[FrameBatch]:
         for idx in self.index_batches(batch_size):
             yield FrameBatch.from_numpy(

@@ -202,12 +202,7 @@ class PyAVReader(ReaderBase):
             ) from None
 
     def batches(
-        self,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        *,
-        grey: bool = True,
-        raw_luma: bool = False,
-        reuse: bool = False,
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
     ) -> Iterator[FrameBatch]:
         if batch_size <= 0:
             raise InputError(f"batch_size must be positive, got {batch_size}")
@@ -225,10 +220,8 @@ class PyAVReader(ReaderBase):
             stamps.append(seconds)
             if len(idx) == batch_size:
                 yield self._wrap(buf, idx, stamps, limited)
-                # A fresh buffer unless asked to reuse it: the consumer may still hold the previous batch.
-                idx, stamps = [], []
-                if not reuse:
-                    buf = np.empty(shape, np.uint8)
+                # A fresh buffer: the consumer may still hold the previous batch.
+                buf, idx, stamps = np.empty(shape, np.uint8), [], []
         if idx:
             yield self._wrap(buf[: len(idx)], idx, stamps, limited)
 

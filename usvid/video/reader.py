@@ -136,21 +136,13 @@ class VideoReader(Protocol):
     info: VideoInfo
 
     def batches(
-        self,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        *,
-        grey: bool = True,
-        raw_luma: bool = False,
-        reuse: bool = False,
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
     ) -> Iterator[FrameBatch]:
         """Decode every frame in order, ``batch_size`` at a time; at most one batch is held.
 
         ``raw_luma=True`` allows grey batches in the source's limited range (16..235), saving the range
         expansion on the decoding thread; such batches say ``limited_range=True`` and the caller expands them
         with :func:`expand_range` (after cropping, say). Backends that decode to RGB ignore it.
-        ``reuse=True`` lets a backend decode every batch into the same memory, so a batch is valid only until
-        the next one is asked for (copy what you keep); it saves allocating, and the kernel zeroing, some
-        10 MB per batch. Backends that allocate anyway ignore it.
         """
         ...
 
@@ -188,7 +180,7 @@ class ReaderBase:
         pass
 
     def grey_frames(self, *, raw_luma: bool = False) -> Iterator[GreyFrame]:
-        for batch in self.batches(DEFAULT_BATCH_SIZE, grey=True, raw_luma=raw_luma, reuse=True):
+        for batch in self.batches(DEFAULT_BATCH_SIZE, grey=True, raw_luma=raw_luma):
             stamps = batch.pts_seconds.tolist()
             for k, (index, grey) in enumerate(zip(batch.indices.tolist(), batch.data[:, 0].numpy())):
                 yield GreyFrame(index, stamps[k], grey, batch.limited_range)

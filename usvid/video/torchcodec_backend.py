@@ -76,12 +76,7 @@ class TorchCodecReader(ReaderBase):
         return FrameBatch(data, torch.tensor(indices, dtype=torch.int64), stamps)
 
     def batches(
-        self,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        *,
-        grey: bool = True,
-        raw_luma: bool = False,
-        reuse: bool = False,
+        self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
     ) -> Iterator[FrameBatch]:
         for indices in self.index_batches(batch_size):
             start, stop = indices[0], indices[-1] + 1
