@@ -24,6 +24,9 @@ def eval_command(
     batch_size: int = typer.Option(32, "--batch-size", help="Frames per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     examples: int = typer.Option(8, "--examples", help="Frames shown in the overlay and Grad-CAM plots."),
+    positive: str = typer.Option("malignant", "--positive",
+                                 help="Class that sensitivity, specificity, PPV, NPV and AUC are about."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none or flip (mean with the mirror)."),
 ) -> None:
     """Evaluate a checkpoint on a split of a frame store and write a report with plots."""
     from usvid.training.eval import evaluate_checkpoint
@@ -34,16 +37,19 @@ def eval_command(
         result = evaluate_checkpoint(
             checkpoint, store, split, out, frames_per_video=frames_per_video, batch_size=batch_size, device=device,
             num_examples=examples, progress=lambda done, total: progress.update(task, completed=done, total=total),
+            positive=positive, tta=tta,
         )
     rep = result.report
-    table = Table(title=f"usvid eval: {rep['split']} split, {rep['frames']} frames / {rep['videos']} videos")
-    for col in ("level", "accuracy", "sensitivity", "specificity", "precision", "F1 macro", "AUC"):
+    table = Table(title=f"usvid eval: {rep['split']} split, {rep['frames']} frames / {rep['videos']} videos, "
+                        f"positive class {rep['positive_class']}, TTA {rep['tta']}")
+    for col in ("level", "accuracy", "sensitivity", "specificity", "PPV", "NPV", "F1 macro", "AUC"):
         table.add_column(col)
     for level in ("frame_level", "video_level"):
         m = rep[level]
         table.add_row(level.split("_")[0], *(_fmt(m[k]) for k in
-                      ("accuracy", "sensitivity", "specificity", "precision", "f1_macro", "auc")))
+                      ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1_macro", "auc")))
     console.print(table)
+    console.print("95% intervals (Wilson; DeLong for AUC) are in report.md / report.json", highlight=False)
     fl = rep["frame_level"]
     console.print(f"JSI mask {_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])} over {fl['jsi_frames']} "
                   f"annotated lesion frames", highlight=False)

@@ -7,14 +7,21 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from usvid.checkpoint import load_checkpoint
-from usvid.errors import InputError
+from usvid.errors import ConfigError, InputError
+from usvid.models.base import ModelOutput
+from usvid.preprocess import PreprocessConfig
 from usvid.training.eval import evaluate_checkpoint
 from usvid.training.frames import BatchReader, split_frames
-from usvid.training.predictions import predict_frames
+from usvid.training.predictions import predict_frames, score_localisation
 
-KEYS = {"accuracy", "f1_macro", "sensitivity", "specificity", "precision", "auc"}
+KEYS = {"accuracy", "accuracy_ci95", "sensitivity", "sensitivity_ci95", "specificity", "specificity_ci95", "ppv",
+        "ppv_ci95", "npv", "npv_ci95", "auc", "auc_ci95", "auc_positive", "sensitivity_macro", "specificity_macro",
+        "precision_macro", "f1_macro", "auc_macro", "positive_class", "confusion", "class_names", "ci_method"}
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +36,8 @@ def test_report_json_has_both_levels_and_localisation(evaluated):
     report = json.loads((out / "report.json").read_text())
     assert KEYS <= set(report["frame_level"]) and KEYS <= set(report["video_level"])
     assert {"jsi_mask", "jsi_box"} <= set(report["frame_level"])
+    assert report["positive_class"] == report["frame_level"]["positive_class"] == "malignant"
+    assert report["tta"] == "none" and report["video_level"]["class_names"] == ["benign", "malignant"]
     assert report["frames"] == 24 and report["videos"] == 2 and report["split"] == "test"
     assert 0.0 <= report["frame_level"]["jsi_mask"] <= 1.0 and report["frame_level"]["jsi_frames"] == 6
     assert report == res.report
@@ -43,13 +52,17 @@ def test_frame_and_video_metrics_match_the_predictions(evaluated):
     preds = predict_frames(ckpt.build_model(), BatchReader(store, frames), range(len(frames)), ckpt.preprocess,
                            __import__("torch").device("cpu"))
     assert res.report["frame_level"]["accuracy"] == pytest.approx(float((preds.probs.argmax(1) == preds.labels).mean()))
-    cm = np.array(res.report["frame_level"]["confusion_matrix"])
-    assert cm.sum() == 24 and np.trace(cm) == round(24 * res.report["frame_level"]["accuracy"])
+    fl = res.report["frame_level"]
+    cm = np.array(fl["confusion"])
+    assert cm.sum() == 24 and np.trace(cm) == round(24 * fl["accuracy"])
+    # malignant (index 1) is the positive class: sensitivity from the confusion's second row
+    assert fl["sensitivity"] == (cm[1, 1] / cm[1].sum() if cm[1].sum() else None)
+    assert fl["specificity"] == (cm[0, 0] / cm[0].sum() if cm[0].sum() else None)
     # video level: argmax of the mean frame probability of each video
     ids, labels, probs = preds.video_level()
     expected = float((probs.argmax(1) == labels).mean())
     assert res.report["video_level"]["accuracy"] == pytest.approx(expected)
-    assert np.array(res.report["video_level"]["confusion_matrix"]).sum() == len(ids) == 2
+    assert np.array(res.report["video_level"]["confusion"]).sum() == len(ids) == 2
 
 
 def test_plots_are_real_pngs(evaluated):
@@ -97,3 +110,60 @@ def test_missing_split_and_missing_checkpoint(trained_run, tmp_path):
         evaluate_checkpoint(result.best, store, "holdout", tmp_path, device="cpu")
     with pytest.raises(InputError, match="checkpoint not found"):
         evaluate_checkpoint(tmp_path / "none.pt", store, "test", tmp_path, device="cpu")
+
+
+def test_unknown_positive_class_is_refused_naming_the_classes(trained_run, tmp_path):
+    store, result = trained_run
+    with pytest.raises(InputError, match=r"positive class 'cancer' is not one of .*\['benign', 'malignant'\]"):
+        evaluate_checkpoint(result.best, store, "test", tmp_path, device="cpu", positive="cancer")
+
+
+def test_positive_and_flip_tta_reach_the_report(trained_run, tmp_path):
+    store, result = trained_run
+    res = evaluate_checkpoint(result.best, store, "test", tmp_path, device="cpu", num_examples=0, positive="benign",
+                              tta="flip")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["tta"] == "flip" and report["positive_class"] == "benign" == report["video_level"]["positive_class"]
+    cm = np.array(report["frame_level"]["confusion"])
+    assert report["frame_level"]["sensitivity"] == (cm[0, 0] / cm[0].sum() if cm[0].sum() else None)
+    assert "test-time augmentation: flip" in (tmp_path / "report.md").read_text() and res.report == report
+
+
+class _Sided(nn.Module):
+    """Logits ``5 * (mean of the left half, mean of the right half)``, so they change with a mirror; the mask
+    (mean over 32-px cells) flips with the image."""
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        w = x.shape[-1]
+        logits = 5 * torch.stack([x[..., : w // 2].mean((1, 2, 3)), x[..., w // 2 :].mean((1, 2, 3))], dim=1)
+        return ModelOutput(logits=logits, mask=F.avg_pool2d(x, 32))
+
+
+def test_flip_tta_averages_probabilities_and_flips_masks_back(tiny_store):
+    frames = split_frames(tiny_store, "test", ("benign", "malignant"))
+    reader, idx = BatchReader(tiny_store, frames), list(range(len(frames)))
+    run = dict(keep_masks=idx, batch_size=5)
+    cpu, pre = torch.device("cpu"), PreprocessConfig(size=64)
+    plain = predict_frames(_Sided(), reader, idx, pre, cpu, **run)
+    flip = predict_frames(_Sided(), reader, idx, pre, cpu, tta="flip", **run)
+    assert np.abs(plain.probs - 0.5).max() > 0.01  # orientation matters to this model ...
+    # ... and the mean of softmax(a, b) and softmax(b, a) is exactly (1/2, 1/2)
+    np.testing.assert_allclose(flip.probs, 0.5, atol=1e-6)
+    # a flip-equivariant mask, flipped back, is the plain mask; not flipping back would average it with its mirror
+    for i in idx:
+        np.testing.assert_allclose(flip.masks[i], plain.masks[i], atol=1e-6)
+    assert max(np.abs(plain.masks[i] - plain.masks[i][:, ::-1]).max() for i in idx) > 0.01
+    with pytest.raises(ConfigError, match="unknown test-time augmentation 'rot90'.*flip, none"):
+        predict_frames(_Sided(), reader, idx, pre, cpu, tta="rot90")
+
+
+def test_two_lesion_frame_box_jsi_counts_both_lesions():
+    truth = np.zeros((64, 64), np.uint8)
+    truth[4:14, 4:14] = 255  # 10 x 10
+    truth[36:56, 30:50] = 255  # 20 x 20
+    prob = (truth / 255.0).astype(np.float32)  # predicts both lesions exactly
+    # the old rule scored this 400 / (46 * 52) = 0.17: the largest region against a rectangle around both
+    assert score_localisation(prob, truth, 64) == pytest.approx((1.0, 1.0))
+    # finding only the big lesion: 400 of the 500 true box pixels (the old rule: 400 / 2392 = 0.17 again)
+    big = np.where(np.arange(64)[:, None] >= 30, prob, 0.0).astype(np.float32)
+    assert score_localisation(big, truth, 64) == pytest.approx((400 / 500, 400 / 500))

@@ -26,8 +26,15 @@ def test_study_summarises_seeds_and_reuses_finished_runs(tiny_store, tmp_path, c
     study = json.loads((tmp_path / "study.json").read_text(), parse_constant=strict)
     assert study["mean_ci95"]["vanilla"]["frame_jsi_mask"] == [None, None]
     assert set(study["mean_ci95"]) == {"lanet", "vanilla"} and study["seeds"] == [0, 1]
+    assert "t-interval over seeds" in study["interval"]
+    # the positive-class figures, by their new names, at both levels
+    row = result.variants["lanet"][0]
+    report = json.loads((tmp_path / "lanet" / "seed0" / "eval" / "report.json").read_text())
+    for level, key in (("frame", "sensitivity"), ("frame", "ppv"), ("frame", "npv"), ("video", "specificity")):
+        assert row[f"{level}_{key}"] == report[f"{level}_level"][key]
+    assert "frame_precision" not in row
     table = (tmp_path / "study.md").read_text()
-    assert "| lanet | 2 |" in table and "n/a" in table
+    assert "| lanet | 2 |" in table and "n/a" in table and "t-interval over seeds" in table
 
     def no_training(*args, **kwargs):
         raise AssertionError("finished runs must be reused")
@@ -35,6 +42,16 @@ def test_study_summarises_seeds_and_reuses_finished_runs(tiny_store, tmp_path, c
     monkeypatch.setattr(repeat, "fit", no_training)
     again = repeat.repeat_runs(tiny_store, base, variants, [0, 1], tmp_path)
     assert again.variants == result.variants
+
+    # A report from before the positive-class metrics (macro "sensitivity") is re-evaluated, not reused.
+    old = tmp_path / "vanilla" / "seed1" / "eval" / "report.json"
+    stale = json.loads(old.read_text())
+    for level in ("frame_level", "video_level"):
+        stale[level] = {k: v for k, v in stale[level].items() if k != "positive_class"} | {"sensitivity": 123.0}
+    old.write_text(json.dumps(stale))
+    third = repeat.repeat_runs(tiny_store, base, variants, [0, 1], tmp_path)
+    assert third.variants == result.variants
+    assert json.loads(old.read_text())["frame_level"]["positive_class"] == "malignant"
 
 
 def test_paper_studies_are_valid_configs():

@@ -2,7 +2,9 @@
 
 Frame level: every frame (or ``frames_per_video`` evenly spaced per video, plus all annotated frames) is
 preprocessed with THE shared :func:`usvid.preprocess.preprocess` and classified. Video level: a video's class is
-the argmax of the mean of its frames' probabilities. Localisation as in the paper's section 3.3 (see
+the argmax of the mean of its frames' probabilities. Both levels report the positive class's sensitivity,
+specificity, PPV, NPV (95% Wilson intervals) and AUC (95% DeLong interval), plus macro averages (see
+:func:`usvid.training.metrics.classification_metrics`). Localisation as in the paper's section 3.3 (see
 :mod:`usvid.training.predictions`). Writes ``report.json``, ``report.md`` and PNG plots into ``out``.
 """
 
@@ -33,7 +35,7 @@ from usvid.training.frames import (
     store_name,
 )
 from usvid.training.gradcam import grad_cam
-from usvid.training.predictions import MASK_THRESHOLD, Predictions, predict_frames
+from usvid.training.predictions import MASK_THRESHOLD, Predictions, Tta, predict_frames
 from usvid.training.sampling import plan_eval
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ def evaluate_checkpoint(
     device: str = "auto",
     num_examples: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    positive: str = metrics.DEFAULT_POSITIVE,
+    tta: Tta = "none",
 ) -> EvalResult:
     """Evaluate ``checkpoint`` on ``split`` of ``store`` and write the report into ``out``.
 
@@ -67,10 +71,14 @@ def evaluate_checkpoint(
         frames_per_video: cap per video (evenly spaced; annotated frames always kept); None = all frames.
         num_examples: frames shown in the overlay and Grad-CAM plots.
         progress: called with ``(frames done, frames total)``.
+        positive: the class sensitivity, specificity, PPV, NPV and the positive AUC are about (one-vs-rest
+            when there are more than two classes); it must be one of the checkpoint's classes.
+        tta: ``"flip"`` averages probabilities and masks of each frame and its horizontal mirror.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     store = open_store(store)
     _check_classes(ckpt, store, checkpoint)
+    _check_positive(ckpt, positive, checkpoint)
     frames = split_frames(store, split, ckpt.class_names)
     require_frames(frames, store)
     dev = resolve_device(device)
@@ -79,8 +87,8 @@ def evaluate_checkpoint(
     indices = plan_eval(frames, frames_per_video)
     sample = _pick_examples(frames, indices, num_examples)
     preds = predict_frames(model, reader, indices, ckpt.preprocess, dev, batch_size=batch_size, keep_masks=sample,
-                           on_batch=progress)
-    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video)
+                           on_batch=progress, tta=tta)
+    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta)
     examples = _examples(model, reader, sample, preds, ckpt, dev)
     images = _plots(result, preds, frames, examples)
     files = report.write_report(Path(out), result, images)
@@ -97,13 +105,17 @@ def _check_classes(ckpt: Checkpoint, store: Any, source: Any) -> None:
         )
 
 
-def _level_metrics(labels: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
-    return metrics.classification_metrics(labels, probs, class_names)
+def _check_positive(ckpt: Checkpoint, positive: str, source: Any) -> None:
+    if positive not in ckpt.class_names:
+        raise InputError(
+            f"{source}: positive class '{positive}' is not one of the checkpoint's classes "
+            f"{list(ckpt.class_names)}; pass one of them with --positive (positive=...)"
+        )
 
 
 def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Predictions, source: Any,
-            frames_per_video: int | None) -> dict[str, Any]:
-    frame_level = _level_metrics(preds.labels, preds.probs, frames.class_names)
+            frames_per_video: int | None, positive: str, tta: str) -> dict[str, Any]:
+    frame_level = metrics.classification_metrics(preds.labels, preds.probs, frames.class_names, positive)
     frame_level["jsi_mask"] = float(np.mean(preds.jsi_mask)) if preds.jsi_mask else None
     frame_level["jsi_box"] = float(np.mean(preds.jsi_box)) if preds.jsi_box else None
     frame_level["jsi_frames"] = len(preds.jsi_mask)
@@ -119,8 +131,12 @@ def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Prediction
         "frames": len(preds.labels),
         "videos": len(video_ids),
         "frames_per_video": frames_per_video,
+        "positive_class": positive,
+        "tta": tta,
+        "box_jsi_rule": "IoU of the unions of the bounding rectangles of every 8-connected region, prediction "
+                        "vs ground truth, as pixel masks at the input size",
         "frame_level": frame_level,
-        "video_level": _level_metrics(video_labels, video_probs, frames.class_names),
+        "video_level": metrics.classification_metrics(video_labels, video_probs, frames.class_names, positive),
         "usvid_version": __version__,
     }
 
@@ -191,7 +207,7 @@ def _plots(result: dict, preds: Predictions, frames: SplitFrames, examples: list
                 curves.append((name, fpr, tpr, result[f"{level}_level"]["per_class"][name]["auc"]))
         images[f"roc_{level}"] = report.roc_plot(curves, f"ROC, {level} level ({len(labels)} {level}s)")
         images[f"confusion_{level}"] = report.confusion_plot(
-            result[f"{level}_level"]["confusion_matrix"], names, f"confusion matrix, {level} level")
+            result[f"{level}_level"]["confusion"], names, f"confusion matrix, {level} level")
     images["examples"] = report.example_grid(examples, heatmap=False)
     images["gradcam"] = report.example_grid(examples, heatmap=True)
     return images

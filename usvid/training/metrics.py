@@ -1,9 +1,13 @@
 """Classification and localisation metrics (paper section 3.5), in numpy, no scikit-learn.
 
-Classification: accuracy; sensitivity (recall), specificity, precision, F1 and one-vs-rest ROC AUC per
-class, their macro averages and the confusion matrix (rows = truth, columns = prediction).
+Classification, for a chosen positive class (``malignant`` by default; one-vs-rest when K > 2): sensitivity
+(TPR), specificity (TNR), PPV and NPV of that class, each with a 95% Wilson score interval, accuracy (Wilson
+interval too) and the positive class's ROC AUC with a 95% DeLong interval. Macro averages over the classes go
+under names that say so (``sensitivity_macro``, ``f1_macro``, ...); per-class figures and the confusion
+matrix (rows = truth, columns = prediction, in ``class_names`` order) come with them.
 Localisation: the Jaccard similarity index (IoU) between the thresholded mask and the ground-truth mask,
-and between boxes, where the predicted box is the minimum rectangle around the largest predicted region.
+and between box masks: the union of the bounding rectangles of every connected region, on both sides
+(see :func:`box_mask`).
 Undefined values (a class absent from the truth) are ``None`` so the JSON stays valid.
 """
 
@@ -15,7 +19,20 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from usvid.errors import InputError
+
 Box = tuple[float, float, float, float]
+
+#: The positive class when none is named and the classes include it.
+DEFAULT_POSITIVE = "malignant"
+#: Two-sided 95% standard-normal quantile.
+Z95 = 1.959963984540054
+CI_METHOD = {
+    "proportions": "Wilson score interval, 95% (sensitivity, specificity, ppv, npv, accuracy)",
+    "auc": "DeLong, 95%, normal approximation clipped to [0, 1] (auc_positive)",
+    "note": "frame-level intervals treat frames as independent; frames of one video are not, so they are "
+            "optimistic (too narrow); video-level intervals count each video once",
+}
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -63,40 +80,147 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> dict:
-    """All classification figures for ``labels`` ``(N,)`` int and ``probs`` ``(N, K)`` float in [0, 1]."""
+def wilson_ci(successes: int, total: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval ``(lo, hi)`` of the proportion ``successes / total``; None when ``total`` is 0.
+
+    Unlike the normal (Wald) interval it stays inside [0, 1] and is not degenerate at 0/n or n/n.
+    """
+    if total <= 0:
+        return None
+    p, n = successes / total, total
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x`` with ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
+    for start, count in zip(first, counts, strict=True):
+        ranks[order[start : start + count]] = start + (count + 1) / 2.0
+    return ranks
+
+
+def delong_ci(positive: np.ndarray, scores: np.ndarray, z: float = Z95) -> tuple[float, float] | None:
+    """DeLong (1988) interval ``(lo, hi)`` of the ROC AUC (normal approximation, clipped to [0, 1]).
+
+    The variance is ``var(V10) / m + var(V01) / n`` over the m positives' and n negatives' structural
+    components (each positive's share of negatives scored below it, ties half, and vice versa), computed
+    with midranks as in Sun & Xu (2014). None without two positives and two negatives.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    pos, neg = scores[positive], scores[~positive]
+    m, n = len(pos), len(neg)
+    if m < 2 or n < 2:
+        return None
+    all_ranks = _midranks(np.concatenate([pos, neg]))
+    v10 = (all_ranks[:m] - _midranks(pos)) / n  # per positive: negatives below it
+    v01 = 1.0 - (all_ranks[m:] - _midranks(neg)) / m  # per negative: positives above it
+    auc = float(v10.mean())
+    se = math.sqrt(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
+    return (max(0.0, auc - z * se), min(1.0, auc + z * se))
+
+
+def resolve_positive(class_names: Sequence[str], positive: str | None) -> int | None:
+    """Index of the positive class: ``positive``, else :data:`DEFAULT_POSITIVE` when present, else None.
+
+    Raises:
+        InputError: ``positive`` is named but is not one of ``class_names``.
+    """
+    names = list(class_names)
+    if positive is None:
+        return names.index(DEFAULT_POSITIVE) if DEFAULT_POSITIVE in names else None
+    if positive not in names:
+        raise InputError(
+            f"positive class '{positive}' is not one of the classes {names}; pass one of them as the positive "
+            f"class (usvid eval --positive NAME)"
+        )
+    return names.index(positive)
+
+
+def _ci(ci: tuple[float, float] | None) -> list[float] | None:
+    return None if ci is None else [ci[0], ci[1]]
+
+
+def _counts(cm: np.ndarray, c: int) -> tuple[int, int, int, int]:
+    """One-vs-rest ``(tp, fn, fp, tn)`` of class ``c``."""
+    tp = int(cm[c, c])
+    fn = int(cm[c].sum()) - tp
+    fp = int(cm[:, c].sum()) - tp
+    return tp, fn, fp, int(cm.sum()) - tp - fn - fp
+
+
+def binary_metrics(tp: int, fn: int, fp: int, tn: int) -> dict[str, float | list[float] | None]:
+    """Sensitivity, specificity, PPV and NPV of one positive class, each with its 95% Wilson interval."""
+    out: dict[str, float | list[float] | None] = {}
+    for name, num, den in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp), ("ppv", tp, tp + fp),
+                           ("npv", tn, tn + fn)):
+        out[name] = _ratio(num, den)
+        out[f"{name}_ci95"] = _ci(wilson_ci(num, den))
+    return out
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
+                           positive: str | None = None) -> dict:
+    """All classification figures for ``labels`` ``(N,)`` int and ``probs`` ``(N, K)`` float in [0, 1].
+
+    ``positive`` names the class that sensitivity, specificity, PPV, NPV and ``auc_positive`` are about
+    (one-vs-rest when K > 2); None takes :data:`DEFAULT_POSITIVE` when present, else those fields are None.
+    ``auc`` is the positive class's ROC AUC for K = 2 (the same number for either class) and the macro
+    one-vs-rest AUC for K > 2 (``auc_kind`` says which).
+    """
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     k = len(class_names)
+    pos = resolve_positive(class_names, positive)
     pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     cm = confusion_matrix(labels, pred, k)
     per_class = {}
     for c, name in enumerate(class_names):
-        tp = cm[c, c]
-        fn = cm[c].sum() - tp
-        fp = cm[:, c].sum() - tp
-        tn = cm.sum() - tp - fn - fp
-        sens, prec = _ratio(tp, tp + fn), _ratio(tp, tp + fp)
-        f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+        tp, fn, fp, tn = _counts(cm, c)
         per_class[name] = {
-            "sensitivity": sens,
+            "sensitivity": _ratio(tp, tp + fn),
             "specificity": _ratio(tn, tn + fp),
-            "precision": prec,
-            "f1": f1,
+            "precision": _ratio(tp, tp + fp),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
             "auc": roc_auc(labels == c, probs[:, c]) if len(probs) else None,
             "support": int(cm[c].sum()),
         }
-    macro = {key: _mean([v[key] for v in per_class.values()]) for key in ("sensitivity", "specificity", "precision", "auc")}
+    macro = {f"{key}_macro": _mean([v[key] for v in per_class.values()])
+             for key in ("sensitivity", "specificity", "precision", "f1", "auc")}
+    if pos is not None:
+        tp, fn, fp, tn = _counts(cm, pos)
+        binary = binary_metrics(tp, fn, fp, tn)
+        auc_pos = per_class[class_names[pos]]["auc"]
+        auc_pos_ci = _ci(delong_ci(labels == pos, probs[:, pos]))
+        counts = {"tp": tp, "fn": fn, "fp": fp, "tn": tn}
+    else:
+        binary = binary_metrics(0, 0, 0, 0)
+        auc_pos = auc_pos_ci = counts = None
+    # For two classes both one-vs-rest AUCs (and their intervals) are equal as p0 = 1 - p1, so ``auc`` needs
+    # no positive class and stays what per-epoch validation has always selected checkpoints on.
+    auc = per_class[class_names[-1]]["auc"] if k == 2 else macro["auc_macro"]
+    auc_ci = _ci(delong_ci(labels == k - 1, probs[:, -1])) if k == 2 else None
     return {
         "count": len(labels),
+        "class_names": list(class_names),
+        "positive_class": class_names[pos] if pos is not None else None,
         "accuracy": _ratio(np.trace(cm), cm.sum()),
-        "sensitivity": macro["sensitivity"],
-        "specificity": macro["specificity"],
-        "precision": macro["precision"],
-        "f1_macro": _mean([v["f1"] for v in per_class.values()]),
-        "auc": macro["auc"],
+        "accuracy_ci95": _ci(wilson_ci(int(np.trace(cm)), int(cm.sum()))),
+        **binary,
+        "positive_counts": counts,
+        "auc": auc,
+        "auc_ci95": auc_ci,
+        "auc_kind": "positive-class ROC AUC (binary)" if k == 2 else "macro one-vs-rest ROC AUC",
+        "auc_positive": auc_pos,
+        "auc_positive_ci95": auc_pos_ci,
+        **macro,
+        "ci_method": CI_METHOD,
         "per_class": per_class,
-        "confusion_matrix": cm.tolist(),
+        "confusion": cm.tolist(),
     }
 
 
@@ -124,6 +248,35 @@ def mask_box(mask: np.ndarray) -> Box | None:
     if len(xs) == 0:
         return None
     return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+def region_boxes(mask: np.ndarray) -> list[Box]:
+    """``(x0, y0, x1, y1)`` (x1, y1 exclusive) of every 8-connected region of a ``(H, W)`` bool mask."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return [(float(x), float(y), float(x + w), float(y + h)) for x, y, w, h in stats[1:count, :4].tolist()]
+
+
+def box_mask(mask: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the union of the bounding rectangles of every 8-connected region of ``mask``.
+
+    A mask of filled, separate boxes (a box annotation) maps to itself; boxes that touch or overlap form one
+    region and so one enclosing rectangle.
+    """
+    out = np.zeros(mask.shape, dtype=bool)
+    for x0, y0, x1, y1 in region_boxes(mask):
+        out[int(y0) : int(y1), int(x0) : int(x1)] = True
+    return out
+
+
+def box_mask_jsi(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    """Box JSI of one frame: IoU of :func:`box_mask` of the predicted and of the true ``(H, W)`` bool masks.
+
+    Both sides go through the same rule, so a frame with several lesions compares all true boxes with all
+    predicted ones. None without a true lesion; 0 when nothing is predicted.
+    """
+    if not truth.any():
+        return None
+    return mask_jsi(box_mask(pred), box_mask(truth))
 
 
 def box_jsi(pred: Box | None, truth: Box | None) -> float | None:

@@ -3,13 +3,21 @@
 Used by per-epoch validation and by :func:`usvid.training.eval.evaluate_checkpoint`, so both score
 exactly the same way. Localisation is scored on annotated frames that show a lesion: P is upsampled
 (bilinear) to the network input size M, thresholded at 0.5 and compared with the ground-truth mask
-(nearest-resized to M) and, as boxes, with the ground-truth box scaled to M.
+(nearest-resized to M). Box JSI compares like with like: the union of the bounding rectangles of every
+8-connected region of the prediction against the same of the ground-truth mask, both as pixel masks at M
+(:func:`usvid.training.metrics.box_mask_jsi`). A box-annotated frame's mask is its filled boxes, so each true
+box is its own region (touching or overlapping boxes merge into their enclosing rectangle); a frame with two
+lesions is thus scored against both, not against one rectangle around both or the largest predicted region.
+
+Optional flip test-time augmentation (``tta="flip"``) averages the softmax probabilities and the masks
+(flipped back) of each image and its horizontal mirror.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -17,11 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from usvid.errors import unknown_name
 from usvid.preprocess import PreprocessConfig, preprocess
 from usvid.training import metrics
 from usvid.training.frames import BatchReader
 
 MASK_THRESHOLD = 0.5
+TTA_MODES = ("none", "flip")
+Tta = Literal["none", "flip"]
 
 
 @dataclass
@@ -56,15 +67,12 @@ class Predictions:
         return ids, labels, probs
 
 
-def score_localisation(
-    prob: np.ndarray, truth: np.ndarray, true_box: metrics.Box | None, input_size: int
-) -> tuple[float | None, float | None]:
-    """JSI of one frame's mask and box.
+def score_localisation(prob: np.ndarray, truth: np.ndarray, input_size: int) -> tuple[float | None, float | None]:
+    """Mask JSI and box JSI (see the module docstring) of one frame; ``(None, None)`` without a true lesion.
 
     Args:
         prob: P ``(S_n, S_n)`` float in [0, 1].
-        truth: ground truth ``(S, S)`` uint8 in {0, 255}.
-        true_box: ``(x0, y0, x1, y1)`` in stored pixels, or None to derive it from ``truth``.
+        truth: ground truth ``(S, S)`` uint8 in {0, 255} (filled boxes for a box annotation).
         input_size: M, the network input size scoring happens at.
     """
     up = F.interpolate(torch.from_numpy(prob)[None, None].float(), size=(input_size, input_size), mode="bilinear",
@@ -73,15 +81,29 @@ def score_localisation(
     gt = _resize_nearest(truth, input_size) > 127
     if not gt.any():
         return None, None
-    scale = input_size / truth.shape[-1]
-    box = tuple(v * scale for v in true_box) if true_box is not None else metrics.mask_box(gt)
-    return metrics.mask_jsi(pred, gt), metrics.box_jsi(metrics.largest_region_box(pred), box)
+    return metrics.mask_jsi(pred, gt), metrics.box_mask_jsi(pred, gt)
 
 
 def _resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
     if mask.shape == (size, size):
         return mask
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool,
+             tta: Tta) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Softmax probabilities ``(B, K)`` float32 and mask ``(B, 1, S_n, S_n)`` float32 (or None) of ``x``."""
+    views = [x, x.flip(-1)] if tta == "flip" else [x]
+    probs, masks = [], []
+    for i, view in enumerate(views):
+        with torch.autocast(device_type=device.type, enabled=amp):
+            out = model(view)
+        probs.append(torch.softmax(out.logits.float(), dim=1))
+        if out.mask is not None:
+            mask = out.mask.float()
+            masks.append(mask.flip(-1) if i == 1 else mask)  # back to the image's orientation
+    prob = torch.stack(probs).mean(0)
+    return prob, (torch.stack(masks).mean(0) if masks else None)
 
 
 @torch.inference_mode()
@@ -95,8 +117,14 @@ def predict_frames(
     batch_size: int = 32,
     keep_masks: Sequence[int] = (),
     on_batch: Callable[[int, int], None] | None = None,
+    tta: Tta = "none",
 ) -> Predictions:
-    """Class probabilities and localisation scores for ``indices`` of ``reader``'s split (model in eval mode)."""
+    """Class probabilities and localisation scores for ``indices`` of ``reader``'s split (model in eval mode).
+
+    ``tta="flip"`` averages each frame's probabilities and mask with those of its horizontal mirror.
+    """
+    if tta not in TTA_MODES:
+        raise unknown_name("test-time augmentation", str(tta), TTA_MODES)
     was_training = model.training
     model.eval()
     keep = set(keep_masks)
@@ -107,17 +135,15 @@ def predict_frames(
         chunk = list(indices[start : start + batch_size])
         batch = reader.read(chunk)
         x = preprocess(batch.images.to(device, non_blocking=True), preprocess_config)
-        with torch.autocast(device_type=device.type, enabled=amp):
-            out = model(x)
-        probs.append(torch.softmax(out.logits.float(), dim=1).cpu().numpy())
-        if out.mask is not None:
-            p = out.mask.float().cpu().numpy()[:, 0]
+        prob, mask = _forward(model, x, device, amp, tta)
+        probs.append(prob.cpu().numpy())
+        if mask is not None:
+            p = mask.cpu().numpy()[:, 0]
             for row, idx in enumerate(chunk):
                 if idx in keep:
                     masks[idx] = p[row]
                 if records[idx].annotated:
-                    jm, jb = score_localisation(p[row], batch.masks[row, 0].numpy(), records[idx].box,
-                                                preprocess_config.size)
+                    jm, jb = score_localisation(p[row], batch.masks[row, 0].numpy(), preprocess_config.size)
                     if jm is not None:
                         jsi_mask.append(jm)
                     if jb is not None:

@@ -1,4 +1,5 @@
-"""Repeated runs: train each variant with R seeds, evaluate on a held-out split, report mean and 95% CI.
+"""Repeated runs: train each variant with R seeds, evaluate on a held-out split, report the mean and the 95%
+Student t-interval over seeds (:func:`usvid.training.metrics.mean_ci95`).
 
 This is how the paper's comparisons are reproduced (vanilla ResNet vs RMTL vs LA-Net, the CAM/SAM/MAM
 ablations, the 25/50/75% box fractions); the paper repeats each setting three times. Runs that already
@@ -30,12 +31,16 @@ from usvid.training.metrics import mean_ci95
 
 log = logging.getLogger(__name__)
 
-#: (level, metric) pairs summarised across seeds.
+#: (level, metric) pairs summarised across seeds; sensitivity, specificity, ppv and npv are the positive
+#: class's (see :func:`usvid.training.metrics.classification_metrics`).
 METRICS: tuple[tuple[str, str], ...] = (
     ("frame_level", "accuracy"), ("frame_level", "sensitivity"), ("frame_level", "specificity"),
-    ("frame_level", "precision"), ("frame_level", "f1_macro"), ("frame_level", "auc"),
-    ("frame_level", "jsi_mask"), ("frame_level", "jsi_box"), ("video_level", "accuracy"), ("video_level", "auc"),
+    ("frame_level", "ppv"), ("frame_level", "npv"), ("frame_level", "f1_macro"), ("frame_level", "auc"),
+    ("frame_level", "jsi_mask"), ("frame_level", "jsi_box"), ("video_level", "accuracy"),
+    ("video_level", "sensitivity"), ("video_level", "specificity"), ("video_level", "auc"),
 )
+#: What the summary's ``[mean, half-width]`` pairs are.
+INTERVAL = "mean and half-width of the two-sided 95% Student t-interval over seeds"
 
 #: The paper's comparisons as variant name -> TrainConfig overrides (R18 FEX; swap the model names for R50).
 STUDIES: dict[str, dict[str, dict[str, Any]]] = {
@@ -51,7 +56,7 @@ STUDIES: dict[str, dict[str, dict[str, Any]]] = {
 
 @dataclass
 class StudyResult:
-    """Per variant: each seed's metrics and the mean with the 95% CI half-width."""
+    """Per variant: each seed's metrics and the mean with the half-width of the 95% t-interval over seeds."""
 
     variants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     summary: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
@@ -59,7 +64,8 @@ class StudyResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "runs": self.variants,
-            # [mean, 95% CI half-width]; null where undefined (JSON has no NaN).
+            "interval": INTERVAL,
+            # [mean, half-width]; null where undefined (JSON has no NaN).
             "mean_ci95": {v: {k: [_finite(x) for x in mc] for k, mc in s.items()} for v, s in self.summary.items()},
         }
 
@@ -81,9 +87,14 @@ def repeat_runs(
     *,
     split: str = "test",
     on_run: Callable[[str, int, dict], None] | None = None,
+    positive: str = "malignant",
 ) -> StudyResult:
     """Train ``base`` with each variant's overrides and each seed into ``out/<variant>/seed<k>``, evaluate its
-    ``best.pt`` (chosen on validation) on ``split``, and summarise. Writes ``out/study.json`` and ``study.md``."""
+    ``best.pt`` (chosen on validation) on ``split``, and summarise. Writes ``out/study.json`` and ``study.md``.
+
+    A finished run's report is reused; one written before the positive-class metrics existed (whose
+    ``sensitivity`` was a macro average) is re-evaluated from the run's checkpoint, not retrained.
+    """
     out = Path(out)
     store = open_store(store)
     result = StudyResult()
@@ -91,13 +102,16 @@ def repeat_runs(
         for seed in seeds:
             run = out / name / f"seed{seed}"
             report_path = run / "eval" / "report.json"
-            if report_path.is_file():
-                report = json.loads(report_path.read_text())
-            else:
+            report = json.loads(report_path.read_text()) if report_path.is_file() else None
+            if report is not None and report["frame_level"].get("positive_class") is None:
+                ckpt = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
+                report = evaluate_checkpoint(ckpt, store, split, run / "eval", device=base.device, num_examples=4,
+                                             positive=positive).report
+            if report is None:
                 config = base.merged(**overrides, seed=seed)
                 fitted = fit(config, store, run, resume=(run / "last.pt").is_file())
                 report = evaluate_checkpoint(fitted.best or fitted.last, store, split, run / "eval",
-                                             device=config.device, num_examples=4).report
+                                             device=config.device, num_examples=4, positive=positive).report
             row = {"seed": seed, **_flat(report)}
             result.variants.setdefault(name, []).append(row)
             log.info("%s seed %d: %s", name, seed, row)
@@ -112,11 +126,14 @@ def repeat_runs(
     return result
 
 
-def markdown_table(result: StudyResult, keys: Sequence[str] = ("frame_accuracy", "frame_f1_macro", "frame_auc",
+def markdown_table(result: StudyResult, keys: Sequence[str] = ("frame_accuracy", "frame_sensitivity",
+                                                                  "frame_specificity", "frame_f1_macro", "frame_auc",
                                                                   "frame_jsi_mask", "frame_jsi_box",
-                                                                  "video_accuracy")) -> str:
-    """``mean ± 95% CI`` per variant and metric (n/a where undefined, e.g. JSI of a vanilla classifier)."""
-    lines = ["| variant | n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+                                                                  "video_accuracy", "video_auc")) -> str:
+    """``mean ± half-width`` of the 95% t-interval over seeds per variant and metric (n/a where undefined,
+    e.g. JSI of a vanilla classifier)."""
+    lines = [f"Cells: {INTERVAL} (n = seeds).", "",
+             "| variant | n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for name, summary in result.summary.items():
         cells = []
         for k in keys:
@@ -133,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m usvid.training.repeat", description="The paper's comparisons "
-                                "with R seeds each: mean and 95% CI on the test split.")
+                                "with R seeds each: mean and 95% t-interval over seeds on the test split.")
     p.add_argument("store", type=Path)
     p.add_argument("--study", choices=sorted(STUDIES), default="models")
     p.add_argument("--seeds", type=int, default=3)
@@ -144,13 +161,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--depth", type=int, choices=(18, 50), default=18)
     p.add_argument("--device", default="auto")
+    p.add_argument("--positive", default="malignant", help="class sensitivity, specificity, PPV and NPV are about")
     args = p.parse_args(argv)
     base = TrainConfig(size=args.size, stage1_epochs=args.stage1_epochs, epochs=args.epochs,
                        batch_size=args.batch_size, device=args.device)
     variants = {name: {k: (v.replace("18", str(args.depth)) if k == "model" else v) for k, v in ov.items()}
                 for name, ov in STUDIES[args.study].items()}
     try:
-        result = repeat_runs(args.store, base, variants, list(range(args.seeds)), args.out,
+        result = repeat_runs(args.store, base, variants, list(range(args.seeds)), args.out, positive=args.positive,
                              on_run=lambda name, seed, row: print(f"{name} seed {seed} done", flush=True))
     except UsvidError as err:
         raise SystemExit(f"error: {err}") from None

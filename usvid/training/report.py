@@ -138,8 +138,15 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
 
 
+def _with_ci(m: dict[str, Any], key: str) -> str:
+    ci = m.get(f"{key}_ci95")
+    return _fmt(m.get(key)) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The human-readable report: summary table, per-class tables, localisation, plots."""
+    """The human-readable report: summary tables, per-class tables, localisation, plots."""
+    fl = report["frame_level"]
+    positive = fl.get("positive_class")
     lines = [
         f"# Evaluation: {report['model']['arch']} (depth {report['model']['depth']}) on split '{report['split']}'",
         "",
@@ -147,22 +154,32 @@ def markdown(report: dict[str, Any]) -> str:
         (f"- store: `{report['store']}`; {report['frames']} frames of {report['videos']} videos; "
          f"classes: {', '.join(report['class_names'])}"),
         f"- input {report['preprocess']['size']} px; video-level class = argmax of the mean frame probabilities",
+        f"- test-time augmentation: {report.get('tta', 'none')}",
         "",
-        "| level | accuracy | sensitivity | specificity | precision | F1 (macro) | AUC |",
+        (f"Positive class **{positive}** (one-vs-rest when there are more than two classes). 95% intervals in "
+         f"brackets: Wilson score for proportions, DeLong for AUC ({fl['auc_kind']}). "
+         f"{fl['ci_method']['note'].capitalize()}."),
+        "",
+        "| level | accuracy | sensitivity | specificity | PPV | NPV | AUC |",
         "|---|---|---|---|---|---|---|",
     ]
     for level in ("frame_level", "video_level"):
         m = report[level]
-        lines.append(
-            f"| {level.split('_')[0]} | {_fmt(m['accuracy'])} | {_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} "
-            f"| {_fmt(m['precision'])} | {_fmt(m['f1_macro'])} | {_fmt(m['auc'])} |"
-        )
-    fl = report["frame_level"]
+        lines.append(f"| {level.split('_')[0]} | " + " | ".join(
+            _with_ci(m, k) for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "auc")) + " |")
+    lines += ["", "Macro averages over the classes:", "",
+              "| level | sensitivity (macro) | specificity (macro) | precision (macro) | F1 (macro) | AUC (macro) |",
+              "|---|---|---|---|---|---|"]
+    for level in ("frame_level", "video_level"):
+        m = report[level]
+        lines.append(f"| {level.split('_')[0]} | " + " | ".join(_fmt(m[f"{k}_macro"]) for k in
+                     ("sensitivity", "specificity", "precision", "f1", "auc")) + " |")
     lines += [
         "",
         (f"Localisation (frame level, {fl['jsi_frames']} annotated lesion frames): JSI mask "
          f"{_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])}. P upsampled to the input, threshold 0.5; "
-         "predicted box = minimum rectangle around the largest predicted region."),
+         "box JSI = IoU of the unions of the bounding rectangles of every connected region, prediction vs "
+         "ground truth (so every lesion of a frame counts). The overlays draw the largest predicted region's box."),
     ]
     for level in ("frame_level", "video_level"):
         lines += ["", f"## Per class ({level.replace('_', ' ')})", "",
