@@ -12,10 +12,13 @@ from usvid.cli.common import console, handle_errors, parse_ints
 
 @handle_errors
 def extract(
-    src: Path = typer.Argument(
-        ..., help="manifest.csv (or its folder), a BUSI-style image folder, or one video."
+    paths: list[Path] = typer.Argument(
+        ...,
+        metavar="SRC... OUT",
+        help="Sources, then the frame store folder to write (resumes an interrupted extraction). A source is a "
+        "manifest.csv (or its folder), a BUSI-style or BUS-BRA image folder, or one video. Several sources make "
+        "one store: ids are prefixed with each source's folder name and each source is split on its own.",
     ),
-    out: Path = typer.Argument(..., help="Frame store folder to write (resumes an interrupted extraction)."),
     size: int = typer.Option(256, "--size", help="Stored frames are SIZE x SIZE (letterboxed, aspect kept)."),
     every: int = typer.Option(None, "--every", help="Keep every K-th frame (annotated frames always kept)."),
     fps: float = typer.Option(
@@ -29,7 +32,13 @@ def extract(
     ),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first failing video."),
     groups: Path = typer.Option(
-        None, "--groups", help="CSV of near-duplicate groups (group,image) kept in one split."
+        None,
+        "--groups",
+        help="CSV of near-duplicate groups (group,image) kept in one split; with several sources it applies to "
+        "the source whose video ids it names (BUSI's near_duplicates.csv: the BUSI folder).",
+    ),
+    classes: str = typer.Option(
+        None, "--classes", help="Keep only these classes, such as benign,malignant (BUSI without normal)."
     ),
     backend: str = typer.Option("auto", "--backend", help="Decoder: auto, pyav, decord or torchcodec."),
     workers: int = typer.Option(
@@ -44,6 +53,13 @@ def extract(
     from usvid.data.extract import extract as run_extract
     from usvid.data.splits import SplitFractions
 
+    from usvid.errors import InputError
+
+    if len(paths) < 2:
+        raise InputError(
+            f"usvid extract {' '.join(map(str, paths))}: needs SRC [SRC ...] OUT (a source, then the store folder)"
+        )
+    *srcs, out = paths
     config = ExtractConfig(
         size=size,
         every=every,
@@ -56,6 +72,7 @@ def extract(
         groups=groups,
         backend=backend,
         workers=workers,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes is not None else None,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
@@ -85,7 +102,7 @@ def extract(
             )
             bar.update(overall, total=event.num_videos)
 
-        summary = run_extract(src, out, config, progress=on_progress)
+        summary = run_extract(srcs, out, config, progress=on_progress)
 
     table = Table(title=f"frame store {summary.out}")
     for col in ("split", "class", "videos", "frames", "annotated"):
@@ -102,6 +119,8 @@ def extract(
         f"extracted {summary.extracted}, already done {summary.skipped}, dropped as near-duplicates {summary.deduped}, "
         f"failed {len(summary.failures)}"
     )
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
     for failure in summary.failures:
         console.print(f"[red]failed:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
     if summary.failures:

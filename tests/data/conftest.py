@@ -58,3 +58,32 @@ def make_busi(root: Path) -> Path:
         "group,class,image\n1,benign,benign (1)\n1,malignant,malignant (1)\n"
     )
     return root
+
+
+BUSBRA_SPECS = [  # id, case, pathology, mask box (x, y, w, h; exclusive end)
+    ("bus_0001-l", "1", "benign", (10, 12, 30, 20)),
+    ("bus_0001-r", "1", "benign", (40, 20, 15, 10)),
+    ("bus_0002-s", "2", "malignant", (20, 15, 25, 25)),
+    ("bus_0003-s", "3", "malignant", (5, 30, 12, 9)),
+    ("bus_0004-l", "4", "benign", (50, 5, 20, 30)),
+]
+
+
+def make_busbra(root: Path) -> Path:
+    """A BUS-BRA folder of 83x57 images; bus_0002-s's BBOX disagrees with its mask, bus_0003-s's Height with its PNG."""
+    rng = np.random.default_rng(1)
+    (root / "Images").mkdir(parents=True)
+    (root / "Masks").mkdir()
+    rows = ["ID,Case,Histology,Pathology,BIRADS,Device,Width,Height,Side,BBOX"]
+    for vid, case, label, (x, y, w, h) in BUSBRA_SPECS:
+        cv2.imwrite(str(root / "Images" / f"{vid}.png"), rng.integers(0, 255, (57, 83), dtype=np.uint8))
+        mask = np.zeros((57, 83), np.uint8)
+        mask[y : y + h, x : x + w] = 255
+        cv2.imwrite(str(root / "Masks" / f"mask_{vid[4:]}.png"), mask)
+        bbox = [x + 1, y + 1, w - 1, h - 1] if vid != "bus_0002-s" else [x + 4, y + 1, w - 1, h - 1]
+        height = 57 if vid != "bus_0003-s" else 60
+        histology = "fibroadenoma" if label == "benign" else "invasive ductal carcinoma"
+        side = {"l": "left", "r": "right", "s": "single"}[vid[-1]]
+        rows.append(f'{vid},{case},{histology},{label},4,GE Logiq 7,83,{height},{side},"[{",".join(map(str, bbox))}]"')
+    (root / "bus_data.csv").write_text("\n".join(rows) + "\n")
+    return root

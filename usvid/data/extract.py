@@ -7,6 +7,16 @@ with a record is finished: a re-run skips it, so an interrupted extraction resum
 bytes as an uninterrupted one, and re-running a finished extraction writes nothing. A failing video is
 reported (file + problem) and the others go on, unless ``strict``.
 
+Several sources (``usvid extract BUSI BUSBRA OUT``) make one store. Each source is named after its folder
+(``busi``, ``busbra``), and its videos' ``dataset`` column says so; video and patient ids get the name as a prefix
+(``busbra:bus_0002-l``, patient ``busbra:2``) so they never collide across sources. Each source is split on its own,
+per patient and stratified, with the same seed, then the sources are concatenated: every patient is in the split
+it gets in a store of its source alone, so the multi-source test split is the union of the single-source ones (what
+cross-dataset evaluation needs), and the class balance is kept within each source. ``--groups`` members that are
+bare ids apply to every source holding such a video id (BUSI's ``near_duplicates.csv`` names BUSI images only);
+``name:id`` members apply to source ``name`` only; a group never joins patients of two sources. ``--classes``
+keeps only the given labels (BUSI's ``benign,malignant`` protocol drops ``normal``) before splitting.
+
 Videos run ``workers`` at a time (one per core by default, at most 8), each on a single-threaded decoder:
 at MBUD-like sizes FFmpeg decodes a stream on one thread for about 30% less CPU than with frame threads, and
 several videos keep the cores busy where frame threads leave a quarter of them idle
@@ -28,13 +38,14 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from usvid.data.manifest import Box
-from usvid.data.sources import Failure, SourceItem, list_sources
+from usvid.data.sources import Failure, SourceItem, SourceList, list_sources, source_name
 from usvid.data.splits import SPLITS, SplitFractions, assign_splits, read_groups
 from usvid.data.store import (
     FRAME_COLUMNS,
@@ -46,7 +57,14 @@ from usvid.data.store import (
     Letterbox,
     format_boxes,
 )
-from usvid.errors import ConfigError, InputError, MissingDependencyError, ProcessingError, unknown_name
+from usvid.errors import (
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    ProcessingError,
+    did_you_mean,
+    unknown_name,
+)
 from usvid.io import atomic_path, file_mode, write_json_atomic, write_text_atomic
 from usvid.video.reader import BACKENDS, DEFAULT_BATCH_SIZE, GreyFrame, expand_range, open_video
 from usvid.video.roi import (
@@ -99,6 +117,7 @@ class ExtractConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     roi_frames: int = ROI_FRAMES
     workers: int = 0
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -117,10 +136,14 @@ class ExtractConfig:
             raise ConfigError(f"dedupe_threshold {self.dedupe_threshold}: must be >= 0")
         if self.workers < 0:
             raise ConfigError(f"--workers {self.workers}: must be >= 0 (0: one per CPU core)")
+        if self.classes is not None and not all(c.strip() for c in self.classes):
+            raise ConfigError(f"--classes {','.join(self.classes)}: class names must not be empty, such as benign,malignant")
 
     def fingerprint(self) -> dict:
         """The settings that change the store's content (``strict``, ``batch_size`` and ``workers`` do not)."""
         groups = hashlib.sha1(Path(self.groups).read_bytes()).hexdigest() if self.groups else None
+        # ``classes`` only when given: stores made before it existed keep their fingerprint (and resume).
+        classes = {"classes": sorted(self.classes)} if self.classes is not None else {}
         return {
             "size": self.size,
             "every": self.every,
@@ -133,6 +156,7 @@ class ExtractConfig:
             "groups_sha1": groups,
             "backend": self.backend,
             "roi_frames": self.roi_frames,
+            **classes,
         }
 
 
@@ -169,6 +193,7 @@ class ExtractSummary:
     extracted: int = 0
     skipped: int = 0
     deduped: int = 0
+    warnings: list[Failure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -301,6 +326,7 @@ class _VideoJob:
         self.frame_rows: list[dict] = []
         self.masks: list[np.ndarray] = []
         self.deduped = 0
+        self.warnings: list[dict[str, str]] = []
         self._last: np.ndarray | None = None
         self.region: ScanRegion | None = None
         self.box: Letterbox | None = None
@@ -427,6 +453,7 @@ class _VideoJob:
             with atomic_path(self.out / "masks" / f"{self.file}.npy") as tmp, tmp.open("wb") as f:
                 np.save(f, np.stack(self.masks))
         r = self.region
+        meta = json.dumps(self.item.meta, sort_keys=True, separators=(",", ":")) if self.item.meta else ""
         video = {
             "video_id": self.item.video_id,
             "patient_id": self.item.patient_id,
@@ -445,8 +472,13 @@ class _VideoJob:
             "stored_frames": len(self.frame_rows),
             "deduped": self.deduped,
             "file": self.file,
+            "dataset": self.item.dataset,
+            "meta": meta,
         }
-        return {"video": video, "frames": self.frame_rows}
+        record = {"video": video, "frames": self.frame_rows}
+        if self.warnings:
+            record["warnings"] = self.warnings
+        return record
 
     def _region_for(self, width: int, height: int) -> ScanRegion | None:
         if self.config.roi is not None:
@@ -456,16 +488,20 @@ class _VideoJob:
         return None
 
     def _run_still(self, writer: _NpyWriter) -> tuple[int, float, int, int]:
+        from usvid.data.busbra import cross_check
         from usvid.data.busi import load_masks
         from usvid.video.images import read_image
 
         image = read_image(self.item.path, grey=True)
         height, width = image.shape
         self.set_region(self._region_for(width, height) or full_frame_region(width, height))
-        lesion = None
+        lesion, boxes = None, []
         if self.item.annotated_masks:
             lesion, boxes = load_masks(self.item, width, height)
             self.item = replace(self.item, boxes={0: boxes})
+        self.warnings = cross_check(self.item, width, height, boxes)
+        for w in self.warnings:
+            log.warning("%s: %s", w["file"], w["message"])
         self.take(writer, GreyFrame(0, 0.0, image), FrameSelector(self.config, {0}))
         self.commit(writer, lesion)
         return 1, 0.0, width, height
@@ -550,9 +586,13 @@ def _csv_text(columns: list[str], rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _prepare_out(out: Path, src: Path, config: ExtractConfig) -> None:
+def _prepare_out(out: Path, listed: list[tuple[Path, str, SourceList]], config: ExtractConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"format": STORE_FORMAT, "source": str(src.resolve()), "config": config.fingerprint()}
+    if len(listed) == 1:
+        settings = {"format": STORE_FORMAT, "source": str(listed[0][0].resolve()), "config": config.fingerprint()}
+    else:
+        sources = [{"name": name, "path": str(path.resolve())} for path, name, _ in listed]
+        settings = {"format": STORE_FORMAT, "sources": sources, "config": config.fingerprint()}
     path = out / "extract.json"
     if path.is_file():
         try:
@@ -659,30 +699,118 @@ def _run_jobs(
     return failed
 
 
+def _list_all(paths: list[Path]) -> list[tuple[Path, str, SourceList]]:
+    """List every source; each gets a distinct name (its folder's name, see :func:`source_name`)."""
+    listed: list[tuple[Path, str, SourceList]] = []
+    names: dict[str, Path] = {}
+    for path in paths:
+        name = source_name(path)
+        if name in names:
+            raise InputError(
+                f"{path}: a second source named '{name}' (also {names[name]}); give every source its own folder name"
+            )
+        names[name] = path
+        listed.append((path, name, list_sources(path)))
+    return listed
+
+
+def _check_classes(classes: tuple[str, ...] | None, listed: list[tuple[Path, str, SourceList]]) -> None:
+    if classes is None:
+        return
+    known = {it.label for _, _, sources in listed for it in sources.items}
+    for c in classes:
+        if c not in known:
+            raise ConfigError(
+                f"--classes: no source has class '{c}'.{did_you_mean(c, known)} Classes: {', '.join(sorted(known))}"
+            )
+
+
+def _groups_of(name: str, names: set[str], groups: list[set[str]]) -> list[set[str]]:
+    """The groups as ids of source ``name``: bare ids apply to every source, ``name:id`` to that source only."""
+    out = []
+    for group in groups:
+        own = set()
+        for member in group:
+            prefix, sep, rest = member.partition(":")
+            if sep and prefix in names:
+                if prefix == name:
+                    own.add(rest)
+            else:
+                own.add(member)
+        out.append(own)
+    return out
+
+
+def _plan(
+    listed: list[tuple[Path, str, SourceList]], config: ExtractConfig, groups: list[set[str]]
+) -> tuple[list[SourceItem], dict[str, str]]:
+    """The items to extract and each patient's split.
+
+    Every source is split on its own (per patient, stratified, near-duplicate groups kept together) with the same
+    seed, then the sources are concatenated: a patient lands in the same split as in a store of its source alone,
+    so a multi-source store's test split is the union of the single-source test splits (what cross-dataset
+    evaluation needs). With several sources, video and patient ids get the source's name as prefix
+    (``busbra:bus_0002-l``, patient ``busbra:2``) so they never collide; with one source they are kept as they are.
+    """
+    multi = len(listed) > 1
+    names = {name for _, name, _ in listed}
+    items: list[SourceItem] = []
+    splits: dict[str, str] = {}
+    for _, name, sources in listed:
+        kept = [
+            replace(it, dataset=name)
+            for it in sources.items
+            if config.classes is None or it.label in config.classes
+        ]
+        split = assign_splits(
+            {it.patient_id: it.label for it in kept},
+            config.split,
+            config.seed,
+            _groups_of(name, names, groups),
+            {it.video_id: it.patient_id for it in kept},
+        )
+        if multi:
+            kept = [
+                replace(it, video_id=f"{name}:{it.video_id}", patient_id=f"{name}:{it.patient_id}") for it in kept
+            ]
+            split = {f"{name}:{pid}": s for pid, s in split.items()}
+        items += kept
+        splits.update(split)
+    return items, splits
+
+
 def extract(
-    src: str | Path, out: str | Path, config: ExtractConfig | None = None, progress: Progress | None = None
+    src: str | Path | Sequence[str | Path],
+    out: str | Path,
+    config: ExtractConfig | None = None,
+    progress: Progress | None = None,
 ) -> ExtractSummary:
-    """Extract ``src`` (manifest, BUSI folder or one video) into the frame store ``out``.
+    """Extract ``src`` (manifest, BUSI or BUS-BRA folder or one video; or a list of them) into the store ``out``.
+
+    Several sources make one store: each video's ``dataset`` column names its source, ids are prefixed with it,
+    and splits are made per source (see :func:`_plan`). ``config.groups`` applies to every source whose video
+    ids it names (BUSI's ``near_duplicates.csv``: the BUSI source); ``name:id`` members name one source.
 
     Raises:
         InputError: ``src`` is not a dataset, ``out`` holds another extraction, bad settings; with
             ``strict``, also the first failing video.
     Returns:
-        counts per split and class, and the failures (each names the file and the problem).
+        counts per split and class, the failures (each names the file and the problem) and the warnings
+        (listing faults where the file was used anyway, such as a BUS-BRA ``BBOX`` that disagrees with its mask).
     """
     config = config or ExtractConfig()
-    src, out = Path(src), Path(out)
-    sources = list_sources(src)
-    failures = list(sources.failures)
+    out = Path(out)
+    paths = [Path(src)] if isinstance(src, (str, Path)) else [Path(p) for p in src]
+    if not paths:
+        raise InputError("no source given: pass a manifest, a BUSI or BUS-BRA folder or a video, then OUT")
+    listed = _list_all(paths)
+    failures = [f for _, _, sources in listed for f in sources.failures]
     if config.strict and failures:
         raise InputError(str(failures[0]))
+    _check_classes(config.classes, listed)
     groups = read_groups(config.groups) if config.groups else []
-    items = sources.items
-    patients = {it.patient_id: it.label for it in items}
-    splits = assign_splits(
-        patients, config.split, config.seed, groups, {it.video_id: it.patient_id for it in items}
-    )
-    _prepare_out(out, src, config)
+    items, splits = _plan(listed, config, groups)
+    _prepare_out(out, listed, config)
     notify = progress or (lambda event: None)
     done: dict[int, dict] = {}
     todo: list[tuple[int, SourceItem, str]] = []
@@ -699,6 +827,7 @@ def extract(
     failures += [failed[n] for n in sorted(failed)]
     records = [done[n] for n in sorted(done)]
     extracted = len(records) - skipped
+    warnings = [w for r in records for w in r.get("warnings", [])]
     if records:
         _write_if_changed(out / "videos.csv", _csv_text(VIDEO_COLUMNS, [r["video"] for r in records]))
         _write_if_changed(
@@ -712,12 +841,24 @@ def extract(
             "splits": list(SPLITS),
             "resize": RESIZE_RULE,
             "grey": "full-range luma (BT.601), uint8",
-            "source_kind": sources.kind,
+            "source_kind": "+".join(sources.kind for _, _, sources in listed),
+            "sources": [{"name": name, "kind": sources.kind} for _, name, sources in listed],
             "config": config.fingerprint(),
         }
+        if warnings:
+            codes: dict[str, list[str]] = {}
+            for w in warnings:
+                codes.setdefault(w["code"], []).append(w["video_id"])
+            meta["warnings"] = codes
         _write_if_changed(out / STORE_JSON, json.dumps(meta, indent=2) + "\n")
     return ExtractSummary(
-        out, _count(records), failures, extracted, skipped, sum(r["video"]["deduped"] for r in records)
+        out,
+        _count(records),
+        failures,
+        extracted,
+        skipped,
+        sum(r["video"]["deduped"] for r in records),
+        [Failure(w["file"], w["message"]) for w in warnings],
     )
 
 

@@ -1,4 +1,4 @@
-"""What ``usvid extract`` reads: a dataset manifest, a BUSI-style image folder, or one video.
+"""What ``usvid extract`` reads: a dataset manifest, a BUSI-style or BUS-BRA image folder, or one video.
 
 Unlike :func:`usvid.data.manifest.load_dataset` (which stops at the first problem), a manifest is read in
 the collect-errors mode of :mod:`usvid.data.manifest`, so one bad row or annotation fails that video with a
@@ -41,7 +41,10 @@ class SourceItem:
     """One video (or still image) to extract.
 
     ``boxes`` maps annotated source-frame indices to their lesion boxes (source pixels; an empty list is an
-    explicit "no lesion" frame). ``mask_paths`` (BUSI) are mask images of frame 0, unioned.
+    explicit "no lesion" frame). ``mask_paths`` (BUSI, BUS-BRA) are mask images of frame 0, unioned.
+    ``csv_box`` / ``csv_size`` (BUS-BRA) are the listing's box and image size, only cross-checked against the
+    mask and the image; ``meta`` is per-video metadata kept in the store (BUS-BRA's histology, BI-RADS, device);
+    ``where`` is the listing line; ``dataset`` the name of the source the item comes from.
     """
 
     video_id: str
@@ -53,6 +56,11 @@ class SourceItem:
     boxes: dict[int, list[Box]] = field(default_factory=dict)
     mask_paths: tuple[Path, ...] = ()
     annotated_masks: bool = False
+    csv_box: Box | None = None
+    csv_size: tuple[int, int] | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    where: str = ""
+    dataset: str = ""
 
 
 @dataclass
@@ -112,6 +120,10 @@ def list_sources(src: str | Path) -> SourceList:
     if src.is_dir():
         if (src / MANIFEST_NAME).is_file():
             return read_manifest_source(src / MANIFEST_NAME)
+        from usvid.data.busbra import is_busbra_folder, read_busbra
+
+        if is_busbra_folder(src):
+            return read_busbra(src)
         if is_busi_folder(src):
             from usvid.data.busi import read_busi
 
@@ -120,6 +132,15 @@ def list_sources(src: str | Path) -> SourceList:
             return single_video_source(src)
         raise InputError(
             f"{src}: not a dataset: expected {MANIFEST_NAME}, BUSI-style class folders (<class>/<name>.png with "
-            "<name>_mask.png) or frame images"
+            "<name>_mask.png), a BUS-BRA folder (bus_data.csv, Images/, Masks/) or frame images"
         )
     return single_video_source(src)
+
+
+def source_name(src: str | Path) -> str:
+    """The name a source gets in a multi-source store: its folder's name (a manifest's folder, a video's stem)."""
+    import re
+
+    src = Path(src).resolve()
+    name = src.parent.name if src.is_file() and src.name.endswith(".csv") else src.stem if src.is_file() else src.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "source"

@@ -3,7 +3,8 @@
 Layout of a store folder::
 
     store.json            {"format": "usvid-store", "version": 1, "size": S, "labels": [...], ...}; written last
-    videos.csv            one row per video (scan region in source pixels, frame counts, split)
+    videos.csv            one row per video (scan region in source pixels, frame counts, split, the source
+                          dataset's name, per-video metadata as a JSON object such as BUS-BRA's BI-RADS)
     frames.csv            one row per stored frame (source index, row in the array, boxes in stored pixels)
     frames/<file>.npy     (N, S, S) uint8 grey frames of one video, memory-mappable
     masks/<file>.npy      (A, S, S) uint8 {0, 255} lesion masks of that video's A annotated frames
@@ -20,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -49,7 +50,11 @@ VIDEO_COLUMNS = [
     "stored_frames",
     "deduped",
     "file",
+    "dataset",
+    "meta",
 ]
+# Columns added after version 1 was first written: a store without them still reads (as "").
+OPTIONAL_VIDEO_COLUMNS = ("dataset", "meta")
 FRAME_COLUMNS = [
     "video_id",
     "patient_id",
@@ -181,6 +186,8 @@ class StoredVideo:
     fps: float
     stored_frames: int = 0
     file: str = ""
+    dataset: str = ""
+    meta: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,16 @@ class StoredFrame:
     annotated: bool = False
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     mask_index: int = -1
+
+
+def _meta(text: str) -> dict[str, str]:
+    try:
+        meta = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise InputError(f"videos.csv: meta {text!r} is not a JSON object; re-run usvid extract")
+    return meta
 
 
 def format_boxes(boxes: list[tuple[float, float, float, float]]) -> str:
@@ -243,7 +260,8 @@ class FrameStore:
                 f"{STORE_FORMAT!r} version {STORE_VERSION}; re-extract with this usvid"
             )
         self.meta = meta
-        self._videos = [self._video(r) for r in read_csv(self.path / "videos.csv", VIDEO_COLUMNS)]
+        required = [c for c in VIDEO_COLUMNS if c not in OPTIONAL_VIDEO_COLUMNS]
+        self._videos = [self._video(r) for r in read_csv(self.path / "videos.csv", required)]
         self._by_id = {v.video_id: v for v in self._videos}
         self._frames = [self._frame(r) for r in read_csv(self.path / "frames.csv", FRAME_COLUMNS)]
 
@@ -260,6 +278,8 @@ class FrameStore:
             float(r["fps"]),
             int(r["stored_frames"]),
             r["file"],
+            r.get("dataset") or "",
+            _meta(r.get("meta") or ""),
         )
 
     @staticmethod
