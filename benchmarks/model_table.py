@@ -6,6 +6,7 @@ in the same run as the reference
 for "what the LA-Net branch costs on this machine".
 
     .venv/bin/python benchmarks/model_table.py [--repeats 30] [--threads 2] [--skip-latency]
+    .venv/bin/python benchmarks/model_table.py --models effl0_cls --sizes 64 --latency-size 64 --repeats 3
 
 Writes benchmarks/results/models.json and prints markdown tables.
 """
@@ -33,8 +34,13 @@ ABLATIONS = {
     "no_mam": {"use_mam": False},
     "shared_cbam": {"cbam_mode": "shared"},
     "sam_7x7": {"spatial_kernel": "7x7"},
+    "area_pool": {"fusion_pool": "area"},
 }
-LATENCY_MODELS = ["resnet18_cls", "lanet_r18", "rmtl_r18", "resnet50_cls", "lanet_r50", "rmtl_r50"]
+LATENCY_MODELS = [
+    "resnet18_cls", "lanet_r18", "rmtl_r18", "resnet50_cls", "lanet_r50", "rmtl_r50",
+    "effl0_cls", "lanet_effl0", "rmtl_effl0", "effl2_cls", "lanet_effl2",
+]
+ABLATION_BASES = ("lanet_r18", "lanet_r50", "lanet_effl0")
 REFERENCES: dict[str, Callable[[], torch.nn.Module]] = {
     "torchvision resnet18 (3ch, 1000 cls)": torchvision.models.resnet18,
     "torchvision resnet50 (3ch, 1000 cls)": torchvision.models.resnet50,
@@ -63,11 +69,11 @@ def machine() -> dict:
     }
 
 
-def cost_rows() -> list[dict]:
-    rows = [summarize_config(name, model_config(name), SIZES).to_dict() for name in list_models()]
-    for base in ("lanet_r18", "lanet_r50"):
+def cost_rows(names: list[str], sizes: tuple[int, ...] = SIZES) -> list[dict]:
+    rows = [summarize_config(name, model_config(name), sizes).to_dict() for name in names]
+    for base in (b for b in ABLATION_BASES if b in names):
         for tag, overrides in ABLATIONS.items():
-            rows.append(summarize_config(f"{base}:{tag}", model_config(base, **overrides), SIZES).to_dict())
+            rows.append(summarize_config(f"{base}:{tag}", model_config(base, **overrides), sizes).to_dict())
     return rows
 
 
@@ -83,11 +89,11 @@ def _summary(times: list[float]) -> dict:
     }
 
 
-def latency_rows(warmup: int, repeats: int) -> list[dict]:
+def latency_rows(warmup: int, repeats: int, names: list[str] = LATENCY_MODELS, size: int = 256) -> list[dict]:
     """Time models round-robin (one forward each per round) so other processes' load hits all alike."""
     torch.manual_seed(0)
-    cases = [(name, create_model(name).eval(), torch.rand(1, 1, 256, 256)) for name in LATENCY_MODELS]
-    cases += [(name, build().eval(), torch.rand(1, 3, 256, 256)) for name, build in REFERENCES.items()]
+    cases = [(name, create_model(name).eval(), torch.rand(1, 1, size, size)) for name in names]
+    cases += [(name, build().eval(), torch.rand(1, 3, size, size)) for name, build in REFERENCES.items()]
     times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
     with torch.inference_mode():
         for _, model, x in cases:
@@ -101,17 +107,19 @@ def latency_rows(warmup: int, repeats: int) -> list[dict]:
     return [{"name": name, **_summary(t)} for name, t in times.items()]
 
 
-def markdown(costs: list[dict], latency: list[dict]) -> str:
-    lines = ["| model | params (M) | GFLOPs @256 | GFLOPs @512 |", "|---|---:|---:|---:|"]
+def markdown(costs: list[dict], latency: list[dict], latency_size: int = 256) -> str:
+    sizes = list(costs[0]["flops"]) if costs else []
+    lines = [
+        "| model | FEX | params (M) | " + " | ".join(f"GFLOPs @{z}" for z in sizes) + " |",
+        "|---|---|---:|" + "---:|" * len(sizes),
+    ]
     for r in costs:
-        f = r["flops"]
-        lines.append(
-            f"| {r['name']} | {r['params'] / 1e6:.2f} | {f['256'] / 1e9:.2f} | {f['512'] / 1e9:.2f} |"
-        )
+        gflops = " | ".join(f"{r['flops'][z] / 1e9:.2f}" for z in sizes)
+        lines.append(f"| {r['name']} | {r['fex']} | {r['params'] / 1e6:.2f} | {gflops} |")
     if latency:
         lines += [
             "",
-            "| CPU latency, batch 1, 256x256 | median ms | p25-p75 ms | min-max ms |",
+            f"| CPU latency, batch 1, {latency_size}x{latency_size} | median ms | p25-p75 ms | min-max ms |",
             "|---|---:|---:|---:|",
         ]
         for r in latency:
@@ -128,23 +136,31 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--models", default="", help="comma-separated variants (default: all)")
+    parser.add_argument("--sizes", default="256,512", help="square sizes to count FLOPs at")
+    parser.add_argument("--latency-size", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "models.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    costs = cost_rows()
-    latency = [] if args.skip_latency else latency_rows(args.warmup, args.repeats)
+    chosen = [n for n in args.models.split(",") if n]
+    sizes = tuple(int(v) for v in args.sizes.split(","))
+    costs = cost_rows(chosen or list_models(), sizes)
+    timed = chosen or LATENCY_MODELS
+    latency = [] if args.skip_latency else latency_rows(args.warmup, args.repeats, timed, args.latency_size)
     write_json_atomic(
         args.out,
         {
             "machine": machine(),
             "flops_note": "FlopCounterMode: 2 FLOPs per multiply-add (conv/deconv/matmul); batch 1; square",
-            "latency_note": "CPU, eval, inference_mode, batch 1, 256x256, float32; references: torchvision",
+            "sizes": list(sizes),
+            "latency_note": f"CPU, eval, inference_mode, batch 1, {args.latency_size}x{args.latency_size}, "
+            "float32; references: torchvision",
             "models": costs,
             "latency": latency,
         },
     )
-    print(markdown(costs, latency))
+    print(markdown(costs, latency, args.latency_size))
     print(f"\nwritten: {args.out}")
 
 

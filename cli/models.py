@@ -38,8 +38,6 @@ def models(
     for col in ("name", "arch", "FEX", "params (M)", *(f"GFLOPs @{s}" for s in sizes_px)):
         table.add_column(col, justify="left" if col in ("name", "arch", "FEX") else "right")
     for s in summarize_models(names, sizes_px):
-        fex = f"ResNet-{s.depth}" + (
-            "" if s.widths == (64, 128, 256, 512) else f" ({s.widths[0]}-{s.widths[-1]} wide)"
-        )
-        table.add_row(s.name, s.arch, fex, f"{s.params / 1e6:.2f}", *(f"{s.gflops(z):.2f}" for z in sizes_px))
+        gflops = (f"{s.gflops(z):.2f}" for z in sizes_px)
+        table.add_row(s.name, s.arch, s.fex, f"{s.params / 1e6:.2f}", *gflops)
     Console().print(table)

@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from usvid.cli.common import console, handle_errors
+from usvid.errors import ConfigError
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -43,6 +44,21 @@ class TrainProgress:
             )
 
 
+def _parse_float(text: str, option: str = "--weight-ema") -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{option}: expected a number or none, got '{text}'") from None
+
+
+def _parse_pair(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ConfigError(f"--rrc-scale: expected LOW,HIGH such as 0.75,1 (or none), got '{text}'")
+    low, high = (_parse_float(v, "--rrc-scale") for v in parts)
+    return low, high
+
+
 @handle_errors
 def train(
     store: Path = typer.Argument(..., help="Frame store written by `usvid extract`."),
@@ -56,26 +72,50 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Seed of sampling, augmentation and initialisation; default 0."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt exactly."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or auto (default)."),
-    lr: float = typer.Option(None, "--lr", help="Adam learning rate; default 1e-3."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate; default 1e-3."),
+    optimizer: str = typer.Option(None, "--optimizer", help="adam (default, the paper) or adamw."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay; default 0."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Stage-2 lr schedule: none (default) or cosine."),
+    warmup_epochs: float = typer.Option(None, "--warmup-epochs", help="Linear lr warm-up per stage; default 0."),
+    schedule_unit: str = typer.Option(None, "--schedule-unit", help="lr moves per epoch (default) or step."),
+    fex_lr_scale: float = typer.Option(None, "--fex-lr-scale", help="lr multiplier of the FEX; default 1."),
+    label_smoothing: float = typer.Option(None, "--label-smoothing", help="Of the class loss; default 0."),
+    weight_ema: str = typer.Option(None, "--weight-ema", "--ema",
+                                   help="Decay of a weight EMA used for validation and best.pt (e.g. 0.999), "
+                                        "or none; default none."),
+    rrc_scale: str = typer.Option(None, "--rrc-scale",
+                                  help="Random resized crop area range LOW,HIGH (e.g. 0.75,1) or none; default none."),
     pseudo_source: str = typer.Option(None, "--pseudo-source", help="Pseudo-label source: self (default), stage1, ema."),
     frames_per_video: int = typer.Option(None, "--frames-per-video", help="Unannotated frames per video per epoch."),
     annotated_per_batch: int = typer.Option(None, "--annotated-per-batch", help="m: annotated frames per step."),
     num_workers: int = typer.Option(None, "--num-workers", help="Data-loading worker processes; default 2."),
-    pretrained: str = typer.Option(None, "--pretrained", help="torchvision ResNet state-dict file for the FEX."),
-    config: Path = typer.Option(None, "--config", help="JSON/YAML file of training options (flags override it)."),
+    pretrained: str = typer.Option(None, "--pretrained",
+                                   help="FEX weights: imagenet (EfficientNet-Lite variants), a torchvision ResNet "
+                                        "state-dict file, or none."),
+    recipe: str = typer.Option(None, "--recipe", help="Named option bundle: paper (default) or finetune."),
+    config: Path = typer.Option(None, "--config",
+                                help="JSON/YAML file of training options (over --recipe; flags override it)."),
 ) -> None:
     """Train a model: stage 1 localisation on annotated frames, stage 2 joint training with pseudo-labels."""
     from usvid.training.checkpointing import resolve_config
-    from usvid.training.config import load_config
+    from usvid.training.config import load_config, recipe_config
     from usvid.training.loop import fit
 
     given = {k: v for k, v in dict(
         model=model, size=size, stage1_epochs=stage1_epochs, epochs=epochs, batch_size=batch_size,
         box_fraction=box_fraction, seed=seed, device=device, lr=lr, pseudo_source=pseudo_source,
         frames_per_video=frames_per_video, annotated_per_batch=annotated_per_batch, num_workers=num_workers,
-        pretrained=pretrained,
+        optimizer=optimizer, weight_decay=weight_decay, scheduler=scheduler, warmup_epochs=warmup_epochs,
+        schedule_unit=schedule_unit, fex_lr_scale=fex_lr_scale, label_smoothing=label_smoothing,
     ).items() if v is not None}
-    base = load_config(config) if config is not None else None
+    # Options whose "off" value is None are spelled "none" on the command line.
+    for key, text, parse in (("pretrained", pretrained, str), ("weight_ema_decay", weight_ema, _parse_float),
+                             ("rrc_scale", rrc_scale, _parse_pair)):
+        if text is not None:
+            given[key] = None if text.strip().lower() == "none" else parse(text)
+    # Precedence: recipe < config file < flags (a resumed run starts from its own config instead).
+    base = recipe_config(recipe) if recipe is not None else None
+    base = load_config(config, base) if config is not None else base
     cfg = resolve_config(out, given, resume=resume, base=base)
     main = int(os.environ.get("RANK", "0")) == 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -7,13 +7,16 @@ are configurable so tests can use a very narrow ResNet-18-shaped network.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from usvid.errors import ConfigError
-from usvid.models.config import DEPTHS, IMAGENET_WIDTHS
+from usvid.models.config import DEPTHS, IMAGENET_WIDTHS, ModelConfig
+
+if TYPE_CHECKING:
+    from usvid.models.efficientnet import EfficientNetLiteBackbone
 
 _LAYOUT: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -24,7 +27,7 @@ _LAYOUT: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, in
 
 
 class FeatureMaps(NamedTuple):
-    """FEX outputs for an input ``(B, C_in, H, W)``; ``C_i`` = :attr:`ResNetBackbone.channels`.
+    """FEX outputs for an input ``(B, C_in, H, W)``; ``C_i`` = the backbone's ``channels``.
 
     Attributes:
         f1: ``(B, C_1, H/4, W/4)``
@@ -56,6 +59,7 @@ class ResNetBackbone(nn.Module):
             raise ConfigError(f"FEX depth must be one of {DEPTHS}, got {depth}")
         block, layers = _LAYOUT[depth]
         self.depth = depth
+        self.in_channels = in_channels
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
@@ -106,3 +110,12 @@ class ResNetBackbone(nn.Module):
     def gradcam_layer(self) -> nn.Module:
         """The last residual block; its output is f4 (after the last ReLU), Grad-CAM's usual ResNet target."""
         return self.layer4[-1]
+
+
+def build_backbone(config: ModelConfig) -> ResNetBackbone | EfficientNetLiteBackbone:
+    """The FEX ``config.fex`` names; every one returns :class:`FeatureMaps` at strides 4, 8, 16, 32."""
+    if config.fex == "efficientnet_lite":
+        from usvid.models.efficientnet import EfficientNetLiteBackbone  # imports this module
+
+        return EfficientNetLiteBackbone(config.lite, config.in_channels)
+    return ResNetBackbone(config.depth, config.widths, config.in_channels)

@@ -18,12 +18,18 @@ class ModelOutput(NamedTuple):
 
     Attributes:
         logits: ``(B, K)`` float32 class logits (apply softmax for probabilities).
-        mask: ``(B, 1, H/32, W/32)`` float32 in [0, 1], lesion probability per cell (after the sigmoid);
-            ``None`` for the vanilla classifier.
+        mask: ``(B, 1, H/32, W/32)`` float32 in [0, 1], lesion probability per cell (after the sigmoid, taken
+            in float32 even under autocast: in bf16, ``sigmoid(8) == 1`` exactly); ``None`` for the vanilla
+            classifier. Evaluation, export and inference read this.
+        mask_logits: float32 pre-sigmoid mask at the resolution the localisation loss should supervise, for a
+            numerically sound ``binary_cross_entropy_with_logits``: LA-Net ``(B, 1, H/32, W/32)`` (the fused
+            map, ``mask == sigmoid(mask_logits)``); RMTL ``(B, 1, H/4, W/4)`` (its decoder's own output, while
+            ``mask`` is the H/32 average of its probabilities); ``None`` for the vanilla classifier.
     """
 
     logits: Tensor
     mask: Tensor | None
+    mask_logits: Tensor | None = None
 
 
 def check_input(x: Tensor, in_channels: int) -> None:
@@ -60,7 +66,7 @@ def _tracing() -> bool:
 class NetworkBase(nn.Module):
     """Shared surface of every network: ``config``, ``backbone``, ``lanet``, ``classifier``.
 
-    Subclasses set ``config``, ``backbone`` (:class:`~usvid.models.backbone.ResNetBackbone`), ``classifier``
+    Subclasses set ``config``, ``backbone`` (:func:`~usvid.models.backbone.build_backbone`), ``classifier``
     (:class:`~usvid.models.heads.ClassifierHead`) and ``lanet`` (the LA-Net branch or ``None``), and override
     ``mask_branch`` when they predict a mask.
     """
@@ -76,7 +82,8 @@ class NetworkBase(nn.Module):
             check_input(x, self.config.in_channels)
 
     def gradcam_layer(self) -> nn.Module:
-        """The module whose output is f4, the last FEX map (Grad-CAM target): ``backbone.layer4[-1]``."""
+        """The module whose output is f4, the last FEX map (Grad-CAM target): ResNet ``backbone.layer4[-1]``,
+        EfficientNet-Lite ``backbone.bn2``."""
         return self.backbone.gradcam_layer()
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -1,17 +1,17 @@
-"""The vanilla ResNet classifier baseline: FEX + GAP/FC on f4, no lesion mask."""
+"""The vanilla classifier baseline: FEX (ResNet or EfficientNet-Lite) + GAP/FC on f4, no lesion mask."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from usvid.models.backbone import ResNetBackbone
+from usvid.models.backbone import build_backbone
 from usvid.models.base import ModelOutput, NetworkBase
 from usvid.models.config import ModelConfig
 from usvid.models.heads import ClassifierHead
 
 
 class ResNetClassifier(NetworkBase):
-    """A torchvision ResNet with a K-way head; ``mask`` is ``None``. Built by ``build_model``.
+    """A ResNet (or EfficientNet-Lite) FEX with a K-way head; ``mask`` is ``None``. Built by ``build_model``.
 
     Attributes: ``backbone``, ``classifier``, ``config``; ``lanet`` and ``mask_branch`` are ``None``.
     """
@@ -19,7 +19,7 @@ class ResNetClassifier(NetworkBase):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = ResNetBackbone(config.depth, config.widths, config.in_channels)
+        self.backbone = build_backbone(config)
         self.lanet = None
         self.classifier = ClassifierHead(self.backbone.channels[-1], config.num_classes)
 

@@ -14,12 +14,16 @@ from typing import Any, Literal, get_args
 from usvid.errors import ConfigError, did_you_mean
 
 Arch = Literal["lanet", "rmtl", "cls"]
+Fex = Literal["resnet", "efficientnet_lite"]
+FusionPool = Literal["bilinear", "area"]
 CbamMode = Literal["per_scale", "shared"]
 SpatialKernel = Literal["7x7", "3x3x3"]
 
 #: FEX depths with a torchvision definition (and ImageNet weights).
 DEPTHS = (18, 34, 50, 101)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
+#: EfficientNet-Lite sizes timm defines (``tf_efficientnet_lite0`` .. ``lite4``).
+LITE_VARIANTS = (0, 1, 2, 3, 4)
 
 _BOOL_FIELDS = ("use_cam", "use_sam", "use_mam")
 _INT_FIELDS = ("depth", "num_classes", "in_channels", "reduction", "shared_channels")
@@ -33,6 +37,11 @@ class ModelConfig:
     Attributes:
         arch: ``'lanet'`` (FEX + LA-Net + MAM + classifier), ``'rmtl'`` (FEX + deconv mask decoder +
             classifier, the paper's RMTL baseline) or ``'cls'`` (vanilla ResNet classifier, no mask).
+        fex: the feature extractor family: ``'resnet'`` (the paper's torchvision ResNet, sized by
+            ``depth`` and ``widths``) or ``'efficientnet_lite'`` (timm's ``tf_efficientnet_lite{lite}``,
+            whose ImageNet weights install offline; see :mod:`usvid.models.efficientnet`). Old configs
+            without the key are ResNets. The FEX decides the input normalisation: :func:`input_normalization`.
+        lite: EfficientNet-Lite size 0..4 (only with ``fex='efficientnet_lite'``; ImageNet weights for 0..2).
         depth: ResNet depth of the FEX, one of 18, 34, 50, 101 (BasicBlock for 18/34, Bottleneck for 50/101).
         widths: base widths of the four ResNet stages (torchvision: 64, 128, 256, 512). Stage ``i`` outputs
             ``widths[i] * expansion`` channels (expansion 1 for BasicBlock, 4 for Bottleneck). The tiny test
@@ -50,6 +59,9 @@ class ModelConfig:
         reduction: channel-attention MLP reduction ratio.
         shared_channels: projection width in ``'shared'`` mode.
         decoder_channels: output channels of RMTL's three upsampling blocks.
+        fusion_pool: how LA-Net brings the squeezed f1..f3 maps to f4's size before fusing them:
+            ``'bilinear'`` (the authors' resize; reads only 2x2 of every 8x8 f1 cell) or ``'area'`` (exact
+            average over each cell, so every position contributes). Old configs without the key are bilinear.
     """
 
     arch: Arch = "lanet"
@@ -65,9 +77,19 @@ class ModelConfig:
     reduction: int = 16
     shared_channels: int = 256
     decoder_channels: tuple[int, ...] = (256, 128, 64)
+    fex: Fex = "resnet"
+    lite: int = 0
+    fusion_pool: FusionPool = "bilinear"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("arch", Arch), ("cbam_mode", CbamMode), ("spatial_kernel", SpatialKernel)):
+        choices = (
+            ("arch", Arch),
+            ("cbam_mode", CbamMode),
+            ("spatial_kernel", SpatialKernel),
+            ("fex", Fex),
+            ("fusion_pool", FusionPool),
+        )
+        for name, allowed in choices:
             _check_choice(name, getattr(self, name), get_args(allowed))
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
@@ -85,6 +107,7 @@ class ModelConfig:
             )  # lists from JSON/YAML become tuples (hashable, frozen)
         if self.depth not in DEPTHS:
             raise ConfigError(f"model config 'depth' must be one of {DEPTHS}, got {self.depth}")
+        self._check_fex()
         if self.num_classes < 2:
             raise ConfigError(f"model config 'num_classes' must be at least 2, got {self.num_classes}")
         if self.arch != "lanet":
@@ -97,9 +120,31 @@ class ModelConfig:
                     "remove the override or use a lanet_* model"
                 )
 
+    def _check_fex(self) -> None:
+        if isinstance(self.lite, bool) or not isinstance(self.lite, int) or self.lite not in LITE_VARIANTS:
+            raise ConfigError(f"model config 'lite' must be one of {LITE_VARIANTS}, got {self.lite!r}")
+        if self.fex == "resnet" and self.lite != 0:
+            raise ConfigError(
+                f"model config lite={self.lite} only applies to fex 'efficientnet_lite' (got fex 'resnet'); "
+                "remove the override or use an *_effl* model"
+            )
+        if self.fex == "efficientnet_lite" and (self.depth != 18 or not self.uses_imagenet_widths):
+            raise ConfigError(
+                f"model config depth/widths describe a ResNet FEX (got depth={self.depth}, "
+                f"widths={self.widths} with fex 'efficientnet_lite'); remove them, the size is set by 'lite'"
+            )
+
     @property
     def uses_imagenet_widths(self) -> bool:
         return self.widths == IMAGENET_WIDTHS
+
+    @property
+    def fex_name(self) -> str:
+        """Human name of the FEX: ``'ResNet-18'``, ``'ResNet-18 (8-64 wide)'``, ``'EfficientNet-Lite0'``."""
+        if self.fex == "efficientnet_lite":
+            return f"EfficientNet-Lite{self.lite}"
+        narrow = "" if self.uses_imagenet_widths else f" ({self.widths[0]}-{self.widths[-1]} wide)"
+        return f"ResNet-{self.depth}{narrow}"
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with ``changes`` applied; unknown keys raise :class:`ConfigError` with a did-you-mean."""
@@ -117,6 +162,16 @@ class ModelConfig:
             raise ConfigError(f"model config must be a mapping, got {type(data).__name__}")
         _reject_unknown(data, "model config key")
         return cls(**data)
+
+
+def input_normalization(config: ModelConfig) -> tuple[float, float]:
+    """``(mean, std)`` the FEX expects: inputs in [0, 1] are fed as ``(x - mean) / std``.
+
+    ``(0.5, 0.5)`` (i.e. [-1, 1]) for EfficientNet-Lite, whose ImageNet weights were trained that way;
+    ``(0.0, 1.0)`` (plain [0, 1], as in the paper) for ResNet. Build the preprocessing from it:
+    ``PreprocessConfig(mean=mean, std=std, ...)``.
+    """
+    return (0.5, 0.5) if config.fex == "efficientnet_lite" else (0.0, 1.0)
 
 
 def _field_names() -> list[str]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from usvid.models.backbone import FeatureMaps, ResNetBackbone
+from usvid.models.backbone import FeatureMaps, build_backbone
 from usvid.models.base import ModelOutput, NetworkBase, xavier_init
 from usvid.models.cbam import CBAM
 from usvid.models.config import ModelConfig
@@ -22,7 +22,7 @@ from usvid.models.heads import ClassifierHead, MaskAttention
 
 
 class LesionAwareNet(nn.Module):
-    """CBAM on each f_i -> 1-channel squeeze conv -> bilinear resize to f4 size -> concat -> conv+BN+sigmoid.
+    """CBAM on each f_i -> 1-channel squeeze conv -> resize to f4 size -> concat -> conv+BN (mask logits).
 
     Args:
         channels: channels of f1..f4.
@@ -31,6 +31,7 @@ class LesionAwareNet(nn.Module):
         spatial_kernel: ``'7x7'`` or ``'3x3x3'`` (see :mod:`usvid.models.cbam`).
         reduction: CAM reduction ratio.
         shared_channels: projection width in ``'shared'`` mode.
+        fusion_pool: ``'bilinear'`` (authors) or ``'area'`` (exact cell average), see :func:`pool_to`.
     """
 
     def __init__(
@@ -43,8 +44,10 @@ class LesionAwareNet(nn.Module):
         spatial_kernel: str = "3x3x3",
         reduction: int = 16,
         shared_channels: int = 256,
+        fusion_pool: str = "bilinear",
     ) -> None:
         super().__init__()
+        self.fusion_pool = fusion_pool
         gates = {
             "use_cam": use_cam,
             "use_sam": use_sam,
@@ -74,7 +77,8 @@ class LesionAwareNet(nn.Module):
 
     def forward(self, features: FeatureMaps) -> Tensor:
         """Args: features: f1..f4 from the FEX.
-        Returns: P, ``(B, 1, S_h, S_w)`` float in [0, 1] where ``S_h, S_w`` is f4's size (input / 32).
+        Returns: the mask logits (P before its sigmoid), ``(B, 1, S_h, S_w)`` float where ``S_h, S_w`` is
+        f4's size (input / 32).
         """
         size = features.f4.shape[-2:]
         squeezed = []
@@ -83,9 +87,28 @@ class LesionAwareNet(nn.Module):
                 f = self.project[i](f)
             f = self.cbam[i if len(self.cbam) > 1 else 0](f)
             s = self.squeeze[i](f)
-            # align_corners=False: PyTorch's, ONNX's and TensorRT's default mapping (the authors used True).
-            squeezed.append(F.interpolate(s, size=size, mode="bilinear", align_corners=False))
-        return self.fuse(torch.cat(squeezed, dim=1)).sigmoid()
+            squeezed.append(pool_to(s, size, self.fusion_pool, factor=2 ** (len(features) - 1 - i)))
+        return self.fuse(torch.cat(squeezed, dim=1))
+
+
+def pool_to(s: Tensor, size: tuple[int, int] | torch.Size, mode: str, factor: int) -> Tensor:
+    """Bring a squeezed map to f4's size.
+
+    Args:
+        s: ``(B, 1, factor * S_h, factor * S_w)`` float, a squeezed f_i (``factor`` = 8, 4, 2, 1 for f1..f4).
+        size: ``(S_h, S_w)``.
+        mode: ``'bilinear'``: ``F.interpolate`` with ``align_corners=False`` (PyTorch's, ONNX's and TensorRT's
+            default mapping; the authors used True); at factor 8 each output reads only 2x2 of its 8x8 cell.
+            ``'area'``: the mean of each ``factor x factor`` cell, equal to ``F.adaptive_avg_pool2d(s, size)``
+            because f_i is exactly ``factor`` times f4's size; a fixed-kernel average pool, so it exports to
+            ONNX / TensorRT with dynamic H, W.
+    Returns: ``(B, 1, S_h, S_w)`` float.
+    """
+    if factor == 1:
+        return s
+    if mode == "area":
+        return F.avg_pool2d(s, kernel_size=factor)
+    return F.interpolate(s, size=size, mode="bilinear", align_corners=False)
 
 
 class LANetModel(NetworkBase):
@@ -98,7 +121,7 @@ class LANetModel(NetworkBase):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = ResNetBackbone(config.depth, config.widths, config.in_channels)
+        self.backbone = build_backbone(config)
         self.lanet = LesionAwareNet(
             self.backbone.channels,
             use_cam=config.use_cam,
@@ -107,6 +130,7 @@ class LANetModel(NetworkBase):
             spatial_kernel=config.spatial_kernel,
             reduction=config.reduction,
             shared_channels=config.shared_channels,
+            fusion_pool=config.fusion_pool,
         )
         self.mam = MaskAttention() if config.use_mam else None
         self.classifier = ClassifierHead(self.backbone.channels[-1], config.num_classes)
@@ -117,10 +141,12 @@ class LANetModel(NetworkBase):
 
     def forward(self, x: Tensor) -> ModelOutput:
         """Args: x: ``(B, in_channels, H, W)`` float, H and W multiples of 32 (see :func:`check_input`).
-        Returns: logits ``(B, K)`` and mask P ``(B, 1, H/32, W/32)`` in [0, 1].
+        Returns: logits ``(B, K)``, mask P ``(B, 1, H/32, W/32)`` float32 in [0, 1] and its float32 logits.
         """
         self._check(x)
         features = self.backbone(x)
-        mask = self.lanet(features)
-        top = features.f4 if self.mam is None else self.mam(features.f4, mask)
-        return ModelOutput(self.classifier(top), mask)
+        # fp32 sigmoid even under autocast / a half-precision model: a bf16 sigmoid saturates to exactly 1.
+        mask_logits = self.lanet(features).float()
+        mask = mask_logits.sigmoid()
+        top = features.f4 if self.mam is None else self.mam(features.f4, mask.to(features.f4.dtype))
+        return ModelOutput(self.classifier(top), mask, mask_logits)

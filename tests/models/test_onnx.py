@@ -14,12 +14,14 @@ ort = pytest.importorskip("onnxruntime")
 OPSET = 18
 
 
-def _export_and_compare(name: str, tmp_path, h: int, w: int, dynamic_hw: bool = False) -> None:
+def _export_and_compare(
+    name: str, tmp_path, h: int, w: int, dynamic_hw: bool = False, **overrides
+) -> None:
     """Export with a dynamic batch (and H, W if asked); run at another batch size (and a swapped H x W)."""
     torch.manual_seed(0)
-    model = create_model(name).eval()
+    model = create_model(name, **overrides).eval()
     has_mask = not name.endswith("_cls")
-    outputs = ["logits", "mask"] if has_mask else ["logits"]
+    outputs = ["logits", "mask", "mask_logits"] if has_mask else ["logits"]
     path = tmp_path / f"{name}.onnx"
     dims = {0: torch.export.Dim("batch", min=1, max=64)}
     if dynamic_hw:
@@ -58,6 +60,21 @@ def _export_and_compare(name: str, tmp_path, h: int, w: int, dynamic_hw: bool = 
 @pytest.mark.parametrize("name", ["lanet_tiny", "rmtl_tiny", "resnet_tiny_cls"])
 def test_tiny_variants_export_and_match(name, tmp_path):
     _export_and_compare(name, tmp_path, 64, 96)
+
+
+def test_area_fusion_pooling_exports_and_matches(tmp_path):
+    _export_and_compare("lanet_tiny", tmp_path, 64, 96, fusion_pool="area")
+
+
+@pytest.mark.slow  # ~30 s on a shared CPU
+def test_efficientnet_lite_exports_and_matches(tmp_path):
+    # TF "same" padding is computed from the input size: exported for one H x W, like TensorRT engines.
+    _export_and_compare("lanet_effl0", tmp_path, 64, 96)
+
+
+@pytest.mark.slow
+def test_dynamic_height_and_width_export_with_area_pooling(tmp_path):
+    _export_and_compare("lanet_tiny", tmp_path, 64, 96, dynamic_hw=True, fusion_pool="area")
 
 
 @pytest.mark.slow

@@ -64,3 +64,17 @@ def test_same_seed_same_augmentation():
     torch.manual_seed(3)
     b = aug(images, masks)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_random_resized_crop_moves_image_and_mask_together():
+    masks = torch.zeros(8, 1, 64, 64, dtype=torch.uint8)
+    masks[:, :, 20:44, 12:36] = 255
+    images = masks.clone()
+    torch.manual_seed(2)
+    aug = TrainAugment(TrainConfig(size=64, **OFF, rrc_scale=(0.5, 0.75)), PreprocessConfig(size=64))
+    x, m = aug(images, masks)
+    assert x.shape == m.shape == (8, 1, 64, 64)
+    assert set(m.unique().tolist()) <= {0.0, 1.0}  # nearest: still a binary mask
+    assert x[m > 0.5].mean() > 0.9 and x[m < 0.5].mean() < 0.1
+    # Cropping half to three quarters of the frame and resizing back enlarges the lesion.
+    assert (m.sum((1, 2, 3)) > (masks > 0).sum((1, 2, 3))).all()

@@ -67,3 +67,30 @@ def test_bad_input_gives_one_line_errors(tiny_store, tmp_path):
                  2, "no config.json here")
     _clean_error(runner.invoke(app, ["eval", str(tmp_path / "none.pt"), str(tiny_store.path), "--out",
                                      str(tmp_path / "e")]), 2, "checkpoint not found")
+
+
+def test_train_recipe_under_config_file_under_flags(tiny_store, tmp_path):
+    runner = CliRunner()
+    options = tmp_path / "options.json"
+    options.write_text(json.dumps({"lr": 0.01, "label_smoothing": 0.2, "epochs": 1}))
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(tiny_store.path), "--out", str(run), "--recipe", "finetune",
+                                 "--config", str(options), *TINY, "--pretrained", "none", "--lr", "0.002",
+                                 "--rrc-scale", "0.8,1", "--ema", "0.9", "--weight-decay", "0.05",
+                                 "--warmup-epochs", "0.5", "--schedule-unit", "step", "--fex-lr-scale", "0.5"])
+    assert result.exit_code == 0, result.output
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert train["lr"] == 0.002 and train["model"] == "lanet_tiny" and train["pretrained"] is None  # flags
+    assert train["label_smoothing"] == 0.2 and train["epochs"] == 1  # the file, over the recipe
+    assert train["optimizer"] == "adamw" and train["scheduler"] == "cosine"  # the recipe
+    assert train["rrc_scale"] == [0.8, 1.0] and train["weight_ema_decay"] == 0.9 and train["fex_lr_scale"] == 0.5
+    assert train["warmup_epochs"] == 0.5 and train["schedule_unit"] == "step" and train["weight_decay"] == 0.05
+
+
+def test_bad_recipe_options_give_one_line_errors(tiny_store, tmp_path):
+    runner = CliRunner()
+    base = ["train", str(tiny_store.path), "--out", str(tmp_path / "r"), *TINY]
+    _clean_error(runner.invoke(app, [*base, "--recipe", "fintune"]), 2, "Did you mean 'finetune'")
+    _clean_error(runner.invoke(app, [*base, "--rrc-scale", "0.8"]), 2, "--rrc-scale: expected LOW,HIGH")
+    _clean_error(runner.invoke(app, [*base, "--ema", "high"]), 2, "--weight-ema: expected a number")
+    _clean_error(runner.invoke(app, [*base, "--optimizer", "sgd"]), 2, "unknown optimizer 'sgd'")

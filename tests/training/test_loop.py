@@ -252,3 +252,105 @@ def test_killed_run_resumes_without_losing_finished_epochs(tiny_store, tmp_path)
     epochs = [(r["stage"], r["epoch"]) for r in _records(run)]
     assert epochs == [(1, 1)] + [(2, e) for e in range(1, done + 2)]
     assert load_checkpoint(run / "last.pt").train_state["epoch"] == done + 1
+
+
+# ------------------------------------------------------------------------------------------------ schedule, recipe
+
+
+def test_resuming_a_cosine_run_with_more_epochs_follows_the_new_total(tiny_store, tmp_path, config_factory):
+    run = tmp_path / "run"
+    fit(config_factory(epochs=2, scheduler="cosine"), tiny_store, run)
+    fit(config_factory(epochs=4, scheduler="cosine"), tiny_store, run, resume=True)
+    lrs = [r["lr"] for r in _records(run) if r["stage"] == 2]
+    # The first two epochs ran under the 2-epoch cosine; the resumed ones follow the 4-epoch cosine from epoch 3
+    # on (the lr never climbs back up to the start).
+    assert lrs[:2] == pytest.approx([1e-3, 0.5e-3])
+    assert lrs[2:] == pytest.approx([1e-3 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in (2, 3)])
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+FINETUNE_LIKE = dict(optimizer="adamw", weight_decay=0.05, scheduler="cosine", warmup_epochs=0.5, schedule_unit="step",
+                     label_smoothing=0.1, rrc_scale=(0.75, 1.0), weight_ema_decay=0.9, fex_lr_scale=0.1)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(stage: int, epoch: int):
+    """A progress callback that interrupts fit() once that epoch's last.pt is written."""
+
+    def progress(event) -> None:
+        if event.kind == "epoch" and (event.stage, event.epoch) == (stage, epoch):
+            raise _Stop
+
+    return progress
+
+
+def test_recipe_options_train_and_resume_exactly(trained_run, tmp_path, config_factory):
+    store, _ = trained_run
+    straight = fit(config_factory(**FINETUNE_LIKE), store, tmp_path / "straight")
+    records = _records(straight.run)
+    assert all(math.isfinite(r["loss"]) for r in records)
+    last = load_checkpoint(straight.last)
+    ema = last.train_state["weight_ema"]
+    assert int(ema["updates"]) == last.train_state["global_step"] > 0
+    # best.pt and FitResult.model hold the weight EMA, last.pt the raw weights training resumes from.
+    best = load_checkpoint(straight.best)
+    key = next(k for k in best.state_dict if k.endswith("weight") and best.state_dict[k].ndim > 1)
+    assert not torch.equal(last.state_dict[key], ema["weights"][key])
+    if best.train_state["epoch"] == 2:
+        assert torch.equal(best.state_dict[key], ema["weights"][key])
+    assert torch.equal(straight.model.state_dict()[key].cpu(), ema["weights"][key])
+    # Interrupted mid stage 2 (same epochs: the schedule follows the total, so a longer run is another schedule).
+    run = tmp_path / "run"
+    with pytest.raises(_Stop):
+        fit(config_factory(**FINETUNE_LIKE), store, run, progress=_stop_after(2, 1))
+    fit(config_factory(**FINETUNE_LIKE), store, run, resume=True)
+    assert _same_weights(run / "last.pt", straight.last) and _same_weights(run / "best.pt", straight.best)
+    resumed_ema = load_checkpoint(run / "last.pt").train_state["weight_ema"]["weights"]
+    assert all(torch.equal(resumed_ema[k], ema["weights"][k]) for k in ema["weights"])
+    assert _without_timing(_records(run)) == _without_timing(records)
+
+
+def test_input_normalization_of_the_model_reaches_the_checkpoint(tiny_store, tmp_path, config_factory, monkeypatch):
+    import usvid.models
+
+    monkeypatch.setattr(usvid.models, "input_normalization", lambda config: (0.5, 0.5), raising=False)
+    result = fit(config_factory(stage1_epochs=0, epochs=1), tiny_store, tmp_path / "run")
+    pre = load_checkpoint(result.best).preprocess
+    assert (pre.mean, pre.std) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize(("model", "grid"), [("lanet_tiny", 2), ("rmtl_tiny", 16)])
+def test_mask_loss_supervises_the_logits_at_their_own_resolution(tiny_store, tmp_path, config_factory, monkeypatch,
+                                                                 model, grid):
+    seen = []
+    real_loc, real_hybrid = loop.loc_loss, loop.hybrid_loss
+
+    def loc_spy(pred, target, *args, **kwargs):
+        seen.append((tuple(pred.shape[-2:]), tuple(target.shape[-2:]), kwargs.get("from_logits")))
+        return real_loc(pred, target, *args, **kwargs)
+
+    def hybrid_spy(logits, labels, pred, target, annotated, pseudo, **kwargs):
+        seen.append((tuple(pred.shape[-2:]), tuple(target.shape[-2:]), kwargs.get("from_logits")))
+        if pseudo is not None:
+            assert pseudo.shape == pred.shape and set(pseudo.unique().tolist()) <= {0.0, 1.0}
+        return real_hybrid(logits, labels, pred, target, annotated, pseudo, **kwargs)
+
+    monkeypatch.setattr(loop, "loc_loss", loc_spy)
+    monkeypatch.setattr(loop, "hybrid_loss", hybrid_spy)
+    fit(config_factory(model=model, epochs=1), tiny_store, tmp_path / "run")  # 64 px: H/32 = 2, H/4 = 16
+    assert seen and set(seen) == {((grid, grid), (grid, grid), True)}
+
+
+def test_models_without_mask_logits_fall_back_to_the_probabilities():
+    from typing import NamedTuple
+
+    class Old(NamedTuple):
+        logits: torch.Tensor
+        mask: torch.Tensor
+
+    out = Old(torch.zeros(1, 2), torch.full((1, 1, 2, 2), 0.9))
+    pred, from_logits = loop._loss_mask(out)
+    assert pred is out.mask and from_logits is False

@@ -64,3 +64,40 @@ def test_models_without_a_mask_train_on_the_class_loss_only():
     t = hybrid_loss(logits, torch.tensor([1]), None, None, torch.tensor([True]), None, lam=0.5, alpha=0.1)
     assert torch.allclose(t.total, F.cross_entropy(logits, torch.tensor([1])))
     assert float(t.loc) == float(t.pseudo) == 0.0
+
+
+def test_mask_loss_from_logits_keeps_the_gradient_of_saturated_pixels_under_bf16():
+    # A model's last conv under bf16 autocast: its logits come out bf16, where sigmoid(8) == 1.0 exactly.
+    raw = torch.tensor([8.0, -8.0, 0.5, -1.0]).view(1, 1, 2, 2).requires_grad_(True)
+    target = torch.tensor([0.0, 1.0, 1.0, 0.0]).view(1, 1, 2, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = F.conv2d(raw, torch.ones(1, 1, 1, 1))
+        assert logits.dtype == torch.bfloat16 and float(logits.detach().sigmoid()[0, 0, 0, 0]) == 1.0
+        loss = loc_loss(logits, target, from_logits=True)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    # d(mean BCE)/dz = (sigmoid(z) - y) / N: both saturated (wrong) pixels are pushed hard towards their target.
+    expected = (torch.sigmoid(raw.detach()) - target) / 4
+    assert torch.allclose(raw.grad, expected, atol=1e-3)
+    assert raw.grad[0, 0, 0, 0] > 0.2 and raw.grad[0, 0, 0, 1] < -0.2
+
+
+def test_mask_loss_from_logits_equals_the_probability_bce_where_not_saturated():
+    torch.manual_seed(0)
+    z = torch.empty(3, 1, 4, 5).uniform_(-3, 3)
+    target = torch.rand(3, 1, 4, 5)
+    select = torch.tensor([True, False, True])
+    assert torch.allclose(loc_loss(z, target, select, from_logits=True), loc_loss(z.sigmoid(), target, select))
+    t_logits = hybrid_loss(torch.zeros(3, 2), torch.tensor([0, 1, 0]), z, target, select, binarize(z.sigmoid(), 0.8),
+                           lam=0.5, alpha=0.1, from_logits=True)
+    t_probs = hybrid_loss(torch.zeros(3, 2), torch.tensor([0, 1, 0]), z.sigmoid(), target, select,
+                          binarize(z.sigmoid(), 0.8), lam=0.5, alpha=0.1)
+    assert all(torch.allclose(a, b) for a, b in zip(t_logits, t_probs, strict=True))
+
+
+def test_label_smoothing_reaches_the_class_loss():
+    logits = torch.tensor([[2.0, -1.0]])
+    t = hybrid_loss(logits, torch.tensor([0]), None, None, torch.tensor([True]), None, lam=0.5, alpha=0.1,
+                    label_smoothing=0.1)
+    assert torch.allclose(t.cls, F.cross_entropy(logits, torch.tensor([0]), label_smoothing=0.1))
+    assert t.cls > F.cross_entropy(logits, torch.tensor([0]))

@@ -2,7 +2,8 @@
 
 The input is first prepared by exactly :func:`usvid.preprocess.preprocess` ([0, 1] scaling and the
 bilinear resize to M x M), so training and validation/export see the same pixels before augmentation;
-normalisation (mean/std) is applied last. Brightness and contrast only: Kornia's saturation/hue jitter
+normalisation (mean/std) is applied last. An optional random resized crop (``rrc_scale``, the authors'
+augmentation) comes first, on image and mask together. Brightness and contrast only: Kornia's saturation/hue jitter
 fails on one-channel input.
 """
 
@@ -28,6 +29,9 @@ class TrainAugment(nn.Module):
         # Scale + resize only; mean/std are applied after the photometric jitter, which expects [0, 1].
         self._scale_resize = replace(preprocess_config, mean=0.0, std=1.0)
         ops: list[nn.Module] = []
+        if config.rrc_scale is not None:
+            size = preprocess_config.size
+            ops.append(K.RandomResizedCrop((size, size), scale=config.rrc_scale, ratio=config.rrc_ratio, p=1.0))
         if config.rotation_degrees > 0:
             ops.append(K.RandomRotation(degrees=config.rotation_degrees, p=1.0))
         if config.hflip_p > 0:

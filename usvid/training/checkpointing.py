@@ -1,7 +1,7 @@
 """Run folder bookkeeping: ``last.pt`` / ``best.pt``, ``metrics.jsonl``, ``config.json`` and exact resume.
 
-``last.pt`` is written atomically at the end of every epoch (both stages) with the optimizer, scheduler,
-grad-scaler and RNG states, the position (stage, epochs done) and the resolved config, so a run killed
+``last.pt`` is written atomically at the end of every epoch (both stages) with the optimizer, grad-scaler,
+weight-EMA and RNG states (the lr schedule is a closed-form function of the position, so it has no state), the position (stage, epochs done) and the resolved config, so a run killed
 mid-epoch resumes from the end of its last finished epoch and continues exactly as if never stopped.
 Sampling plans depend only on ``(seed, stage, epoch)``; the torch RNG state (augmentation) is restored.
 ``best.pt`` is an inference checkpoint (no optimizer) of the epoch with the highest validation accuracy.
@@ -43,6 +43,8 @@ class Position:
     scheduler: dict[str, Any] = field(default_factory=dict)
     scaler: dict[str, Any] = field(default_factory=dict)
     teacher: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: :meth:`usvid.training.optim.WeightEma.state_dict` (empty when the run keeps no weight EMA).
+    weight_ema: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     rng_per_rank: list[dict[str, Any]] = field(default_factory=list)
 
@@ -122,6 +124,7 @@ def resume_position(
         scheduler=state.get("scheduler") or {},
         scaler=state.get("scaler") or {},
         teacher=state.get("teacher") or {},
+        weight_ema=state.get("weight_ema") or {},
         rng=state.get("rng") or {},
         rng_per_rank=state.get("rng_per_rank") or [],
     )

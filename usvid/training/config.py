@@ -2,11 +2,16 @@
 
 Defaults follow the paper (section 3.3): Adam, lr 1e-3, batch 8, tau 0.8, alpha 0.1, lambda 0.5,
 100 classification epochs. Choices the paper leaves open are documented on the fields.
+
+Named recipes (:data:`RECIPES`) are bundles of options laid over these defaults: ``paper`` (the defaults
+themselves) and ``finetune`` (for ImageNet-initialised EfficientNet-Lite FEXs). The CLI applies them as
+recipe < ``--config FILE`` < flags.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -16,6 +21,8 @@ from usvid.errors import ConfigError, MissingDependencyError, did_you_mean, requ
 PseudoSource = Literal["self", "stage1", "ema"]
 ClassBalance = Literal["none", "oversample", "undersample"]
 Scheduler = Literal["none", "cosine"]
+ScheduleUnit = Literal["epoch", "step"]
+OptimizerName = Literal["adam", "adamw"]
 Device = Literal["auto", "cpu", "cuda"]
 
 #: Fields a resumed run may change; everything else must match the run being resumed.
@@ -40,8 +47,30 @@ class TrainConfig:
     #: the supervised localisation anchor in every step).
     annotated_per_batch: int | None = None
     lr: float = 1e-3
+    #: "adam" (the paper; weight_decay is L2 added to the gradient) or "adamw" (decoupled weight decay, not
+    #: applied to biases and normalisation weights).
+    optimizer: OptimizerName = "adam"
     weight_decay: float = 0.0
+    #: Stage-2 learning-rate schedule after any warm-up: "none" (constant, the paper) or "cosine" (to 0 at the
+    #: end of the last epoch). The schedule follows the current ``epochs``: a resumed run given more epochs
+    #: stretches the remaining cosine over the new total (the lr never climbs back up).
     scheduler: Scheduler = "none"
+    #: Linear learning-rate warm-up at the start of each stage, in epochs (fractions make sense with
+    #: ``schedule_unit="step"``); 0 = none (the paper).
+    warmup_epochs: float = 0.0
+    #: How often warm-up and schedule move the lr: once per "epoch" (the paper's granularity) or every optimizer
+    #: "step" (smoother; better when there are only a few epochs).
+    schedule_unit: ScheduleUnit = "epoch"
+    #: lr multiplier of the FEX (backbone) parameters; < 1 keeps ImageNet-pretrained features close to home.
+    fex_lr_scale: float = 1.0
+    #: Label smoothing of L_cls (0 = the paper's plain cross-entropy).
+    label_smoothing: float = 0.0
+    #: Decay of an exponential moving average of the model weights, updated after every optimizer step (with
+    #: the usual ``min(decay, (1 + t) / (10 + t))`` start-up so short runs are not stuck near the initial
+    #: weights). The average is what validation scores, what ``best.pt`` and ``FitResult.model`` hold, and it is
+    #: saved in ``last.pt`` so resume is exact (``last.pt``'s own weights stay the raw ones it resumes from).
+    #: None = off (the paper). Not the "ema" pseudo-label teacher (``pseudo_source``/``ema_decay``).
+    weight_ema_decay: float | None = None
     #: tau of equation 6: per-pixel threshold turning P' into the pseudo-label.
     tau: float = 0.8
     #: alpha of equation 6: weight of the pseudo-label term.
@@ -64,6 +93,11 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     # Augmentation (Kornia, on the training device, image and mask together).
+    #: Random resized crop first (area share range of the crop, then resized back to M x M; mask nearest);
+    #: None = off (the paper's text). The authors' code crops with (0.75, 1.0).
+    rrc_scale: tuple[float, float] | None = None
+    #: Aspect-ratio range of the random resized crop.
+    rrc_ratio: tuple[float, float] = (0.75, 4 / 3)
     rotation_degrees: float = 15.0
     hflip_p: float = 0.5
     vflip_p: float = 0.5
@@ -73,7 +107,11 @@ class TrainConfig:
     use_cam: bool | None = None
     use_sam: bool | None = None
     use_mam: bool | None = None
-    #: Path to a torchvision ResNet state dict for the FEX (no downloads happen at run time).
+    #: LA-Net's fusion of f1..f3 onto f4's grid: "bilinear" (the authors') or "area" (every position averaged).
+    fusion_pool: str | None = None
+    #: FEX initialisation passed to create_model: a torchvision ResNet state-dict path, or "imagenet" for
+    #: the variants that ship ImageNet weights (EfficientNet-Lite); None = the paper's Xavier init.
+    #: No downloads happen at run time.
     pretrained: str | None = None
     seed: int = 0
     device: Device = "auto"
@@ -85,7 +123,13 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
+        # JSON and YAML give lists; tuples keep configs comparable (resume checks) and hashable.
+        for name in ("rrc_scale", "rrc_ratio"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         self._check_literals()
+        self._check_splits()
+        self._check_recipe_options()
         if self.size <= 0 or self.size % 32:
             raise ConfigError(f"size must be a positive multiple of 32 (the network's stride), got {self.size}")
         for name in ("stage1_epochs", "epochs"):
@@ -109,11 +153,50 @@ class TrainConfig:
         if self.num_workers < 0 or self.log_every < 1:
             raise ConfigError("num_workers must be >= 0 and log_every >= 1")
 
+    def _check_splits(self) -> None:
+        # Model selection (best.pt) happens on val_split, so it must never be the held-out test split.
+        if self.val_split == "test":
+            raise ConfigError(
+                "val_split 'test' is not allowed: best.pt is chosen on the validation split, so selecting on "
+                "test would leak it into the model; validate on 'val' (or another held-out split) and keep "
+                "'test' for `usvid eval`"
+            )
+        if self.train_split == self.val_split:
+            raise ConfigError(
+                f"train_split and val_split are both '{self.train_split}': validation must use frames the model "
+                "does not train on; set val_split to another split (e.g. 'val')"
+            )
+
+    def _check_recipe_options(self) -> None:
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ConfigError(
+                f"weight_decay and warmup_epochs must be >= 0, got {self.weight_decay} and {self.warmup_epochs}"
+            )
+        if self.fex_lr_scale <= 0:
+            raise ConfigError(f"fex_lr_scale must be positive (1 = the FEX trains at lr), got {self.fex_lr_scale}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.weight_ema_decay is not None and not 0.0 < self.weight_ema_decay < 1.0:
+            raise ConfigError(
+                f"weight_ema_decay must be in (0, 1) (e.g. 0.999) or None (off), got {self.weight_ema_decay}"
+            )
+        for name, top in (("rrc_scale", 1.0), ("rrc_ratio", math.inf)):
+            value = getattr(self, name)
+            if value is None and name == "rrc_scale":
+                continue
+            if value is None or len(value) != 2 or not 0.0 < value[0] <= value[1] <= top:
+                raise ConfigError(
+                    f"{name} must be a (low, high) pair with 0 < low <= high{' <= 1' if top == 1.0 else ''}, "
+                    f"got {value}"
+                )
+
     def _check_literals(self) -> None:
         for name, kind in (
             ("pseudo_source", PseudoSource),
             ("class_balance", ClassBalance),
             ("scheduler", Scheduler),
+            ("schedule_unit", ScheduleUnit),
+            ("optimizer", OptimizerName),
             ("device", Device),
         ):
             value = getattr(self, name)
@@ -137,8 +220,41 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **overrides})
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a :class:`TrainConfig` from a ``.json`` or ``.yaml``/``.yml`` file (YAML needs PyYAML)."""
+#: Named bundles of options laid over the defaults (``usvid train --recipe NAME``).
+RECIPES: dict[str, dict[str, Any]] = {
+    # The paper's section 3.3: Adam at a constant 1e-3, Xavier init, no crop, plain cross-entropy.
+    "paper": {},
+    # Fine-tuning an ImageNet-initialised EfficientNet-Lite FEX (set epochs for the data at hand).
+    "finetune": {
+        "model": "lanet_effl0",
+        "pretrained": "imagenet",
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 1e-2,
+        "scheduler": "cosine",
+        "warmup_epochs": 1.0,
+        "schedule_unit": "step",
+        "label_smoothing": 0.1,
+        "rrc_scale": (0.75, 1.0),
+        # 0.999 averages over ~1000 steps; with far fewer steps per run lower it (e.g. 0.99).
+        "weight_ema_decay": 0.999,
+        # Left for the study to choose: 0.1 keeps the ImageNet features close, 1.0 retrains them fully.
+        "fex_lr_scale": 0.1,
+    },
+}
+
+
+def recipe_config(name: str) -> TrainConfig:
+    """The defaults with recipe ``name`` applied (see :data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise unknown_name("recipe", name, tuple(RECIPES))
+    return TrainConfig.from_dict(dict(RECIPES[name]))
+
+
+def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a :class:`TrainConfig` from a ``.json`` or ``.yaml``/``.yml`` file (YAML needs PyYAML).
+
+    The file's options are laid over ``base`` (e.g. a recipe's config; default: the plain defaults)."""
     path = require_file(path, "training config")
     text = path.read_text()
     if path.suffix.lower() in {".yaml", ".yml"}:
@@ -156,7 +272,10 @@ def load_config(path: str | Path) -> TrainConfig:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option names to values")
-    return TrainConfig.from_dict(data)
+    try:
+        return (base or TrainConfig()).merged(**data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def check_resume_compatible(saved: TrainConfig, wanted: TrainConfig, run: Path) -> None:

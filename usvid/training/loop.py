@@ -9,7 +9,10 @@
   copy of the model as it was after stage 1, ``"ema"`` from an exponential-moving-average teacher (both in eval
   mode, on the same augmented input). Vanilla models train on ``L_cls`` only.
 - Validation every epoch (:func:`evaluate`) on the validation split; ``best.pt`` keeps the stage-2 epoch with
-  the highest validation accuracy (the paper's rule; the test split is never looked at).
+  the highest validation accuracy (the paper's rule; the test split is never looked at). With
+  ``weight_ema_decay`` the weight EMA is what is validated and saved as ``best.pt``.
+- The lr of every step comes from :class:`~usvid.training.optim.LrSchedule` (warm-up, then constant or
+  cosine), in closed form: resuming with more epochs stretches the schedule over the new total.
 
 :func:`fit` wires these together with checkpoints, resume, DDP and progress reporting.
 """
@@ -48,6 +51,7 @@ from usvid.training.frames import (
 )
 from usvid.training.losses import LossTerms, binarize, hybrid_loss, loc_loss, mask_target
 from usvid.training.metrics import classification_metrics
+from usvid.training.optim import LrSchedule, WeightEma, make_optimizer
 from usvid.training.predictions import predict_frames
 from usvid.training.progress import ProgressFn, TrainEvent
 
@@ -155,18 +159,35 @@ def _optimize(loss: torch.Tensor, optimizer: torch.optim.Optimizer, env: StepEnv
         optimizer.step()
 
 
+def _loss_mask(out) -> tuple[torch.Tensor | None, bool]:
+    """The mask the loss supervises and whether it is pre-sigmoid: ``mask_logits`` at the model's own
+    resolution when the model gives them (fp32 BCE-with-logits stays exact under bf16 autocast), else
+    the probabilities ``mask`` (models without logits)."""
+    logits = getattr(out, "mask_logits", None)
+    return (logits, True) if logits is not None else (out.mask, False)
+
+
+def _probability(pred: torch.Tensor, from_logits: bool) -> torch.Tensor:
+    """P' in [0, 1], float32, no gradient, at ``pred``'s own resolution."""
+    pred = pred.detach().float()
+    return pred.sigmoid() if from_logits else pred
+
+
 def _pseudo_target(
-    pred: torch.Tensor, x: torch.Tensor, annotated: torch.Tensor, teacher: nn.Module | None, env: StepEnv
+    pred: torch.Tensor, from_logits: bool, x: torch.Tensor, annotated: torch.Tensor, teacher: nn.Module | None,
+    env: StepEnv,
 ) -> torch.Tensor | None:
-    """``binarize(P', tau)`` for the unannotated rows (annotated rows are ignored by the loss)."""
+    """``binarize(P', tau)`` for the unannotated rows (annotated rows are ignored by the loss), on the grid of
+    the mask it supervises."""
     unannotated = ~annotated
     if not bool(unannotated.any()):
         return None
     if teacher is None:
-        return binarize(pred, env.config.tau)
-    target = torch.zeros_like(pred, dtype=torch.float32)
+        return binarize(_probability(pred, from_logits), env.config.tau)
+    target = torch.zeros(pred.shape, dtype=torch.float32, device=pred.device)
     with torch.no_grad():
-        target[unannotated] = binarize(_forward(teacher, x[unannotated], env).mask.float(), env.config.tau)
+        t_pred, t_logits = _loss_mask(_forward(teacher, x[unannotated], env))
+        target[unannotated] = binarize(_probability(t_pred, t_logits), env.config.tau)
     return target
 
 
@@ -190,20 +211,27 @@ def _report_step(env: StepEnv, stats: EpochStats, stage: int, epoch: int, epochs
 
 
 def train_stage1_epoch(
-    model: nn.Module, optimizer: torch.optim.Optimizer, loader, env: StepEnv, *, epoch: int, epochs: int
+    model: nn.Module, optimizer: torch.optim.Optimizer, loader, env: StepEnv, *, epoch: int, epochs: int,
+    schedule: LrSchedule | None = None, weight_ema: WeightEma | None = None,
 ) -> EpochStats:
-    """One stage-1 epoch: ``L_loc`` on annotated frames (equation 5). The classifier must be frozen."""
+    """One stage-1 epoch: ``L_loc`` on annotated frames (equation 5). The classifier must be frozen.
+    ``schedule`` sets each step's lr; ``weight_ema`` follows the (unwrapped) model after each step."""
     model.train()
     stats = EpochStats()
     steps = len(loader)
     start = time.perf_counter()
     for step, batch in enumerate(loader):
+        if schedule is not None:
+            schedule.apply(optimizer, epoch, step, steps)
         x, mask, _, _ = _to_input(batch, env)
         out = _forward(model, x, env)
-        loss = loc_loss(out.mask, mask_target(mask, out.mask.shape[-1]))
+        pred, from_logits = _loss_mask(out)
+        loss = loc_loss(pred, mask_target(mask, tuple(pred.shape[-2:])), from_logits=from_logits)
         zero = loss.new_zeros(())
         values = _check_finite(LossTerms(loss, zero, loss, zero), env, 1, epoch, step)
         _optimize(loss, optimizer, env)
+        if weight_ema is not None:
+            weight_ema.update(ddp.unwrap(model))
         _accumulate(stats, values, len(x), start)
         env.global_step += 1
         _report_step(env, stats, 1, epoch, epochs, step, steps)
@@ -220,26 +248,35 @@ def train_stage2_epoch(
     epochs: int,
     teacher: nn.Module | None = None,
     ema_target: nn.Module | None = None,
+    schedule: LrSchedule | None = None,
+    weight_ema: WeightEma | None = None,
 ) -> EpochStats:
     """One stage-2 epoch: ``L_hyb`` (equation 6). ``teacher`` supplies P' for "stage1"/"ema" pseudo-labels;
-    ``ema_target`` (the unwrapped student) is what an EMA teacher follows after each step."""
+    ``ema_target`` (the unwrapped student) is what an EMA teacher follows after each step. ``schedule`` sets
+    each step's lr; ``weight_ema`` follows the (unwrapped) model after each step."""
     cfg = env.config
     model.train()
     stats = EpochStats()
     steps = len(loader)
     start = time.perf_counter()
     for step, batch in enumerate(loader):
+        if schedule is not None:
+            schedule.apply(optimizer, epoch, step, steps)
         x, mask, annotated, labels = _to_input(batch, env)
         out = _forward(model, x, env)
+        pred, from_logits = _loss_mask(out)
         target = pseudo = None
-        if out.mask is not None:
-            target = mask_target(mask, out.mask.shape[-1])
-            pseudo = _pseudo_target(out.mask, x, annotated, teacher, env)
-        terms = hybrid_loss(out.logits, labels, out.mask, target, annotated, pseudo, lam=cfg.lam, alpha=cfg.alpha)
+        if pred is not None:
+            target = mask_target(mask, tuple(pred.shape[-2:]))
+            pseudo = _pseudo_target(pred, from_logits, x, annotated, teacher, env)
+        terms = hybrid_loss(out.logits, labels, pred, target, annotated, pseudo, lam=cfg.lam, alpha=cfg.alpha,
+                            from_logits=from_logits, label_smoothing=cfg.label_smoothing)
         values = _check_finite(terms, env, 2, epoch, step)
         _optimize(terms.total, optimizer, env)
         if ema_target is not None and teacher is not None:
             _ema_update(teacher, ema_target, cfg.ema_decay)
+        if weight_ema is not None:
+            weight_ema.update(ddp.unwrap(model))
         stats.correct += int((out.logits.detach().argmax(1) == labels).sum())
         stats.scored += len(labels)
         _accumulate(stats, values, len(x), start)
@@ -323,7 +360,8 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
             "add boxes or masks, or pass --stage1-epochs 0"
         )
     position = ckpt.resume_position(saved, run, config, class_names, model) if saved else ckpt.Position()
-    preprocess = PreprocessConfig(size=config.size, in_channels=model.config.in_channels)
+    mean, std = _input_normalization(model)
+    preprocess = PreprocessConfig(size=config.size, mean=mean, std=std, in_channels=model.config.in_channels)
     if ctx.is_main:
         run.mkdir(parents=True, exist_ok=True)
         ckpt.write_resolved_config(run, _resolved(config, model, class_names, preprocess, store, train, val, ctx))
@@ -334,6 +372,9 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
     model.to(ctx.device)
     if config.channels_last and ctx.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    weight_ema = WeightEma(model, config.weight_ema_decay) if config.weight_ema_decay is not None else None
+    if weight_ema is not None and position.weight_ema:
+        weight_ema.load_state_dict(position.weight_ema)
     # Per-rank augmentation streams; a resumed run continues the saved stream instead.
     torch.manual_seed(config.seed * 1000 + ctx.rank)
     if len(position.rng_per_rank) == ctx.world_size:
@@ -346,21 +387,36 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
     history: list[dict[str, Any]] = []
 
     if position.stage == 1:
-        _run_stage1(model, config, env, readers, val_indices, position, stage1_epochs, class_names, history)
+        _run_stage1(model, config, env, readers, val_indices, position, stage1_epochs, class_names, history,
+                    weight_ema)
         position = ckpt.Position(stage=2, global_step=env.global_step, teacher=_teacher_state(config, model, has_mask))
-    _run_stage2(model, config, env, readers, val_indices, position, class_names, history)
+    _run_stage2(model, config, env, readers, val_indices, position, class_names, history, weight_ema)
     ddp.barrier(ctx)
     best = run / ckpt.BEST
     return FitResult(run=run, last=run / ckpt.LAST, best=best if best.exists() else None,
                      best_val_accuracy=position.best_val_acc if position.best_val_acc >= 0 else None,
-                     best_epoch=position.best_epoch, history=history, model=model)
+                     best_epoch=position.best_epoch, history=history,
+                     model=weight_ema.model if weight_ema is not None else model)
 
 
 def _build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     from usvid.models import create_model
 
-    overrides = {k: getattr(config, k) for k in ("use_cam", "use_sam", "use_mam") if getattr(config, k) is not None}
+    names = ("use_cam", "use_sam", "use_mam", "fusion_pool")
+    overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
     return create_model(config.model, num_classes=num_classes, in_channels=1, pretrained=config.pretrained, **overrides)
+
+
+def _input_normalization(model: nn.Module) -> tuple[float, float]:
+    """The (mean, std) the model's FEX expects (ImageNet-initialised EfficientNet-Lite: 0.5, 0.5); the paper's
+    [0, 1] input (0, 1) where the models package says nothing. Stored in the checkpoint's preprocessing."""
+    import usvid.models as models
+
+    normalization = getattr(models, "input_normalization", None)
+    if normalization is None:
+        return 0.0, 1.0
+    mean, std = normalization(model.config)
+    return float(mean), float(std)
 
 
 def _make_env(config: TrainConfig, ctx: ddp.DistContext, preprocess: PreprocessConfig, run: Path,
@@ -397,13 +453,15 @@ Readers = tuple[BatchReader, BatchReader]
 
 
 def _run_stage1(model: nn.Module, config: TrainConfig, env: StepEnv, readers: Readers, val_indices: list[int],
-                position: ckpt.Position, epochs: int, class_names: list[str], history: list[dict]) -> None:
+                position: ckpt.Position, epochs: int, class_names: list[str], history: list[dict],
+                weight_ema: WeightEma | None = None) -> None:
     ctx = env.ctx
     if position.epochs_done >= epochs:
         return
     model.classifier.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
+    # Stage 1 keeps a constant lr after any warm-up (the paper's Adam); the schedule is stage 2's.
+    schedule = LrSchedule.for_stage(optimizer, config, epochs, cosine=False)
     if position.optimizer:
         optimizer.load_state_dict(position.optimizer)
     wrapped = ddp.wrap(model, ctx)
@@ -413,30 +471,33 @@ def _run_stage1(model: nn.Module, config: TrainConfig, env: StepEnv, readers: Re
                                      rank=ctx.rank, world_size=ctx.world_size)
         _announce(env, 1, epoch, epochs, len(steps))
         loader = step_loader(train_reader, steps, config.num_workers, ctx.device.type == "cuda")
-        stats = train_stage1_epoch(wrapped, optimizer, loader, env, epoch=epoch, epochs=epochs)
+        stats = train_stage1_epoch(wrapped, optimizer, loader, env, epoch=epoch, epochs=epochs, schedule=schedule,
+                                   weight_ema=weight_ema)
         ddp.sync_buffers(model, ctx)
         position.epochs_done, position.global_step = epoch + 1, env.global_step
-        val = evaluate(model, val_reader, val_indices, env.augment.preprocess_config, ctx.device) if ctx.is_main else {}
+        scored = weight_ema.model if weight_ema is not None else model
+        val = evaluate(scored, val_reader, val_indices, env.augment.preprocess_config, ctx.device) if ctx.is_main else {}
         # The classifier is frozen at its initial weights in stage 1: only localisation is worth reporting.
         val = {k: (None if k in ("accuracy", "f1_macro", "auc") else v) for k, v in val.items()}
-        record = _record(1, epoch, stats, val, optimizer, ctx)
-        _finish_epoch(model, env, position, record, class_names, history, epochs, optimizer=optimizer.state_dict())
+        record = _record(1, epoch, stats, val, config.lr * schedule.last_factor, ctx)
+        _finish_epoch(model, env, position, record, class_names, history, epochs, optimizer=optimizer.state_dict(),
+                      weight_ema=weight_ema.state_dict() if weight_ema is not None else {})
     model.classifier.requires_grad_(True)
 
 
 def _run_stage2(model: nn.Module, config: TrainConfig, env: StepEnv, readers: Readers, val_indices: list[int],
-                position: ckpt.Position, class_names: list[str], history: list[dict]) -> None:
+                position: ckpt.Position, class_names: list[str], history: list[dict],
+                weight_ema: WeightEma | None = None) -> None:
     ctx = env.ctx
     if position.epochs_done >= config.epochs:
         return
     teacher = _make_teacher(model, position.teacher)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
-                 if config.scheduler == "cosine" else None)
+    optimizer = make_optimizer(model, config)
+    # Closed form over the current config.epochs: a saved scheduler state (older runs) is not restored, so a
+    # run resumed with more epochs continues the cosine over the new total instead of restarting it.
+    schedule = LrSchedule.for_stage(optimizer, config, config.epochs, cosine=config.scheduler == "cosine")
     if position.optimizer:
         optimizer.load_state_dict(position.optimizer)
-    if scheduler is not None and position.scheduler:
-        scheduler.load_state_dict(position.scheduler)
     if env.scaler is not None and position.scaler:
         env.scaler.load_state_dict(position.scaler)
     wrapped = ddp.wrap(model, ctx)
@@ -450,24 +511,24 @@ def _run_stage2(model: nn.Module, config: TrainConfig, env: StepEnv, readers: Re
         _announce(env, 2, epoch, config.epochs, len(steps))
         loader = step_loader(train_reader, steps, config.num_workers, ctx.device.type == "cuda")
         stats = train_stage2_epoch(wrapped, optimizer, loader, env, epoch=epoch, epochs=config.epochs,
-                                   teacher=teacher, ema_target=model if config.pseudo_source == "ema" else None)
+                                   teacher=teacher, ema_target=model if config.pseudo_source == "ema" else None,
+                                   schedule=schedule, weight_ema=weight_ema)
         ddp.sync_buffers(model, ctx)
-        if scheduler is not None:
-            scheduler.step()
         position.epochs_done, position.global_step = epoch + 1, env.global_step
-        val = evaluate(model, val_reader, val_indices, env.augment.preprocess_config, ctx.device) if ctx.is_main else {}
-        record = _record(2, epoch, stats, val, optimizer, ctx)
+        scored = weight_ema.model if weight_ema is not None else model
+        val = evaluate(scored, val_reader, val_indices, env.augment.preprocess_config, ctx.device) if ctx.is_main else {}
+        record = _record(2, epoch, stats, val, config.lr * schedule.last_factor, ctx)
         if ctx.is_main and (val["accuracy"] or 0.0) > position.best_val_acc:
             position.best_val_acc, position.best_epoch = float(val["accuracy"] or 0.0), epoch + 1
             record["best"] = True
-            ckpt.save_best(env.run, model, class_names, env.augment.preprocess_config,
+            ckpt.save_best(env.run, scored, class_names, env.augment.preprocess_config,
                            {"epoch": epoch + 1, "val": val, "config": config.to_dict()})
         position.best_val_acc = ddp.broadcast_object(position.best_val_acc, ctx)
         _finish_epoch(
             model, env, position, record, class_names, history, config.epochs,
             optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict() if scheduler is not None else {},
             scaler=env.scaler.state_dict() if env.scaler is not None else {},
+            weight_ema=weight_ema.state_dict() if weight_ema is not None else {},
             teacher={k: v.detach().cpu() for k, v in teacher.state_dict().items()} if teacher is not None else {},
         )
 
@@ -479,7 +540,8 @@ def _announce(env: StepEnv, stage: int, epoch: int, epochs: int, steps: int) -> 
                                 losses={}))
 
 
-def _record(stage: int, epoch: int, stats: EpochStats, val: dict, optimizer, ctx: ddp.DistContext) -> dict[str, Any]:
+def _record(stage: int, epoch: int, stats: EpochStats, val: dict, lr: float, ctx: ddp.DistContext) -> dict[str, Any]:
+    """One ``metrics.jsonl`` line; ``lr`` is the (unscaled) lr of the epoch's last step."""
     return {
         "stage": stage,
         "epoch": epoch + 1,
@@ -487,7 +549,7 @@ def _record(stage: int, epoch: int, stats: EpochStats, val: dict, optimizer, ctx
         "train_accuracy": stats.accuracy if stage == 2 else None,
         **{f"val_{k}": v for k, v in val.items()},
         "frames_per_s": stats.seen * ctx.world_size / max(stats.seconds, 1e-9),
-        "lr": optimizer.param_groups[0]["lr"],
+        "lr": lr,
         "seconds": stats.seconds,
         "best": False,
     }
