@@ -12,8 +12,18 @@ classifier is compared on paired seeds (same seed = same split, same sampling or
 Resumable: a run folder with a finished ``last.pt`` is not retrained; an unfinished one resumes (``fit``
 with ``resume=True``); an evaluation is reused only while the checkpoint it scored is unchanged (sha256).
 
-    .venv/bin/python benchmarks/bus_study.py --stores /work/stores --work /work/study \
-        --recipe recipes/lanet-effl0-bus.json --plan main --seeds 3 [--threads 2] [--epochs N ...]
+The stores (``D`` = the data folder holding BUSI and BUS-BRA in their own layouts)::
+
+    usvid extract D/busi D/busbra stores/bus256 --size 256 --split 70,15,15 --seed 0 \
+        --classes benign,malignant --groups D/busi/near_duplicates.csv
+    usvid extract D/busi stores/busi256 --size 256 --split 70,15,15 --seed 0 \
+        --classes benign,malignant --groups D/busi/near_duplicates.csv
+    usvid extract D/busbra stores/busbra256 --size 256 --split 70,15,15 --seed 0 --classes benign,malignant
+
+The study::
+
+    .venv/bin/python benchmarks/bus_study.py --stores stores --work study \
+        --recipe recipes/lanet-effl0-bus.json --plan main --seeds 3 [--plan cross ...] [--threads 2] [--epochs N]
 
 Writes ``benchmarks/results/bus_study.json`` and ``bus_study.md`` (what has finished so far, every time a
 run finishes).

@@ -1,7 +1,7 @@
 """Grad-CAM on the last FEX convolution block (paper section 4.5).
 
-The class score's gradient with respect to f4 (the output of ``backbone.layer4[-1]``, exposed by the models
-as ``gradcam_layer()``), averaged over space, weights f4's channels; the ReLU of the weighted sum, upsampled to
+The class score's gradient with respect to f4 (the output of the models' ``gradcam_layer()``: ResNet's
+``backbone.layer4[-1]``, EfficientNet-Lite's head BN + activation), averaged over space, weights f4's channels; the ReLU of the weighted sum, upsampled to
 the input and scaled to [0, 1] per frame, is the map. In eval mode every frame's score depends only on its own
 features, so a whole batch is explained with one backward pass.
 """
