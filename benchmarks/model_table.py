@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +67,17 @@ def machine() -> dict:
         "torchvision": torchvision.__version__,
         "usvid": usvid.__version__,
         "platform": platform.platform(),
+        "cpu_flags": _cpu_flags(),
     }
+
+
+def _cpu_flags() -> str:
+    """``lscpu``'s Flags line: which matrix/vector units (AVX-512 VNNI/BF16, AMX) the latency figures had."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Flags")), "")
 
 
 def cost_rows(names: list[str], sizes: tuple[int, ...] = SIZES) -> list[dict]:

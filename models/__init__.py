@@ -20,7 +20,14 @@ from usvid.models.cbam import CBAM, ChannelGate, SpatialGate
 from usvid.models.classifier import ResNetClassifier
 from usvid.models.config import ModelConfig, input_normalization
 from usvid.models.efficientnet import EfficientNetLiteBackbone
-from usvid.models.flops import ModelSummary, count_flops, count_parameters, summarize_config, summarize_models
+from usvid.models.flops import (
+    ModelSummary,
+    count_flops,
+    count_parameters,
+    measure_latency,
+    summarize_config,
+    summarize_models,
+)
 from usvid.models.heads import ClassifierHead, MaskAttention
 from usvid.models.lanet import LANetModel, LesionAwareNet, pool_to
 from usvid.models.pretrained import (
@@ -68,6 +75,7 @@ __all__ = [
     "load_lite_backbone",
     "load_pretrained",
     "load_pretrained_backbone",
+    "measure_latency",
     "model_config",
     "pool_to",
     "register_model",

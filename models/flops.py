@@ -93,3 +93,30 @@ def summarize_models(
         if progress is not None:
             progress(name)
     return out
+
+
+def measure_latency(
+    names: Sequence[str], size: int = 256, *, warmup: int = 3, repeats: int = 10
+) -> dict[str, float]:
+    """Median CPU milliseconds of one batch-1 ``size x size`` forward per registered model, on this machine.
+
+    Models are timed round-robin (one forward each per round), so a change in the machine's load hits all of
+    them alike and their ratios stay comparable; absolute values depend on the CPU and its load.
+    """
+    import statistics
+    import time
+
+    torch.manual_seed(0)
+    cases = [(name, build_model(model_config(name)).eval()) for name in names]
+    x = torch.rand(1, 1, size, size)
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    with torch.inference_mode():
+        for _, model in cases:
+            for _ in range(warmup):
+                model(x)
+        for _ in range(repeats):
+            for name, model in cases:
+                start = time.perf_counter()
+                model(x)
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -31,3 +31,14 @@ def test_models_rejects_unmatched_filter():
     result = runner.invoke(app, ["models", "--match", "vgg"])
     assert result.exit_code == 2
     assert "no model name contains 'vgg'" in result.output
+
+
+def test_models_latency_column_times_every_listed_model():
+    result = runner.invoke(app, ["models", "--match", "tiny", "--sizes", "64", "--latency", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "CPU ms @256" in result.output
+    rows = [line for line in result.output.splitlines() if "_tiny" in line or "tiny_cls" in line]
+    assert len(rows) == 3
+    for row in rows:  # the last cell of each row is a positive number of milliseconds
+        cells = [c.strip() for c in row.strip("│┃| ").split("│")]
+        assert float(cells[-1]) > 0
