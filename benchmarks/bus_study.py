@@ -241,7 +241,8 @@ def main() -> None:
                 payload = {"command": command, "machine": machine(), "recipe": recipe.to_dict(),
                            "interval": "95% Student t-interval of the mean over seeds",
                            "positive_class": "malignant", "summary": summary,
-                           "paired": [paired(runs, "lanet_effl0", "effl0_cls")], "runs": runs}
+                           "paired": [paired(runs, "lanet_effl0", "effl0_cls"),
+                                      paired(runs, "lanet_effl0_area", "lanet_effl0")], "runs": runs}
                 write_json_atomic(results_json, payload)
                 write_text_atomic(RESULTS / f"{args.name}.md", markdown(summary))
     print(markdown(summarise(runs)))

@@ -104,7 +104,7 @@ def test_recipe_defaults_keep_the_paper():
 def test_finetune_recipe():
     cfg = recipe_config("finetune")
     assert (cfg.model, cfg.pretrained, cfg.optimizer, cfg.scheduler) == ("lanet_effl0", "imagenet", "adamw", "cosine")
-    assert cfg.rrc_scale == (0.75, 1.0) and cfg.label_smoothing == 0.1 and cfg.warmup_epochs == 1.0
+    assert cfg.rrc_scale == (0.75, 1.0) and cfg.label_smoothing == 0.1 and cfg.warmup_epochs == 0.25
     with pytest.raises(ConfigError, match="unknown recipe 'fintune'.*Did you mean 'finetune'"):
         recipe_config("fintune")
     assert set(RECIPES) == {"paper", "finetune"}
