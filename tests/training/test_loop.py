@@ -314,9 +314,9 @@ def test_recipe_options_train_and_resume_exactly(trained_run, tmp_path, config_f
 
 
 def test_input_normalization_of_the_model_reaches_the_checkpoint(tiny_store, tmp_path, config_factory, monkeypatch):
-    import usvid.models
+    import usvid.training.loop
 
-    monkeypatch.setattr(usvid.models, "input_normalization", lambda config: (0.5, 0.5), raising=False)
+    monkeypatch.setattr(usvid.training.loop, "input_normalization", lambda config: (0.5, 0.5))
     result = fit(config_factory(stage1_epochs=0, epochs=1), tiny_store, tmp_path / "run")
     pre = load_checkpoint(result.best).preprocess
     assert (pre.mean, pre.std) == (0.5, 0.5)

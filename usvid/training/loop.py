@@ -51,6 +51,7 @@ from usvid.training.frames import (
 )
 from usvid.training.losses import LossTerms, binarize, hybrid_loss, loc_loss, mask_target
 from usvid.training.metrics import classification_metrics
+from usvid.models import input_normalization
 from usvid.training.optim import LrSchedule, WeightEma, make_optimizer
 from usvid.training.predictions import predict_frames
 from usvid.training.progress import ProgressFn, TrainEvent
@@ -360,7 +361,8 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
             "add boxes or masks, or pass --stage1-epochs 0"
         )
     position = ckpt.resume_position(saved, run, config, class_names, model) if saved else ckpt.Position()
-    mean, std = _input_normalization(model)
+    # The FEX's expected input scaling (EfficientNet-Lite: 0.5, 0.5); stored in the checkpoint's preprocessing.
+    mean, std = input_normalization(model.config)
     preprocess = PreprocessConfig(size=config.size, mean=mean, std=std, in_channels=model.config.in_channels)
     if ctx.is_main:
         run.mkdir(parents=True, exist_ok=True)
@@ -405,18 +407,6 @@ def _build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     names = ("use_cam", "use_sam", "use_mam", "fusion_pool")
     overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
     return create_model(config.model, num_classes=num_classes, in_channels=1, pretrained=config.pretrained, **overrides)
-
-
-def _input_normalization(model: nn.Module) -> tuple[float, float]:
-    """The (mean, std) the model's FEX expects (ImageNet-initialised EfficientNet-Lite: 0.5, 0.5); the paper's
-    [0, 1] input (0, 1) where the models package says nothing. Stored in the checkpoint's preprocessing."""
-    import usvid.models as models
-
-    normalization = getattr(models, "input_normalization", None)
-    if normalization is None:
-        return 0.0, 1.0
-    mean, std = normalization(model.config)
-    return float(mean), float(std)
 
 
 def _make_env(config: TrainConfig, ctx: ddp.DistContext, preprocess: PreprocessConfig, run: Path,
