@@ -27,6 +27,12 @@ def handle_errors(fn: F) -> F:
             # escape: messages carry install hints like usvid[export] and paths, not Rich markup.
             console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
+        except OSError as err:
+            # The environment refused (disk full, permission, read-only mount) after the up-front checks passed:
+            # still one line that names the file, not a traceback.
+            where = f"{err.filename}: " if err.filename else ""
+            console.print(f"[bold red]error:[/] {escape(where + (err.strerror or str(err)))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
