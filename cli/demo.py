@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.table import Table
 
@@ -11,7 +9,9 @@ from usvid.cli.common import console, handle_errors
 
 
 @handle_errors
-def demo(out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes.")) -> None:
+def demo(
+    out: str = typer.Option("demo_out", "--out", metavar="DIR", help="Folder for everything the demo writes."),
+) -> None:
     """Generate synthetic scans, extract them, train a small LA-Net, export it and write an overlay video."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

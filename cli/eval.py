@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -16,10 +14,11 @@ def _fmt(value) -> str:
 
 @handle_errors
 def eval_command(
-    checkpoint: Path = typer.Argument(..., help="best.pt / last.pt from `usvid train`."),
-    store: Path = typer.Argument(..., help="Frame store written by `usvid extract`."),
+    # Paths are plain text, not Path: click's path type turns a NUL byte into a multi-line usage box.
+    checkpoint: str = typer.Argument(..., metavar="CHECKPOINT", help="best.pt / last.pt from `usvid train`."),
+    store: str = typer.Argument(..., metavar="STORE", help="Frame store written by `usvid extract`."),
     split: str = typer.Option("test", "--split", help="Split to evaluate (train, val or test)."),
-    out: Path = typer.Option(..., "--out", help="Folder for report.json, report.md and the PNG plots."),
+    out: str = typer.Option(..., "--out", metavar="DIR", help="Folder for report.json, report.md and the PNG plots."),
     frames_per_video: int = typer.Option(None, "--frames-per-video", help="Evenly spaced frames per video; default all."),
     batch_size: int = typer.Option(32, "--batch-size", help="Frames per forward pass."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
@@ -31,14 +30,26 @@ def eval_command(
     """Evaluate a checkpoint on a split of a frame store and write a report with plots."""
     from usvid.training.eval import evaluate_checkpoint
 
-    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task("eval", total=None)
+    progress = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=console)
+    task = None
+
+    def on_batch(done: int, total: int) -> None:
+        nonlocal task
+        # Started at the first batch, so a refusal before any work (bad checkpoint, bad --out) stays one line.
+        if task is None:
+            progress.start()
+            task = progress.add_task("eval", total=total)
+        progress.update(task, completed=done, total=total)
+
+    try:
         result = evaluate_checkpoint(
             checkpoint, store, split, out, frames_per_video=frames_per_video, batch_size=batch_size, device=device,
-            num_examples=examples, progress=lambda done, total: progress.update(task, completed=done, total=total),
-            positive=positive, tta=tta,
+            num_examples=examples, progress=on_batch, positive=positive, tta=tta,
         )
+    finally:
+        if task is not None:
+            progress.stop()
     rep = result.report
     table = Table(title=f"usvid eval: {rep['split']} split, {rep['frames']} frames / {rep['videos']} videos, "
                         f"positive class {rep['positive_class']}, TTA {rep['tta']}")

@@ -12,7 +12,8 @@ from usvid.cli.common import console, handle_errors, parse_ints
 
 @handle_errors
 def extract(
-    paths: list[Path] = typer.Argument(
+    # Plain text, not Path: click's path type stats the value and turns a NUL byte into a multi-line usage box.
+    paths: list[str] = typer.Argument(
         ...,
         metavar="SRC... OUT",
         help="Sources, then the frame store folder to write (resumes an interrupted extraction). A source is a "
@@ -30,8 +31,10 @@ def extract(
     dedupe: bool = typer.Option(
         False, "--dedupe", help="Drop near-duplicate consecutive frames (a still probe)."
     ),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first failing video."),
-    groups: Path = typer.Option(
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop at the first failing video, or one whose decoding ends before its declared end."
+    ),
+    groups: str = typer.Option(
         None,
         "--groups",
         help="CSV of near-duplicate groups (group,image) kept in one split; with several sources it applies to "
@@ -39,6 +42,12 @@ def extract(
     ),
     classes: str = typer.Option(
         None, "--classes", help="Keep only these classes, such as benign,malignant (BUSI without normal)."
+    ),
+    category: str = typer.Option(
+        "lesion",
+        "--category",
+        help="COCO category of annotations.json read as lesion boxes; boxes of other categories are skipped "
+        "and counted.",
     ),
     backend: str = typer.Option("auto", "--backend", help="Decoder: auto, pyav, decord or torchcodec."),
     workers: int = typer.Option(
@@ -49,17 +58,17 @@ def extract(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from usvid.data.extract import ExtractConfig, ExtractProgress
+    from usvid.data.extract import ExtractConfig, ExtractProgress, split_change_text
     from usvid.data.extract import extract as run_extract
     from usvid.data.splits import SplitFractions
-
     from usvid.errors import InputError
+    from usvid.outputs import check_path_text
 
     if len(paths) < 2:
         raise InputError(
             f"usvid extract {' '.join(map(str, paths))}: needs SRC [SRC ...] OUT (a source, then the store folder)"
         )
-    *srcs, out = paths
+    *srcs, out = (Path(p) for p in paths)
     config = ExtractConfig(
         size=size,
         every=every,
@@ -69,10 +78,11 @@ def extract(
         roi=parse_ints(roi, 4, "--roi", "40,60,560,400") if roi else None,
         dedupe=dedupe,
         strict=strict,
-        groups=groups,
+        groups=check_path_text(groups, "--groups") if groups is not None else None,
         backend=backend,
         workers=workers,
         classes=tuple(c.strip() for c in classes.split(",")) if classes is not None else None,
+        category=category,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
@@ -115,10 +125,17 @@ def extract(
         *(str(sum(getattr(c, k) for c in summary.counts)) for k in ("videos", "frames", "annotated")),
     )
     console.print(table)
+    changed = f" ({summary.changed} of them changed since the last run)" if summary.changed else ""
+    removed = f", removed as no longer listed {summary.removed}" if summary.removed else ""
+    early = f", ended early {summary.ended_early}" if summary.ended_early else ""
     console.print(
-        f"extracted {summary.extracted}, already done {summary.skipped}, dropped as near-duplicates {summary.deduped}, "
-        f"failed {len(summary.failures)}"
+        f"extracted {summary.extracted}{changed}, already done {summary.skipped}{removed}, "
+        f"dropped as near-duplicates {summary.deduped}{early}, failed {len(summary.failures)}",
+        highlight=False,
+        soft_wrap=True,
     )
+    if summary.split_changes:
+        console.print(f"[yellow]note:[/] {escape(split_change_text(summary.split_changes))}", highlight=False, soft_wrap=True)
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
     for failure in summary.failures:

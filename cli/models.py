@@ -15,8 +15,11 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
         sizes = tuple(int(v) for v in text.split(","))
     except ValueError:
         sizes = ()
-    if not sizes or any(s <= 0 or s % 32 for s in sizes):
-        raise InputError(f"--sizes: expected comma-separated multiples of 32 such as 256,512, got '{text}'")
+    from usvid.models.config import MAX_INPUT_SIZE
+
+    if not sizes or any(s <= 0 or s % 32 or s > MAX_INPUT_SIZE for s in sizes):
+        raise InputError(f"--sizes: expected comma-separated multiples of 32 from 32 to {MAX_INPUT_SIZE} such as "
+                         f"256,512, got '{text}'")
     return sizes
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,9 +11,14 @@ from usvid.cli.common import console, handle_errors, parse_ints
 
 @handle_errors
 def predict(
-    src: Path = typer.Argument(..., help="A video, a folder of videos / frame folders, or a dataset manifest.csv."),
-    model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)."),
-    out: Path = typer.Option(..., "--out", help="Folder for <video>.jsonl, <video>.overlay.mp4 and summary.csv."),
+    # str, not Path: a path the OS cannot hold (a NUL byte) then gets usvid's one-line error, not a usage box.
+    src: str = typer.Argument(..., help="A video, a folder of videos / frame folders, or a dataset manifest.csv."),
+    model: str = typer.Option(
+        ..., "--model", metavar="PATH", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)."
+    ),
+    out: str = typer.Option(
+        ..., "--out", metavar="DIR", help="Folder for <video>.jsonl, <video>.overlay.mp4 and summary.csv."
+    ),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(8, "--batch-size", help="Frames per forward pass."),
@@ -28,7 +31,10 @@ def predict(
     precision: str = typer.Option("auto", "--precision", help="Torch backend: auto, fp32, fp16 or bf16."),
     threads: int | None = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: all cores)."),
 ) -> None:
-    """Classify every frame and locate the lesion; exit code 1 if any video failed (the others still run)."""
+    """Classify every frame and locate the lesion; exit code 1 if any video failed (the others still run).
+
+    A re-run into the same --out skips videos already done with the same source, model and settings.
+    """
     from usvid.inference.postprocess import Roi
     from usvid.inference.predict import PredictConfig, predict_videos
 
@@ -53,6 +59,8 @@ def predict(
 
         report = predict_videos(src, model, out, config, progress=on_progress)
     console.print(_table(report))
+    failed = f", failed {len(report.failures)}" if report.failures else ""
+    console.print(f"predicted {report.predicted}, already done {report.already_done}{failed}")
     for failure in report.failures:
         console.print(f"[bold red]failed:[/] {escape(str(failure.error))}", highlight=False, soft_wrap=True)
     console.print(f"summary: {report.summary_csv}")

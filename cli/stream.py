@@ -24,6 +24,9 @@ def stream(
     record: Path | None = typer.Option(None, "--record", help="Write the overlaid stream as H.264 mp4."),
     jsonl: Path | None = typer.Option(None, "--jsonl", help="Write per-frame predictions as JSON lines."),
     serve: str | None = typer.Option(None, "--serve", help="Browser view at HOST:PORT, e.g. 127.0.0.1:8080."),
+    serve_public: bool = typer.Option(
+        False, "--serve-public", help="Allow --serve on an address other machines can reach (no login)."
+    ),
     window: bool = typer.Option(False, "--window", help="Show an OpenCV window (needs a display)."),
     stats: Path | None = typer.Option(
         None, "--stats", help="Write frames, dropped, fps and latency to JSON."
@@ -48,6 +51,7 @@ def stream(
         record=record,
         jsonl=jsonl,
         serve=serve,
+        serve_public=serve_public,
         window=window,
         stats=stats,
         max_frames=max_frames,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -12,7 +10,8 @@ from usvid.cli.common import console, handle_errors, parse_size
 
 @handle_errors
 def synth(
-    out: Path = typer.Argument(
+    # str, not Path: a path the OS cannot hold (a NUL byte) then gets usvid's one-line error, not a usage box.
+    out: str = typer.Argument(
         ..., help="Folder to write the videos, manifest.csv, annotations.json and ground_truth.json to."
     ),
     patients: int = typer.Option(
@@ -30,8 +29,17 @@ def synth(
     normal_fraction: float = typer.Option(
         0.0, "--normal-fraction", help="Share of patients with lesion-free 'normal' videos."
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Write into a folder synth did not make: files with the names synth writes are replaced; "
+        "nothing else is touched or deleted.",
+    ),
 ) -> None:
-    """Generate synthetic MBUD-style scan videos with a manifest, sparse COCO boxes and full ground truth."""
+    """Generate synthetic MBUD-style scan videos with a manifest, sparse COCO boxes and full ground truth.
+
+    OUT must be new, empty or an earlier synth output; files synth did not write there are never touched.
+    """
     from usvid.synth import SynthConfig, generate_dataset
 
     width, height = parse_size(size)
@@ -64,7 +72,7 @@ def synth(
         bar.update(task, description=description, completed=done, total=total)
 
     try:
-        summary = generate_dataset(out, config, progress)
+        summary = generate_dataset(out, config, progress, overwrite=overwrite)
     finally:
         bar.stop()
     table = Table(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,8 +21,13 @@ class TrainProgress:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task = None
+        self.started = False
 
     def __call__(self, event) -> None:
+        if not self.started:
+            # Started at the first event, so a refusal before training (bad --out, a finished run) stays one line.
+            self.progress.start()
+            self.started = True
         title = f"stage {event.stage} epoch {event.epoch}/{event.epochs}"
         if event.kind == "stage":
             if self.task is not None:
@@ -61,10 +65,11 @@ def _parse_pair(text: str) -> tuple[float, float]:
 
 @handle_errors
 def train(
-    store: Path = typer.Argument(..., help="Frame store written by `usvid extract`."),
+    # Paths are plain text, not Path: click's path type turns a NUL byte into a multi-line usage box.
+    store: str = typer.Argument(..., metavar="STORE", help="Frame store written by `usvid extract`."),
     model: str = typer.Option(None, "--model", help="Model name (see usvid.models.list_models()); default lanet_r18."),
-    out: Path = typer.Option(..., "--out", help="Run folder: best.pt, last.pt, metrics.jsonl, config.json."),
-    size: int = typer.Option(None, "--size", help="Network input size M (multiple of 32); default 256."),
+    out: str = typer.Option(..., "--out", metavar="DIR", help="Run folder: best.pt, last.pt, metrics.jsonl, config.json."),
+    size: int = typer.Option(None, "--size", help="Network input size M (a multiple of 32 up to 2048); default 256."),
     stage1_epochs: int = typer.Option(None, "--stage1-epochs", help="t_l: stage-1 (localisation) epochs; default 10."),
     epochs: int = typer.Option(None, "--epochs", help="t_c: stage-2 (joint) epochs; default 100."),
     batch_size: int = typer.Option(None, "--batch-size", help="Frames per step per process; default 8."),
@@ -93,14 +98,19 @@ def train(
                                    help="FEX weights: imagenet (EfficientNet-Lite variants), a torchvision ResNet "
                                         "state-dict file, or none."),
     recipe: str = typer.Option(None, "--recipe", help="Named option bundle: paper (default) or finetune."),
-    config: Path = typer.Option(None, "--config",
-                                help="JSON/YAML file of training options (over --recipe; flags override it)."),
+    config: str = typer.Option(None, "--config", metavar="FILE",
+                               help="JSON/YAML file of training options (over --recipe; flags override it)."),
 ) -> None:
     """Train a model: stage 1 localisation on annotated frames, stage 2 joint training with pseudo-labels."""
+    from usvid.outputs import check_output_dir, check_path_text
     from usvid.training.checkpointing import resolve_config
     from usvid.training.config import load_config, recipe_config
     from usvid.training.loop import fit
 
+    store_path = check_path_text(store, "STORE")
+    config_path = check_path_text(config, "--config") if config is not None else None
+    # First, so a bad --out is named as such, not as "no config.json to resume" after reading the options.
+    out_path = check_output_dir(out, inputs=(store_path, config_path), option="--out")
     given = {k: v for k, v in dict(
         model=model, size=size, stage1_epochs=stage1_epochs, epochs=epochs, batch_size=batch_size,
         box_fraction=box_fraction, seed=seed, device=device, lr=lr, pseudo_source=pseudo_source,
@@ -115,12 +125,17 @@ def train(
             given[key] = None if text.strip().lower() == "none" else parse(text)
     # Precedence: recipe < config file < flags (a resumed run starts from its own config instead).
     base = recipe_config(recipe) if recipe is not None else None
-    base = load_config(config, base) if config is not None else base
-    cfg = resolve_config(out, given, resume=resume, base=base)
+    base = load_config(config_path, base) if config_path is not None else base
+    cfg = resolve_config(out_path, given, resume=resume, base=base)
     main = int(os.environ.get("RANK", "0")) == 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[stats]}"), console=console, disable=not main) as progress:
-        result = fit(cfg, store, out, resume=resume, progress=TrainProgress(progress))
+    bars = TrainProgress(Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console,
+                                  disable=not main))
+    try:
+        result = fit(cfg, store_path, out_path, resume=resume, progress=bars)
+    finally:
+        if bars.started:
+            bars.progress.stop()
     if not main:
         return
     table = Table(title=f"usvid train: {cfg.model}", show_header=False)

@@ -19,6 +19,9 @@ FusionPool = Literal["bilinear", "area"]
 CbamMode = Literal["per_scale", "shared"]
 SpatialKernel = Literal["7x7", "3x3x3"]
 
+#: Largest network input side usvid accepts: activation memory grows with its square (the paper uses 256 and 512).
+MAX_INPUT_SIZE = 2048
+
 #: FEX depths with a torchvision definition (and ImageNet weights).
 DEPTHS = (18, 34, 50, 101)
 IMAGENET_WIDTHS = (64, 128, 256, 512)

@@ -16,7 +16,6 @@ the same response as the original filters), tiled and rescaled otherwise.
 from __future__ import annotations
 
 import importlib
-import io
 import logging
 import math
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import Tensor
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.models.backbone import ResNetBackbone
 from usvid.models.config import IMAGENET_WIDTHS, ModelConfig
+from usvid.models.safe_load import load_weights_only, require_finite
 
 if TYPE_CHECKING:
     from torch import nn
@@ -85,18 +85,15 @@ def fold_stem(weight: Tensor, in_channels: int) -> Tensor:
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    try:
-        # From bytes: torch's weights-only loader fails on some legacy-format files when given a path
-        # (efficientnet-lite2-9656183e.pth raises EOFError) but reads them from a buffer.
-        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-    except Exception as err:  # any unpickling failure means "not a weights file"
-        raise InputError(
-            f"{path}: cannot read as a PyTorch state dict ({type(err).__name__}: {err})"
-        ) from None
+    # From bytes: torch's weights-only loader fails on some legacy-format files when given a path
+    # (efficientnet-lite2-9656183e.pth raises EOFError) but reads them from a buffer. Legacy (non-zip) files
+    # are torchvision's own format, so they are allowed here.
+    state = load_weights_only(path, what="PyTorch state dict", require_zip=False, from_bytes=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise InputError(f"{path}: expected a torchvision ResNet state dict (parameter name -> tensor)")
+    require_finite(state, path)
     return state
 
 

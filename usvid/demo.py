@@ -3,6 +3,9 @@
 Everything runs on the CPU in a few minutes: a small synthetic MBUD-style set, a frame store at 128 px,
 LA-Net-R18 trained for a handful of epochs (far too short to be accurate: it shows the pipeline, not a
 result), an ONNX export with its parity check, and an overlay video of one held-out scan.
+
+OUT must be new, empty or an earlier demo's folder (marked by ``.usvid-demo.json``): the demo never writes
+into a folder of the user's, where its ``model.onnx`` or ``predict/`` could replace the user's files.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+MARKER_NAME = ".usvid-demo.json"
+MARKER_FORMAT = "usvid-demo"
 
 #: Called with the name of a step as it starts.
 StepFn = Callable[[str], None]
@@ -53,7 +59,7 @@ def run_demo(
     from usvid.training.config import TrainConfig
     from usvid.training.loop import fit
 
-    out = Path(out)
+    out = claim_demo_folder(out)
     result = DemoResult()
     step = on_step or (lambda name: log.info("demo: %s", name))
 
@@ -93,6 +99,41 @@ def run_demo(
         f"{video.source.name}: {video.class_name}, lesion on {video.lesion_frames}/{video.frames} frames",
     )
     return result
+
+
+def claim_demo_folder(out: str | Path) -> Path:
+    """Check ``out`` can hold the demo (new, empty or an earlier demo's) and mark it as the demo's.
+
+    Raises:
+        InputError: ``out`` is a file, not writable, or a non-empty folder the demo did not make.
+    """
+    from usvid.errors import InputError
+    from usvid.io import write_json_atomic
+    from usvid.outputs import check_output_dir
+
+    out = check_output_dir(out, option="--out")
+    marker = out / MARKER_NAME
+    if _is_marker(marker):
+        return out
+    if out.is_dir() and any(out.iterdir()):
+        found = sorted(p.name for p in out.iterdir())
+        listed = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise InputError(
+            f"--out {out}: folder holds files usvid demo did not write ({listed}); "
+            "choose a new or empty folder (a demo folder of an older usvid has no marker: delete it)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"format": MARKER_FORMAT, "version": 1})
+    return out
+
+
+def _is_marker(path: Path) -> bool:
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("format") == MARKER_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _held_out_video(store_path: Path, dataset_root: Path) -> Path:

@@ -60,7 +60,7 @@ def refuse_inputs(out: Path, inputs: Iterable[StrPath], option: str) -> None:
     for item in inputs:
         if item is None:
             continue
-        item = Path(os.fspath(item))
+        item = check_path_text(item, "input")
         if _same_path(out, item):
             raise InputError(f"{option} {out}: is also an input ({item}); writing there would replace it, choose another path")
 

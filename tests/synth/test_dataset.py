@@ -138,7 +138,7 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(out, SynthConfig(**{**TINY.to_dict(), "seconds": 1.0}), stop)
-    assert [p.name for p in out.iterdir()] == ["videos"]
+    assert sorted(p.name for p in out.iterdir()) == [".usvid-synth.json", "videos"], "only synth's marker"
     assert list((out / "videos").iterdir()) == [], "no half-written video under a final or temporary name"
     assert not generate_dataset(out, TINY).reused
 
@@ -155,7 +155,7 @@ def test_bad_output_folder(tmp_path):
     blocker.write_text("x")
     with pytest.raises(InputError, match="OUT .*file.*not a folder"):
         generate_dataset(blocker, TINY)
-    with pytest.raises(InputError, match="OUT .*cannot create"):
+    with pytest.raises(InputError, match="OUT .*is a file, not a folder"):
         generate_dataset(blocker / "sub", TINY)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")

@@ -5,7 +5,15 @@ the first frames (or use ``--roi``), crop + blank + letterbox every kept frame, 
 same way, and write the video's arrays then its record, each atomically (temp name, then rename). A video
 with a record is finished: a re-run skips it, so an interrupted extraction resumes and ends with the same
 bytes as an uninterrupted one, and re-running a finished extraction writes nothing. A failing video is
-reported (file + problem) and the others go on, unless ``strict``.
+reported (file + problem) and the others go on, unless ``strict``. A video whose decoding ends before the
+frame count or duration its container declares (a file cut short) is kept with a warning, or fails under
+``strict``.
+
+A record is reused only while its inputs are unchanged: it carries a digest of the video's source file (size,
+mtime, a hash of its first and last blocks), mask files, manifest row and boxes. A video whose digest moved is
+extracted again, records of videos no longer listed are removed with their arrays, and the splits are made
+from the whole current listing (a reused video whose patient moved gets its new split, and the moves are
+reported), so a re-run after an edit gives the store a fresh extraction of the edited inputs would give.
 
 Several sources (``usvid extract BUSI BUSBRA OUT``) make one store. Each source is named after its folder
 (``busi``, ``busbra``), and its videos' ``dataset`` column says so; video and patient ids get the name as a prefix
@@ -35,17 +43,16 @@ import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from usvid.data.manifest import Box
-from usvid.data.sources import Failure, SourceItem, SourceList, list_sources, source_name
+from usvid.data.manifest import LESION_CATEGORY, Box
+from usvid.data.sources import Failure, SourceItem, SourceList, file_signature, list_sources, source_name
 from usvid.data.splits import SPLITS, SplitFractions, assign_splits, read_groups
 from usvid.data.store import (
     FRAME_COLUMNS,
@@ -55,6 +62,7 @@ from usvid.data.store import (
     STORE_VERSION,
     VIDEO_COLUMNS,
     Letterbox,
+    array_problem,
     format_boxes,
 )
 from usvid.errors import (
@@ -66,7 +74,16 @@ from usvid.errors import (
     unknown_name,
 )
 from usvid.io import atomic_path, file_mode, write_json_atomic, write_text_atomic
-from usvid.video.reader import BACKENDS, DEFAULT_BATCH_SIZE, GreyFrame, expand_range, open_video
+from usvid.outputs import check_output_dir, check_path_text
+from usvid.video.reader import (
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    MAX_FRAME_SIDE,
+    GreyFrame,
+    early_end,
+    expand_range,
+    open_video,
+)
 from usvid.video.roi import (
     ROI_FRAMES,
     MotionStats,
@@ -79,6 +96,8 @@ from usvid.video.roi import (
 log = logging.getLogger(__name__)
 
 MAX_AUTO_WORKERS = 8
+ENDED_EARLY = "ended_early"  # warning code: decoding stopped before the container's declared end
+RECORD_NAME = re.compile(r"^(?P<file>[A-Za-z0-9-][A-Za-z0-9._-]*-[0-9a-f]{8})\.(?:json|npy)$")  # what file_stem names, nothing else
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,9 @@ class ExtractConfig:
             on one thread (FFmpeg decodes a stream faster per CPU second alone than with frame threads, and
             the videos fill the cores), except the last ones, which get FFmpeg's threads to themselves.
             The store is the same for any number of workers.
+        classes: keep only videos of these labels (compared case-insensitively).
+        category: the COCO category of ``annotations.json`` whose boxes are lesion boxes; boxes of other
+            categories are skipped and counted in a warning.
     """
 
     size: int = 256
@@ -118,6 +140,7 @@ class ExtractConfig:
     roi_frames: int = ROI_FRAMES
     workers: int = 0
     classes: tuple[str, ...] | None = None
+    category: str = LESION_CATEGORY
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -138,12 +161,29 @@ class ExtractConfig:
             raise ConfigError(f"--workers {self.workers}: must be >= 0 (0: one per CPU core)")
         if self.classes is not None and not all(c.strip() for c in self.classes):
             raise ConfigError(f"--classes {','.join(self.classes)}: class names must not be empty, such as benign,malignant")
+        if not self.category.strip():
+            raise ConfigError("--category: must not be empty; the default is 'lesion'")
+        if self.roi is not None:
+            self._check_roi(self.roi)
+
+    @staticmethod
+    def _check_roi(roi: tuple[int, ...]) -> None:
+        """The region's own rule, checked before anything is written (its fit to each video is checked per video)."""
+        text = ",".join(map(str, roi))
+        if len(roi) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in roi):
+            raise ConfigError(f"--roi {text}: expected four whole numbers x,y,w,h such as 40,60,560,400")
+        x, y, w, h = roi
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            raise ConfigError(f"--roi {text}: x and y must be >= 0, width and height > 0, such as 40,60,560,400")
+        if x + w > MAX_FRAME_SIDE or y + h > MAX_FRAME_SIDE:
+            raise ConfigError(f"--roi {text}: reaches past {MAX_FRAME_SIDE} pixels, larger than any video usvid reads")
 
     def fingerprint(self) -> dict:
         """The settings that change the store's content (``strict``, ``batch_size`` and ``workers`` do not)."""
         groups = hashlib.sha1(Path(self.groups).read_bytes()).hexdigest() if self.groups else None
         # ``classes`` only when given: stores made before it existed keep their fingerprint (and resume).
         classes = {"classes": sorted(self.classes)} if self.classes is not None else {}
+        category = {"category": self.category} if self.category != LESION_CATEGORY else {}
         return {
             "size": self.size,
             "every": self.every,
@@ -157,6 +197,7 @@ class ExtractConfig:
             "backend": self.backend,
             "roi_frames": self.roi_frames,
             **classes,
+            **category,
         }
 
 
@@ -185,7 +226,13 @@ class SplitCount:
 
 @dataclass
 class ExtractSummary:
-    """What an extraction did: counts per split and class, and every failure (file + message)."""
+    """What an extraction did: counts per split and class, and every failure (file + message).
+
+    ``extracted`` counts the videos extracted by this run, ``changed`` those of them that had been extracted
+    before from other inputs; ``skipped`` the finished videos reused as they were. ``ended_early`` counts the
+    videos whose decoding stopped before their container's declared end (each also a warning);
+    ``split_changes`` lists ``(patient, old split, new split)`` for the patients the current listing moved.
+    """
 
     out: Path
     counts: list[SplitCount]
@@ -194,6 +241,10 @@ class ExtractSummary:
     skipped: int = 0
     deduped: int = 0
     warnings: list[Failure] = field(default_factory=list)
+    changed: int = 0
+    removed: int = 0
+    ended_early: int = 0
+    split_changes: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -449,9 +500,12 @@ class _VideoJob:
         except BaseException:
             writer.abort()
             raise
+        masks_path = self.out / "masks" / f"{self.file}.npy"
         if self.masks:
-            with atomic_path(self.out / "masks" / f"{self.file}.npy") as tmp, tmp.open("wb") as f:
+            with atomic_path(masks_path) as tmp, tmp.open("wb") as f:
                 np.save(f, np.stack(self.masks))
+        else:  # one left by an earlier extraction of this video, when it still had boxes
+            masks_path.unlink(missing_ok=True)
         r = self.region
         meta = json.dumps(self.item.meta, sort_keys=True, separators=(",", ":")) if self.item.meta else ""
         video = {
@@ -523,10 +577,11 @@ class _VideoJob:
                 self.set_region(region)
             selector = FrameSelector(config, set(self.item.boxes))
             held: list[GreyFrame] = []
-            stats, seen = MotionStats(), 0
+            stats, seen, last_seconds = MotionStats(), 0, None
             # raw_luma: the range expansion runs on the letterboxed frames, not on the full ones.
             for frame in frames:
                 seen += 1
+                last_seconds = frame.seconds
                 if self.region is not None:
                     self.take(writer, frame, selector)
                 else:
@@ -547,7 +602,20 @@ class _VideoJob:
             raise ProcessingError(
                 f"{self.item.path}: annotation for frame {min(missing)} but only {seen} frames could be decoded"
             )
+        self._check_end(info, seen, last_seconds)
         return seen, info.fps, info.width, info.height
+
+    def _check_end(self, info, decoded: int, last_seconds: float | None) -> None:
+        """A file cut short decodes without an error: compare with what its container declares."""
+        problem = early_end(info, decoded, last_seconds)
+        if problem is None:
+            return
+        if self.config.strict:
+            raise ProcessingError(f"{self.item.path}: {problem} (--strict)")
+        log.info("%s: %s", self.item.path, problem)  # a warning of the summary, printed by the CLI
+        self.warnings.append(
+            {"code": ENDED_EARLY, "video_id": self.item.video_id, "file": str(self.item.path), "message": problem}
+        )
 
     def _hold(self, k: int, grey: np.ndarray) -> np.ndarray:
         held = self.scratch.array((self.config.roi_frames, *grey.shape))[k]
@@ -568,6 +636,11 @@ class _VideoJob:
         for frame in held:
             self.take(writer, frame, selector)
         held.clear()
+
+
+def _write_record(out: Path, file: str, record: dict) -> None:
+    # Compact JSON: the C encoder (indent forces the slow pure-Python one; records hold every frame).
+    write_text_atomic(out / "records" / f"{file}.json", json.dumps(record, separators=(",", ":")) + "\n")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -597,7 +670,7 @@ def _prepare_out(out: Path, listed: list[tuple[Path, str, SourceList]], config: 
     if path.is_file():
         try:
             previous = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             previous = None
         if previous != settings:
             raise InputError(
@@ -610,9 +683,78 @@ def _prepare_out(out: Path, listed: list[tuple[Path, str, SourceList]], config: 
                 f"{out}: folder is not empty and is not a usvid store; choose an empty or new folder"
             )
         write_json_atomic(path, settings)
-    for sub in ("frames", "masks"):
+    # Temporary files a killed run left: only the names usvid's own writers give them.
+    for sub in ("frames", "masks", "records"):
         for stale in (out / sub).glob(".*.tmp") if (out / sub).is_dir() else ():
-            stale.unlink(missing_ok=True)  # left by a killed run
+            stale.unlink(missing_ok=True)
+    for name in ("videos.csv", "frames.csv", STORE_JSON, "extract.json"):
+        for stale in out.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def _inputs_digest(item: SourceItem) -> str:
+    """What a video's record was extracted from: the listing's item (row, label, boxes) and its files' signatures."""
+    described = {
+        "item": asdict(item),
+        "files": [file_signature(item.path), *(file_signature(p) for p in item.mask_paths)],
+    }
+    return hashlib.sha1(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_record(out: Path, file: str) -> dict | None:
+    path = out / "records" / f"{file}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # missing, or damaged by hand: extracted again
+    ok = isinstance(record, dict) and isinstance(record.get("video"), dict) and isinstance(record.get("frames"), list)
+    return record if ok else None
+
+
+def _still_valid(record: dict, out: Path, file: str, inputs: str, size: int) -> bool:
+    """The record was made from these inputs and its arrays are whole (a truncated array is extracted again)."""
+    if record.get("inputs") != inputs:
+        return False
+    frames = record["frames"]
+    if array_problem(out / "frames" / f"{file}.npy", (len(frames), size, size)):
+        return False
+    masks = sum(1 for f in frames if isinstance(f, dict) and int(f.get("mask_index", -1)) >= 0)
+    return not masks or array_problem(out / "masks" / f"{file}.npy", (masks, size, size)) is None
+
+
+def _with_split(record: dict, split: str, out: Path, file: str) -> dict:
+    """A reused record in the split the current listing gives its patient (rewritten only when it moved)."""
+    if record["video"].get("split") != split:
+        record["video"]["split"] = split
+        for frame in record["frames"]:
+            frame["split"] = split
+        _write_record(out, file, record)
+    return record
+
+
+def _forget(out: Path, file: str) -> None:
+    """Remove a video's record, then its arrays: a run killed in between leaves arrays without a record, redone."""
+    (out / "records" / f"{file}.json").unlink(missing_ok=True)
+    (out / "frames" / f"{file}.npy").unlink(missing_ok=True)
+    (out / "masks" / f"{file}.npy").unlink(missing_ok=True)
+
+
+def _remove_unlisted(out: Path, files: set[str]) -> int:
+    """Remove the records and arrays of videos no longer listed; returns how many records went.
+
+    Only names :func:`file_stem` makes, in the store's own sub-folders, are touched: a file usvid did not
+    write stays.
+    """
+    removed = 0
+    for sub in ("records", "frames", "masks"):  # records first, see _forget
+        folder = out / sub
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            match = RECORD_NAME.match(path.name)
+            ours = match and path.suffix == (".json" if sub == "records" else ".npy") and path.is_file()
+            if ours and match["file"] not in files:
+                path.unlink()
+                removed += sub == "records"
+    return removed
 
 
 class _Stopped(Exception):
@@ -621,7 +763,7 @@ class _Stopped(Exception):
 
 
 def _run_jobs(
-    todo: list[tuple[int, SourceItem, str]],
+    todo: list[tuple[int, SourceItem, str, str]],
     num_items: int,
     splits: dict[str, str],
     config: ExtractConfig,
@@ -642,7 +784,7 @@ def _run_jobs(
     started = itertools.count()
     scratch = _Scratch()
 
-    def run(n: int, item: SourceItem, file: str) -> None:
+    def run(n: int, item: SourceItem, file: str, inputs: str) -> None:
         if no_more.is_set():
             raise _Stopped
         # The last videos (fewer left than workers) get FFmpeg's threads: there is no other video to fill the cores.
@@ -671,14 +813,14 @@ def _run_jobs(
             log.warning("%s: %s", item.path, message)
             notify(ExtractProgress(item.video_id, n, num_items, 0, 0, finished=True, failed=True))
             return
-        # Compact JSON: the C encoder (indent forces the slow pure-Python one; records hold every frame).
-        write_text_atomic(out / "records" / f"{file}.json", json.dumps(record, separators=(",", ":")) + "\n")
+        record["inputs"] = inputs
+        _write_record(out, file, record)
         done[n] = record
         frames = len(record["frames"])
         notify(ExtractProgress(item.video_id, n, num_items, frames, frames, finished=True))
 
     with ThreadPoolExecutor(workers, thread_name_prefix="usvid-extract") as pool:
-        pending: set[Future] = {pool.submit(run, n, item, file) for n, item, file in todo}
+        pending: set[Future] = {pool.submit(run, *job) for job in todo}
         first_error: BaseException | None = None
         try:
             while pending:
@@ -699,7 +841,7 @@ def _run_jobs(
     return failed
 
 
-def _list_all(paths: list[Path]) -> list[tuple[Path, str, SourceList]]:
+def _list_all(paths: list[Path], category: str = LESION_CATEGORY) -> list[tuple[Path, str, SourceList]]:
     """List every source; each gets a distinct name (its folder's name, see :func:`source_name`)."""
     listed: list[tuple[Path, str, SourceList]] = []
     names: dict[str, Path] = {}
@@ -710,16 +852,16 @@ def _list_all(paths: list[Path]) -> list[tuple[Path, str, SourceList]]:
                 f"{path}: a second source named '{name}' (also {names[name]}); give every source its own folder name"
             )
         names[name] = path
-        listed.append((path, name, list_sources(path)))
+        listed.append((path, name, list_sources(path, category)))
     return listed
 
 
 def _check_classes(classes: tuple[str, ...] | None, listed: list[tuple[Path, str, SourceList]]) -> None:
     if classes is None:
         return
-    known = {it.label for _, _, sources in listed for it in sources.items}
+    known = {it.label.lower() for _, _, sources in listed for it in sources.items}
     for c in classes:
-        if c not in known:
+        if c.lower() not in known:
             raise ConfigError(
                 f"--classes: no source has class '{c}'.{did_you_mean(c, known)} Classes: {', '.join(sorted(known))}"
             )
@@ -757,11 +899,8 @@ def _plan(
     items: list[SourceItem] = []
     splits: dict[str, str] = {}
     for _, name, sources in listed:
-        kept = [
-            replace(it, dataset=name)
-            for it in sources.items
-            if config.classes is None or it.label in config.classes
-        ]
+        wanted = None if config.classes is None else {c.lower() for c in config.classes}
+        kept = [replace(it, dataset=name) for it in sources.items if wanted is None or it.label.lower() in wanted]
         split = assign_splits(
             {it.patient_id: it.label for it in kept},
             config.split,
@@ -792,74 +931,166 @@ def extract(
     ids it names (BUSI's ``near_duplicates.csv``: the BUSI source); ``name:id`` members name one source.
 
     Raises:
-        InputError: ``src`` is not a dataset, ``out`` holds another extraction, bad settings; with
-            ``strict``, also the first failing video.
+        InputError: ``src`` is not a dataset, ``out`` holds another extraction or is not a writable folder,
+            bad settings (a ``--roi`` outside every video); with ``strict``, also the first failing video.
     Returns:
         counts per split and class, the failures (each names the file and the problem) and the warnings
         (listing faults where the file was used anyway, such as a BUS-BRA ``BBOX`` that disagrees with its mask).
     """
     config = config or ExtractConfig()
-    out = Path(out)
-    paths = [Path(src)] if isinstance(src, (str, Path)) else [Path(p) for p in src]
-    if not paths:
+    sources = [src] if isinstance(src, (str, os.PathLike)) else list(src)
+    if not sources:
         raise InputError("no source given: pass a manifest, a BUSI or BUS-BRA folder or a video, then OUT")
-    listed = _list_all(paths)
-    failures = [f for _, _, sources in listed for f in sources.failures]
+    paths = [check_path_text(p, "SRC") for p in sources]
+    # Before any work: OUT must be a folder we can write, and not one of the sources.
+    out = check_output_dir(out, inputs=paths, option="OUT")
+    listed = _list_all(paths, config.category)
+    failures = [f for _, _, listing in listed for f in listing.failures]
     if config.strict and failures:
         raise InputError(str(failures[0]))
+    notes = [w for _, _, listing in listed for w in listing.warnings]
+    for note in notes:  # info: the summary carries them, and the CLI prints them
+        log.info("%s", note)
     _check_classes(config.classes, listed)
     groups = read_groups(config.groups) if config.groups else []
     items, splits = _plan(listed, config, groups)
+    _check_roi_fits(items, config)
     _prepare_out(out, listed, config)
     notify = progress or (lambda event: None)
-    done: dict[int, dict] = {}
-    todo: list[tuple[int, SourceItem, str]] = []
-    for n, item in enumerate(items, start=1):
-        file = file_stem(item.video_id)
-        record_path = out / "records" / f"{file}.json"
-        if record_path.is_file() and (out / "frames" / f"{file}.npy").is_file():
-            done[n] = json.loads(record_path.read_text())
-            notify(ExtractProgress(item.video_id, n, len(items), 0, 0, finished=True, skipped=True))
-        else:
-            todo.append((n, item, file))
+    done, todo, moved, changed, removed = _reuse(items, splits, out, config, notify)
     skipped = len(done)
     failed = _run_jobs(todo, len(items), splits, config, out, notify, done)
     failures += [failed[n] for n in sorted(failed)]
     records = [done[n] for n in sorted(done)]
-    extracted = len(records) - skipped
     warnings = [w for r in records for w in r.get("warnings", [])]
     if records:
-        _write_if_changed(out / "videos.csv", _csv_text(VIDEO_COLUMNS, [r["video"] for r in records]))
-        _write_if_changed(
-            out / "frames.csv", _csv_text(FRAME_COLUMNS, [f for r in records for f in r["frames"]])
-        )
-        meta = {
-            "format": STORE_FORMAT,
-            "version": STORE_VERSION,
-            "size": config.size,
-            "labels": sorted({it.label for it in items}),
-            "splits": list(SPLITS),
-            "resize": RESIZE_RULE,
-            "grey": "full-range luma (BT.601), uint8",
-            "source_kind": "+".join(sources.kind for _, _, sources in listed),
-            "sources": [{"name": name, "kind": sources.kind} for _, name, sources in listed],
-            "config": config.fingerprint(),
-        }
-        if warnings:
-            codes: dict[str, list[str]] = {}
-            for w in warnings:
-                codes.setdefault(w["code"], []).append(w["video_id"])
-            meta["warnings"] = codes
-        _write_if_changed(out / STORE_JSON, json.dumps(meta, indent=2) + "\n")
+        _write_store_files(out, records, items, listed, config, warnings)
+    if moved:
+        log.info("%s", split_change_text(moved))
     return ExtractSummary(
         out,
         _count(records),
         failures,
-        extracted,
+        len(records) - skipped,
         skipped,
         sum(r["video"]["deduped"] for r in records),
-        [Failure(w["file"], w["message"]) for w in warnings],
+        notes + [Failure(w["file"], w["message"]) for w in warnings],
+        changed=sum(1 for n, _, _, _ in todo if n in changed and n in done),
+        removed=removed,
+        ended_early=sum(w["code"] == ENDED_EARLY for w in warnings),
+        split_changes=moved,
     )
+
+
+def split_change_text(moved: list[tuple[str, str, str]], shown: int = 5) -> str:
+    """One line saying which patients the current listing moved to another split."""
+    listed = ", ".join(f"{pid} {old} -> {new}" for pid, old, new in moved[:shown])
+    more = f" and {len(moved) - shown} more" if len(moved) > shown else ""
+    return (
+        f"splits changed since the last extraction: {len(moved)} patient{'s' if len(moved) != 1 else ''} moved "
+        f"({listed}{more}); the splits are made from the whole current listing"
+    )
+
+
+def _reuse(
+    items: list[SourceItem], splits: dict[str, str], out: Path, config: ExtractConfig, notify: Progress
+) -> tuple[dict[int, dict], list[tuple[int, SourceItem, str, str]], list[tuple[str, str, str]], set[int], int]:
+    """Sort the items into finished records reused as they are and videos to extract.
+
+    Returns the reused records by item number, the jobs ``(number, item, file, inputs digest)``, the patients
+    whose split moved ``(patient, old, new)``, the numbers of the jobs that redo a video extracted before from
+    other inputs, and how many records of videos no longer listed were removed.
+    """
+    done: dict[int, dict] = {}
+    todo: list[tuple[int, SourceItem, str, str]] = []
+    before: dict[str, str] = {}  # patient -> the split its records had
+    changed: set[int] = set()
+    listed: set[str] = set()
+    for n, item in enumerate(items, start=1):
+        file, inputs = file_stem(item.video_id), _inputs_digest(item)
+        listed.add(file)
+        record = _read_record(out, file)
+        if record is not None:
+            before.setdefault(str(record["video"].get("patient_id")), str(record["video"].get("split")))
+        if record is not None and _still_valid(record, out, file, inputs, config.size):
+            done[n] = _with_split(record, splits[item.patient_id], out, file)
+            notify(ExtractProgress(item.video_id, n, len(items), 0, 0, finished=True, skipped=True))
+            continue
+        if record is not None:
+            changed.add(n)
+            log.info("%s: inputs changed since it was extracted; extracting it again", item.path)
+        _forget(out, file)
+        todo.append((n, item, file, inputs))
+    removed = _remove_unlisted(out, listed)
+    moved = sorted((pid, old, splits[pid]) for pid, old in before.items() if pid in splits and splits[pid] != old)
+    return done, todo, moved, changed, removed
+
+
+def _write_store_files(
+    out: Path,
+    records: list[dict],
+    items: list[SourceItem],
+    listed: list[tuple[Path, str, SourceList]],
+    config: ExtractConfig,
+    warnings: list[dict],
+) -> None:
+    _write_if_changed(out / "videos.csv", _csv_text(VIDEO_COLUMNS, [r["video"] for r in records]))
+    _write_if_changed(out / "frames.csv", _csv_text(FRAME_COLUMNS, [f for r in records for f in r["frames"]]))
+    meta = {
+        "format": STORE_FORMAT,
+        "version": STORE_VERSION,
+        "size": config.size,
+        "labels": sorted({it.label for it in items}),
+        "splits": list(SPLITS),
+        "resize": RESIZE_RULE,
+        "grey": "full-range luma (BT.601), uint8",
+        "source_kind": "+".join(listing.kind for _, _, listing in listed),
+        "sources": [{"name": name, "kind": listing.kind} for _, name, listing in listed],
+        "config": config.fingerprint(),
+    }
+    if warnings:
+        codes: dict[str, list[str]] = {}
+        for w in warnings:
+            codes.setdefault(w["code"], []).append(w["video_id"])
+        meta["warnings"] = codes
+    _write_if_changed(out / STORE_JSON, json.dumps(meta, indent=2) + "\n")
+
+
+def _frame_size(item: SourceItem, backend: str) -> tuple[int, int] | None:
+    """``(width, height)`` of an item's frames, or None when it cannot be read (it fails on its own later)."""
+    try:
+        if item.still:
+            from usvid.video.images import read_image
+
+            height, width = read_image(item.path, grey=True).shape
+            return width, height
+        with open_video(item.path, backend) as reader:
+            return reader.info.width, reader.info.height
+    except Exception:  # noqa: BLE001 - a probe only: the item's own extraction reports what is wrong with it
+        return None
+
+
+def _check_roi_fits(items: list[SourceItem], config: ExtractConfig) -> None:
+    """Refuse a ``--roi`` that fits no video before anything is written (one that fits some fails the others).
+
+    Stops at the first video it fits, so a good region costs one probe.
+    """
+    if config.roi is None:
+        return
+    sizes, first = [], None
+    for item in items:
+        size = _frame_size(item, config.backend)
+        if size is None:
+            continue
+        try:
+            fixed_scan_region(config.roi, *size)
+            return
+        except InputError as err:
+            sizes.append(size)
+            first = first or str(err)
+    if first:
+        found = ", ".join(sorted({f"{w}x{h}" for w, h in sizes}))
+        raise ConfigError(f"{first}; it fits no video (frame sizes: {found}), nothing was written")
 
 
 def _count(records: list[dict]) -> list[SplitCount]:

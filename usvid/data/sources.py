@@ -8,11 +8,13 @@ the dataset, bad boxes, annotations of unknown videos.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from usvid.data.manifest import (
     ANNOTATIONS_NAME,
+    LESION_CATEGORY,
     MANIFEST_NAME,
     Box,
     Problem,
@@ -23,6 +25,35 @@ from usvid.errors import InputError
 from usvid.video.reader import IMAGE_SUFFIXES
 
 UNKNOWN_LABEL = "unknown"
+SIGNATURE_BLOCK = 1 << 16  # bytes hashed at each end of a file
+
+
+def file_signature(path: Path) -> list:
+    """What tells a changed input file cheaply: size, mtime and a hash of its first and last 64 KiB.
+
+    A file up to 128 KiB is hashed whole; a folder of frame images is the list of its images' signatures.
+    A replaced recording differs in its container header (the first block) or its last frames (the last),
+    even when a copy kept its size and time.
+    """
+    if path.is_dir():
+        return [[p.name, *_signature(p)] for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return _signature(path)
+
+
+def _signature(path: Path) -> list:
+    try:
+        stat = path.stat()
+        digest = hashlib.sha1()
+        with path.open("rb") as f:
+            if stat.st_size <= 2 * SIGNATURE_BLOCK:
+                digest.update(f.read())
+            else:
+                digest.update(f.read(SIGNATURE_BLOCK))
+                f.seek(-SIGNATURE_BLOCK, 2)
+                digest.update(f.read(SIGNATURE_BLOCK))
+    except OSError as err:
+        return ["unreadable", err.strerror or type(err).__name__]
+    return [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
 
 
 @dataclass(frozen=True)
@@ -65,21 +96,32 @@ class SourceItem:
 
 @dataclass
 class SourceList:
+    """The items of one source, the faults that dropped items, and warnings about items used anyway."""
+
     kind: str
     root: Path
     items: list[SourceItem]
     failures: list[Failure]
+    warnings: list[Failure] = field(default_factory=list)
 
 
-def read_manifest_source(manifest: Path) -> SourceList:
-    """The manifest's videos; a bad row or annotation fails only its video (see :class:`Problem`)."""
+def read_manifest_source(manifest: Path, category: str = LESION_CATEGORY) -> SourceList:
+    """The manifest's videos; a bad row or annotation fails only its video (see :class:`Problem`).
+
+    ``category``: the COCO category whose boxes are lesion boxes (others are skipped, with a warning).
+    """
     problems: list[Problem] = []
-    entries = read_manifest(manifest, errors=problems)
+    notes: list[Problem] = []
+    entries = read_manifest(manifest, errors=problems, notes=notes)
     root = manifest.parent.resolve()
     # Videos dropped for a row problem are still known, so their annotations are not "unknown video" faults.
     listed = {e.video_id for e in entries} | {p.video_id for p in problems if p.video_id}
     ann_path = root / ANNOTATIONS_NAME
-    boxes = read_annotations(ann_path, listed, errors=problems) if ann_path.exists() else {}
+    boxes = (
+        read_annotations(ann_path, listed, errors=problems, category=category, notes=notes)
+        if ann_path.exists()
+        else {}
+    )
     failed = {p.video_id for p in problems}
     items = [
         SourceItem(
@@ -93,7 +135,13 @@ def read_manifest_source(manifest: Path) -> SourceList:
         for e in entries
         if e.video_id not in failed
     ]
-    return SourceList("manifest", root, items, [Failure(p.where, p.message) for p in problems])
+    return SourceList(
+        "manifest",
+        root,
+        items,
+        [Failure(p.where, p.message) for p in problems],
+        [Failure(p.where, p.message) for p in notes],
+    )
 
 
 def single_video_source(path: Path) -> SourceList:
@@ -110,16 +158,19 @@ def is_busi_folder(folder: Path) -> bool:
     )
 
 
-def list_sources(src: str | Path) -> SourceList:
-    """Work out what ``src`` is and list its videos (see the module docstring)."""
+def list_sources(src: str | Path, category: str = LESION_CATEGORY) -> SourceList:
+    """Work out what ``src`` is and list its videos (see the module docstring).
+
+    ``category``: the COCO category of a manifest's ``annotations.json`` read as lesion boxes.
+    """
     src = Path(src)
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
     if src.is_file() and src.name.endswith(".csv"):
-        return read_manifest_source(src)
+        return read_manifest_source(src, category)
     if src.is_dir():
         if (src / MANIFEST_NAME).is_file():
-            return read_manifest_source(src / MANIFEST_NAME)
+            return read_manifest_source(src / MANIFEST_NAME, category)
         from usvid.data.busbra import is_busbra_folder, read_busbra
 
         if is_busbra_folder(src):

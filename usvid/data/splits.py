@@ -60,9 +60,18 @@ def read_groups(path: str | Path) -> list[set[str]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: groups file not found")
-    with path.open(newline="") as f:
+    try:
+        return _read_groups(path)
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+
+
+def _read_groups(path: Path) -> list[set[str]]:
+    # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark that would hide the 'group' column.
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
+        cols = [c.strip() for c in reader.fieldnames or []]
+        reader.fieldnames = cols
         member_col = "image" if "image" in cols else "video_id" if "video_id" in cols else None
         if "group" not in cols or member_col is None:
             raise InputError(

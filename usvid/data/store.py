@@ -239,8 +239,40 @@ def read_csv(path: Path, columns: list[str]) -> list[dict[str, str]]:
         return list(reader)
 
 
+def array_problem(path: Path, shape: tuple[int, ...] | None = None) -> str | None:
+    """What is wrong with the uint8 ``.npy`` at ``path`` (missing, truncated, another shape), or None.
+
+    Reads the header and the file size only, so a whole store is checked in milliseconds.
+    """
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):  # usvid writes 1.0; 2.0 only for headers over 64 KiB
+                return f"a .npy of version {version[0]}.{version[1]}, not one usvid writes"
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            found, fortran, dtype = read_header[version](f)
+            data_start = f.tell()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError, EOFError, SyntaxError) as err:
+        return f"not a readable array ({type(err).__name__}: {err})"
+    if dtype != np.uint8 or fortran:
+        return f"holds {dtype} {'Fortran-order ' if fortran else ''}data, not uint8"
+    if shape is not None and tuple(found) != tuple(shape):
+        return f"holds an array of shape {tuple(found)}, not {tuple(shape)}"
+    expected = data_start + math.prod(found)
+    size = path.stat().st_size
+    if size < expected:
+        return f"truncated ({size} bytes, its header needs {expected})"
+    return None
+
+
 class FrameStore:
-    """Read an extracted store (see the module docstring); arrays are memory-mapped, not loaded."""
+    """Read an extracted store (see the module docstring); arrays are memory-mapped, not loaded.
+
+    Opening it checks every array's header and size against ``videos.csv`` and ``frames.csv``, so a damaged
+    store fails in one line naming the file before any training starts, not in the middle of an epoch.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -264,6 +296,33 @@ class FrameStore:
         self._videos = [self._video(r) for r in read_csv(self.path / "videos.csv", required)]
         self._by_id = {v.video_id: v for v in self._videos}
         self._frames = [self._frame(r) for r in read_csv(self.path / "frames.csv", FRAME_COLUMNS)]
+        self._check_arrays()
+
+    def _damaged(self, path: Path, problem: str) -> InputError:
+        return InputError(
+            f"{path}: {problem}; the store is damaged, re-run `usvid extract SRC {self.path}` "
+            "(it redoes the damaged videos)"
+        )
+
+    def _check_arrays(self) -> None:
+        masks: dict[str, int] = {}
+        for f in self._frames:
+            if f.mask_index >= 0:
+                masks[f.video_id] = max(masks.get(f.video_id, 0), f.mask_index + 1)
+        size = self.size
+        for v in self._videos:
+            path = self.path / "frames" / f"{v.file}.npy"
+            problem = array_problem(path, (v.stored_frames, size, size))
+            if problem:
+                raise self._damaged(path, problem)
+            if v.video_id in masks:
+                path = self.path / "masks" / f"{v.file}.npy"
+                problem = array_problem(path)
+                shape = np.load(path, mmap_mode="r").shape if problem is None else None
+                if shape is not None and (shape[1:] != (size, size) or shape[0] < masks[v.video_id]):
+                    problem = f"holds masks of shape {shape}, frames.csv needs ({masks[v.video_id]}, {size}, {size})"
+                if problem:
+                    raise self._damaged(path, problem)
 
     @staticmethod
     def _video(r: dict[str, str]) -> StoredVideo:
@@ -327,9 +386,16 @@ class FrameStore:
                 f"{self.path}: no video '{video_id}' in the store.{did_you_mean(video_id, self._by_id)}"
             ) from None
 
+    def _load(self, path: Path) -> np.ndarray:
+        # Checked at open, but a file can be damaged while a long training reads it.
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as err:
+            raise self._damaged(path, array_problem(path) or f"not a readable array ({err})") from None
+
     def frames_of(self, video_id: str) -> np.ndarray:
         """``(N, S, S)`` uint8 memory-mapped frames of one video, in ``store_index`` order."""
-        return np.load(self.path / "frames" / f"{self._video_of(video_id).file}.npy", mmap_mode="r")
+        return self._load(self.path / "frames" / f"{self._video_of(video_id).file}.npy")
 
     @cached_property
     def _mask_index(self) -> dict[tuple[str, int], int]:
@@ -341,7 +407,7 @@ class FrameStore:
         k = self._mask_index.get((video_id, int(store_index)))
         if k is None:
             return None
-        return np.load(self.path / "masks" / f"{video.file}.npy", mmap_mode="r")[k]
+        return self._load(self.path / "masks" / f"{video.file}.npy")[k]
 
     def split(self, name: str) -> list[StoredFrame]:
         from usvid.data.splits import SPLITS

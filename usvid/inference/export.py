@@ -11,6 +11,7 @@ from usvid.inference.export_onnx import OnnxExportConfig, ParityReport, export_o
 from usvid.inference.frames import read_sample_frames
 from usvid.inference.metadata import ModelInfo
 from usvid.inference.quantize import CalibrationMethod, Int8Config, Int8Report, quantize_int8
+from usvid.outputs import check_output_file, check_path_text
 
 Format = Literal["onnx", "tensorrt"]
 FORMATS = ("onnx", "tensorrt")
@@ -74,10 +75,16 @@ def export_model(checkpoint: str | Path, out: str | Path, config: ExportConfig =
     """Export ``checkpoint`` to ``out`` in ``config.format``; nothing is written unless parity holds.
 
     Raises:
-        InputError: unreadable checkpoint or sample.
+        InputError: unreadable checkpoint or sample; ``out`` is a folder, an input, or in a read-only place.
         MissingDependencyError: onnx/onnxruntime, or tensorrt/a GPU for ``format="tensorrt"``, missing.
         ProcessingError: the exporter failed, or the exported model disagrees with PyTorch.
     """
+    # Before any work: a folder, an input or a read-only place as --out used to fail after the whole export.
+    named = ((checkpoint, "checkpoint"), (config.sample, "--sample"), (config.calibration, "--calibration"))
+    for value, option in named:
+        if value is not None:
+            check_path_text(value, option)
+    out = check_output_file(out, inputs=(checkpoint, config.sample, config.calibration), option="--out")
     if config.int8:
         res = quantize_int8(checkpoint, out, Int8Config(calibration=Path(config.calibration),
                                                         calibration_frames=config.calibration_frames,

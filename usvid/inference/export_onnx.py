@@ -34,6 +34,7 @@ from usvid.inference.geometry import network_frames
 from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
 from usvid.inference.torch_backend import DTYPES, InferenceModel, checkpoint_info
 from usvid.io import atomic_path
+from usvid.outputs import check_output_file
 from usvid.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -225,11 +226,13 @@ def export_onnx(
         config: opset, precision and parity settings.
         sample_frames: optional real frames ``(N, 1, H, W)`` uint8 for the parity check, besides random ones.
     Raises:
+        InputError: an unreadable checkpoint, or ``out`` a folder, the checkpoint itself or in a read-only place.
         ProcessingError: when the exporter fails or parity is outside the tolerance.
     """
     start = time.perf_counter()
-    out = Path(out)
-    where = str(checkpoint) if isinstance(checkpoint, (str, Path)) else "checkpoint"
+    from_file = isinstance(checkpoint, (str, Path))
+    out = check_output_file(out, inputs=(checkpoint,) if from_file else (), option="out")
+    where = str(checkpoint) if from_file else "checkpoint"
     if isinstance(checkpoint, (str, Path)):
         checkpoint = load_checkpoint(checkpoint)
     try:

@@ -46,6 +46,35 @@ def _providers(ort, device: str) -> list[str]:
     raise ConfigError(f"unknown device '{device}' for onnxruntime; use auto, cpu or cuda")
 
 
+def check_initializers_finite(path: Path) -> None:
+    """Refuse an ONNX file whose weights (float initializers) hold NaN or inf; skipped without ``onnx``.
+
+    One parse of the protobuf (a fraction of a second for LA-Net-R50): ONNX files carry no checksum, and a
+    NaN weight would otherwise show only as NaN outputs.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnxruntime read it; a parser quirk here is no reason to refuse it
+        log.debug("%s: onnx could not parse it for the finite check", path, exc_info=True)
+        return
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+    for init in model.graph.initializer:
+        if init.data_type not in floats or init.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        values = numpy_helper.to_array(init).astype(np.float32, copy=False)
+        count = int((~np.isfinite(values)).sum())
+        if count:
+            raise InputError(
+                f"{path}: corrupted: weights hold NaN or infinite values ({init.name}: {count} of {values.size}); "
+                "re-export the model from a good checkpoint"
+            )
+
+
 class OrtPredictor(BasePredictor):
     """Runs an exported ONNX model in onnxruntime.
 
@@ -84,6 +113,7 @@ class OrtPredictor(BasePredictor):
         except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / RuntimeException types
             raise InputError(f"{path}: not a readable ONNX model ({type(err).__name__}: {err})") from None
         info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
+        check_initializers_finite(path)
         # Preprocessing runs in torch on the CPU; onnxruntime copies to the GPU itself when CUDA is used.
         super().__init__(info, torch.device("cpu"), threshold)
         self.path = path

@@ -19,15 +19,22 @@ with ``roi``; the whole frame when nothing moves) cropped, blanked outside the s
 of probabilities and boxes) is off by default so per-frame results stay the paper's.
 
 A video that cannot be read is reported and skipped; the others still run. Every output file is written
-atomically, so a failed or interrupted video leaves nothing half-written.
+atomically, so a failed or interrupted video leaves nothing half-written, and a re-run resumes: a video is
+skipped when its outputs are still the ones a done-record (``DIR/.usvid-predict/<video>.json``) lists and
+the record matches the source file (size, modification time, a hash of its first and last MiB), the model
+file and the settings that change results; otherwise it is predicted again. A re-run first removes the
+temporaries a killed run left (``.<output name>.*.tmp``, only for its own output names). No output may be
+an input (the source, a source video, the model): that is refused before any work.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -44,9 +51,10 @@ from usvid.errors import ConfigError, InputError, ProcessingError, UsvidError
 from usvid.inference.frames import IMAGE_SUFFIXES, FrameReader
 from usvid.inference.overlay import render_prediction
 from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi
-from usvid.inference.predictor import BasePredictor, load_predictor
+from usvid.inference.predictor import BasePredictor, NonFiniteOutputError, load_predictor
 from usvid.inference.smoothing import TemporalSmoother
 from usvid.io import atomic_path, write_json_atomic, write_text_atomic
+from usvid.outputs import check_output_dir, check_path_text, refuse_inputs
 from usvid.video.roi import ROI_FRAMES
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,11 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".dcm")
 SUMMARY_NAME = "summary.csv"
 CONFIG_NAME = "predict_config.json"
+RECORDS_DIR = ".usvid-predict"
+RECORD_FORMAT = "usvid-predict-record"
+_END_BLOCK = 1 << 20  # the source hash covers this much of the start and of the end of the file
+# Settings that change speed but not results: changing them does not redo finished videos.
+_SPEED_ONLY = ("batch_size", "threads", "compile")
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,7 @@ class VideoResult:
     jsonl: Path
     overlay: Path | None
     seconds: float
+    reused: bool = False  # finished by an earlier run and kept (see the module docstring)
 
     @property
     def frames_per_second(self) -> float:
@@ -148,6 +162,14 @@ class PredictReport:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    @property
+    def predicted(self) -> int:
+        return sum(not r.reused for r in self.results)
+
+    @property
+    def already_done(self) -> int:
+        return sum(r.reused for r in self.results)
 
     @property
     def summary_csv(self) -> Path:
@@ -226,6 +248,147 @@ class _Mp4Writer:
                     self.container.mux(packet)
         finally:
             self.container.close()
+
+
+# ------------------------------------------------------------------------------------------ outputs, resume
+
+
+def _output_names(name: str, overlay: bool) -> list[str]:
+    return [f"{name}.jsonl", *([f"{name}.overlay.mp4"] if overlay else [])]
+
+
+def refuse_outputs_that_are_inputs(
+    out: Path, sources: list[VideoSource], inputs: list[Path], overlay: bool
+) -> None:
+    """Refuse a run where an output file would replace an input (a source video, the model, the manifest)."""
+    taken = {p.resolve(): p for p in [*inputs, *(s.path for s in sources)]}
+    outputs = [out / SUMMARY_NAME, out / CONFIG_NAME]
+    outputs += [out / n for s in sources for n in _output_names(s.name, overlay)]
+    for path in outputs:
+        if path.resolve() in taken:
+            refuse_inputs(path, [taken[path.resolve()]], "--out")
+
+
+def clean_temporaries(out: Path, sources: list[VideoSource]) -> int:
+    """Remove the temporaries a killed run left for this run's own outputs; return how many."""
+    names = [SUMMARY_NAME, CONFIG_NAME, *(n for s in sources for n in _output_names(s.name, True))]
+    records = [f"{s.name}.json" for s in sources]
+    removed = 0
+    for folder, own in ((out, names), (out / RECORDS_DIR, records)):
+        if not folder.is_dir():
+            continue
+        # atomic_path names them ".<name>.<random>.tmp"; nothing else is touched.
+        pattern = re.compile(rf"^\.(?:{'|'.join(re.escape(n) for n in own)})\.[a-z0-9_]+\.tmp$")
+        for path in folder.iterdir():
+            if pattern.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("removed %d temporary files an interrupted run left in %s", removed, out)
+    return removed
+
+
+def file_fingerprint(path: Path) -> dict:
+    """Size, modification time and a SHA-256 of the first and last MiB of a file (for a frame folder: of
+    its listing), enough to tell a replaced or edited source without reading all of it."""
+    if path.is_dir():
+        listing = sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()
+        )
+        return {"files": len(listing), "sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
+    st = path.stat()
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        sha.update(f.read(_END_BLOCK))
+        if st.st_size > _END_BLOCK:
+            f.seek(max(_END_BLOCK, st.st_size - _END_BLOCK))
+            sha.update(f.read(_END_BLOCK))
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_ends": sha.hexdigest()}
+
+
+def _stat(path: Path) -> dict:
+    st = path.stat()
+    return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _record_path(out: Path, name: str) -> Path:
+    return out / RECORDS_DIR / f"{name}.json"
+
+
+def _run_key(model_path: Path, backend: str, config: PredictConfig) -> dict:
+    """What decides a video's results besides its source: the model file and the settings."""
+    settings = {k: v for k, v in _settings(config).items() if k not in _SPEED_ONLY}
+    return {
+        "model": str(model_path.resolve()),
+        "model_file": file_fingerprint(model_path),
+        "backend": backend,
+        **settings,
+    }
+
+
+def _save_record(out: Path, result: VideoResult, key: dict) -> None:
+    outputs = [result.jsonl, *([result.overlay] if result.overlay else [])]
+    roi = result.roi
+    write_json_atomic(
+        _record_path(out, result.source.name),
+        {
+            "format": RECORD_FORMAT,
+            "version": 1,
+            "source": str(result.source.path),
+            "source_file": file_fingerprint(result.source.path),
+            "run": key,
+            "outputs": [_stat(p) for p in outputs],
+            "result": {
+                "frames": result.frames,
+                "fps": result.fps,
+                "width": result.width,
+                "height": result.height,
+                "class": result.class_name,
+                "mean_probs": list(result.mean_probs),
+                "lesion_frames": result.lesion_frames,
+                "roi": None if roi is None else [roi.x, roi.y, roi.w, roi.h],
+                "roi_method": result.roi_method,
+                "seconds": result.seconds,
+            },
+        },
+    )
+
+
+def finished_result(out: Path, source: VideoSource, key: dict, overlay: bool) -> VideoResult | None:
+    """The earlier run's result for ``source`` when it is finished and still valid, else None (redo it)."""
+    try:
+        record = json.loads(_record_path(out, source.name).read_text())
+        if (
+            record.get("format") != RECORD_FORMAT
+            or record["source"] != str(source.path)
+            or record["run"] != key
+            or record["source_file"] != file_fingerprint(source.path)
+        ):
+            return None
+        wanted = _output_names(source.name, overlay)
+        if [o["name"] for o in record["outputs"]] != wanted:
+            return None
+        if any(_stat(out / o["name"]) != o for o in record["outputs"]):
+            return None  # an output was removed, replaced or edited since
+        r = record["result"]
+        return VideoResult(
+            source,
+            int(r["frames"]),
+            float(r["fps"]),
+            int(r["width"]),
+            int(r["height"]),
+            r["class"],
+            tuple(float(p) for p in r["mean_probs"]),
+            int(r["lesion_frames"]),
+            None if r["roi"] is None else Roi(*r["roi"]),
+            r["roi_method"],
+            out / wanted[0],
+            out / wanted[1] if overlay else None,
+            float(r["seconds"]),
+            reused=True,
+        )
+    except (OSError, ValueError, KeyError, TypeError, UsvidError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- prediction
@@ -371,31 +534,50 @@ def predict_videos(
     Returns:
         A :class:`PredictReport`; videos that failed are in ``report.failures`` (the others still ran).
     Raises:
-        InputError: when ``src`` or the model cannot be used at all.
+        InputError: when ``src`` or the model cannot be used at all, or ``out`` cannot be written or would
+            replace an input (checked before any work).
     """
+    src = check_path_text(src, "SRC")
+    model_path = check_path_text(model_path, "--model")
+    out = check_output_dir(out, inputs=[src, model_path], option="--out")
     sources = collect_sources(src)
+    inputs = [src, model_path, *([src / MANIFEST_NAME] if src.is_dir() else [])]
+    refuse_outputs_that_are_inputs(out, sources, inputs, config.overlay)
     predictor = load_predictor(model_path, config.backend, config.device, precision=config.precision,
                                compile=config.compile, threads=config.threads, threshold=config.threshold)
-    out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"{out}: cannot create the output folder ({err.strerror})") from None
+    clean_temporaries(out, sources)
     write_json_atomic(out / CONFIG_NAME, {"src": str(src), "model": str(model_path), "backend": predictor.backend,
                                           "class_names": list(predictor.class_names), **_settings(config),
                                           "model_info": predictor.info.to_metadata()})
+    key = _run_key(model_path, predictor.backend, config)
     report = PredictReport(out, predictor.backend, predictor.class_names)
     for index, source in enumerate(sources):
         def on_batch(done: int, total: int | None, _name=source.name, _i=index) -> None:
             if progress is not None:
                 progress(PredictProgress(_name, _i, len(sources), done, total))
 
+        earlier = finished_result(out, source, key, config.overlay)
+        if earlier is not None:
+            report.results.append(earlier)
+            on_batch(earlier.frames, earlier.frames)
+            continue
+        # A stale record must not vouch for outputs this run is about to replace.
+        _record_path(out, source.name).unlink(missing_ok=True)
         try:
-            report.results.append(predict_video(predictor, source, out, config, on_batch))
+            result = predict_video(predictor, source, out, config, on_batch)
+        except NonFiniteOutputError:
+            raise  # the model, not this video, is broken: every other video would fail the same way
         except (UsvidError, av.FFmpegError, OSError, ValueError, RuntimeError) as err:
             message = str(err) if str(source.path) in str(err) else f"{source.path}: {err}"
             log.warning("skipping %s", message)
             log.debug("failure details", exc_info=True)
             report.failures.append(VideoFailure(source, message))
+            continue
+        _save_record(out, result, key)
+        report.results.append(result)
     write_text_atomic(out / SUMMARY_NAME, _summary_csv(report))
     return report

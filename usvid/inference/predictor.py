@@ -26,6 +26,7 @@ from usvid.errors import ConfigError, InputError, MissingDependencyError, requir
 from usvid.inference.geometry import network_frames
 from usvid.inference.metadata import ModelInfo
 from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi, masks_to_boxes
+from usvid.outputs import check_path_text
 from usvid.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,16 @@ class Predictor(Protocol):
     def predict(self, frames: torch.Tensor, roi: Roi | None = None) -> Prediction: ...
 
 
+class NonFiniteOutputError(InputError):
+    """The network returned NaN or inf: its weights are damaged, or it overflows at this precision."""
+
+
 class BasePredictor:
     """Shared preprocess -> ``_forward`` -> post-process pipeline; subclasses implement ``_forward``."""
 
     backend = "base"
+    #: The model file, named in errors (None for a network given in memory).
+    path: Path | None = None
 
     def __init__(self, info: ModelInfo, device: torch.device, threshold: float = DEFAULT_THRESHOLD) -> None:
         if not 0.0 < threshold < 1.0:
@@ -140,6 +147,7 @@ class BasePredictor:
         x = self._prepare(frames, roi)
         t1 = time.perf_counter()
         probs, mask = self._forward(x)
+        self._check_outputs(probs, mask)
         t2 = time.perf_counter()
         if mask is None:
             boxes = [None] * len(x)
@@ -166,6 +174,20 @@ class BasePredictor:
                              f"got {tuple(frames.shape)}")
         if roi is not None:
             roi.check_inside(frames.shape[-1], frames.shape[-2])
+
+    def _check_outputs(self, probs: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """Refuse NaN/inf outputs: argmax over NaN picks class 0 with no sign that anything is wrong."""
+        bad = ~torch.isfinite(probs).all(dim=1)
+        if mask is not None:
+            bad |= ~torch.isfinite(mask).flatten(1).all(dim=1)
+        if bool(bad.any()):
+            where = self.path if self.path is not None else f"the {self.backend} model"
+            precision = getattr(self, "precision", None)
+            hint = f" or overflows in {precision}, try fp32" if precision in ("fp16", "bf16") else ""
+            raise NonFiniteOutputError(
+                f"{where}: the network returned NaN or infinite values for {int(bad.sum())} of {len(bad)} "
+                f"frame(s); the model is damaged{hint}; use another model file"
+            )
 
     def _prepare(self, frames: torch.Tensor, roi: Roi | None) -> torch.Tensor:
         """``(B, C, H, W)`` uint8 -> ``(B, in_channels, S, S)`` float32 network input on ``self.device``.
@@ -262,7 +284,7 @@ def load_predictor(
     """
     if backend not in BACKENDS:
         raise unknown_name("backend", str(backend), BACKENDS)
-    path = require_file(path, "model file")
+    path = require_file(check_path_text(path, "model file"), "model file")
     kind = model_kind(path)
     allowed = {"checkpoint": ("torch",), "onnx": ("onnxruntime", "tensorrt"), "engine": ("tensorrt",)}[kind]
     chosen = allowed[0] if backend == "auto" else backend

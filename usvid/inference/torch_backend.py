@@ -146,7 +146,9 @@ class TorchPredictor(BasePredictor):
             model = checkpoint.build_model()
         except InputError as err:
             raise InputError(f"{path}: {err}") from None
-        return cls(model, checkpoint_info(checkpoint, model), device, **kwargs)
+        predictor = cls(model, checkpoint_info(checkpoint, model), device, **kwargs)
+        predictor.path = Path(path)
+        return predictor
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.device.type == "cuda":

@@ -6,12 +6,20 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
-from usvid.errors import ConfigError
+from usvid.errors import ConfigError, InputError
+from usvid.outputs import check_output_file, check_path_text
 from usvid.video.roi import ROI_FRAMES
 
 #: Default address of the browser view: loopback only, so nothing leaves the machine unless asked.
 DEFAULT_SERVE = "127.0.0.1:8080"
+#: Browser connections served at once (a viewer holds one for the video and briefly one for the status).
+SERVE_MAX_CLIENTS = 8
+#: A browser connection silent this long (nothing sent, or not reading the video) is closed.
+SERVE_IDLE_TIMEOUT_S = 15.0
+#: What ``--record`` may be called (the recorder writes H.264 in an mp4 container).
+RECORD_SUFFIXES = (".mp4", ".m4v", ".mov")
 
 
 class ServeAddress(NamedTuple):
@@ -26,6 +34,13 @@ class ServeAddress(NamedTuple):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
 
 
 def parse_serve_address(text: str) -> ServeAddress:
@@ -61,6 +76,10 @@ class StreamConfig:
         record: H.264 mp4 of the overlaid frames, with the source's timestamps.
         jsonl: per-frame predictions, one JSON object a line.
         serve: ``HOST:PORT`` of the browser view (MJPEG + JSON status); loopback by default.
+        serve_public: allow ``serve`` to bind an address other machines can reach (no login, no encryption:
+            anyone on the network sees the scan), refused without it.
+        serve_max_clients: browser connections served at once; more get ``503``.
+        serve_idle_timeout_s: a browser connection that sends nothing (or stops reading) this long is closed.
         window: show an OpenCV window (needs a display and an OpenCV build with GUI support).
         stats: write the run's statistics (frames, dropped, fps, latency percentiles) as JSON.
         max_frames: stop after this many frames have been captured from the source (processed or dropped).
@@ -85,6 +104,9 @@ class StreamConfig:
     record: Path | None = None
     jsonl: Path | None = None
     serve: str | None = None
+    serve_public: bool = False
+    serve_max_clients: int = SERVE_MAX_CLIENTS
+    serve_idle_timeout_s: float = SERVE_IDLE_TIMEOUT_S
     window: bool = False
     stats: Path | None = None
     max_frames: int | None = None
@@ -116,7 +138,7 @@ class StreamConfig:
             ):
                 raise ConfigError(f"--roi must be x,y,w,h with x, y >= 0 and w, h > 0, got {self.roi}")
         if self.serve is not None:
-            parse_serve_address(self.serve)
+            self._check_serve(parse_serve_address(self.serve))
         if self.fps is not None and self.fps <= 0:
             raise ConfigError(f"fps must be positive, got {self.fps}")
         if self.roi_frames < 2:
@@ -129,11 +151,21 @@ class StreamConfig:
             "read_timeout_s",
             "reconnect_initial_s",
             "reconnect_max_s",
+            "serve_idle_timeout_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ConfigError("reconnect_max_s must be >= reconnect_initial_s")
+
+    def _check_serve(self, address: ServeAddress) -> None:
+        if not address.is_loopback and not self.serve_public:
+            raise ConfigError(
+                f"--serve {address}: other machines could watch the scan there (no login, no encryption); "
+                f"add --serve-public to allow it, or use {DEFAULT_SERVE} to keep it on this machine"
+            )
+        if self.serve_max_clients < 1:
+            raise ConfigError(f"serve_max_clients must be at least 1, got {self.serve_max_clients}")
 
     @property
     def serve_address(self) -> ServeAddress | None:
@@ -145,3 +177,35 @@ class StreamConfig:
             if out[key] is not None:
                 out[key] = str(out[key])
         return out
+
+
+def source_path(source: str) -> Path | None:
+    """The local file or folder ``source`` names, or ``None`` for a URL or a capture device."""
+    scheme = urlsplit(source).scheme.lower()
+    if (len(scheme) > 1 and "://" in source) or source.startswith("/dev/video"):
+        return None
+    return Path(source)
+
+
+def check_paths(config: StreamConfig) -> dict[str, Path]:
+    """Check every path the stream reads or writes before anything opens; returns the outputs by option.
+
+    An output that is the source or the model would be replaced by it (``--record a.mp4`` of ``a.mp4``); two
+    outputs on one path would overwrite each other; a folder, a NUL byte or a read-only place would fail only
+    when the stream ends and the statistics are lost. All fail here in one line instead.
+    """
+    check_path_text(config.source, "source")
+    check_path_text(config.model, "--model")
+    inputs = [p for p in (source_path(config.source), Path(config.model)) if p is not None]
+    outputs: dict[str, Path] = {}
+    for option, path in (("--record", config.record), ("--jsonl", config.jsonl), ("--stats", config.stats)):
+        if path is None:
+            continue
+        out = check_output_file(path, inputs=inputs, option=option)
+        for other, taken in outputs.items():
+            if out.resolve() == taken.resolve():
+                raise InputError(f"{option} {out}: is also the {other} file; give each output its own path")
+        outputs[option] = out
+    if config.record is not None and Path(config.record).suffix.lower() not in RECORD_SUFFIXES:
+        raise InputError(f"--record {config.record}: expected an .mp4 file name")
+    return outputs

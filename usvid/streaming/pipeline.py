@@ -9,7 +9,9 @@ processed.
 
 Shutdown (end of a recorded source, ``max_frames``, SIGINT/SIGTERM, :meth:`StreamPipeline.stop`): capture
 stops, frames already captured run through, sinks drain their queues and finalise their files, and the run's
-statistics are returned (and written to ``stats`` when asked).
+statistics are returned (and written to ``stats`` when asked). Every stage has a bounded wait, so shutdown
+always ends; more signals during it are acknowledged but do not cut it short, since that would lose the
+statistics and the recording's last fragment.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from usvid.errors import ProcessingError, UsvidError
 from usvid.inference.smoothing import TemporalSmoother
 from usvid.io import write_json_atomic
 from usvid.streaming import overlay as stream_overlay
-from usvid.streaming.config import StreamConfig
+from usvid.streaming.config import StreamConfig, check_paths
 from usvid.streaming.queues import LatestSlot
 from usvid.streaming.results import FrameResult, OverlayFrame, StreamEvent
 from usvid.streaming.scan_region import ScanRegionTracker, model_input
@@ -80,7 +82,14 @@ def build_sinks(
     if config.jsonl is not None:
         sinks.append(JsonlWriter(config.jsonl))
     if config.serve is not None:
-        sinks.append(BrowserView(config.serve_address, stats=stats))
+        sinks.append(
+            BrowserView(
+                config.serve_address,
+                stats=stats,
+                max_clients=config.serve_max_clients,
+                idle_timeout_s=config.serve_idle_timeout_s,
+            )
+        )
     if config.window:
         sinks.append(WindowSink(request_stop))
     return sinks
@@ -123,7 +132,8 @@ class StreamPipeline:
 
     # ---------------------------------------------------------------- public API
     def start(self) -> None:
-        """Open the source and the sinks (clear errors here), then start every thread."""
+        """Check the output paths, open the source and the sinks (clear errors here), then start every thread."""
+        check_paths(self.config)
         self.reader.open()
         lossless = not self.reader.live and not self.config.realtime
         self._frames = LatestSlot(lossless=lossless)
@@ -182,7 +192,8 @@ class StreamPipeline:
         on_status: Callable[[LiveStatus], None] | None = None,
         on_started: Callable[[StreamPipeline], None] | None = None,
     ) -> StreamSummary:
-        """:meth:`start`, then :meth:`wait`; SIGINT and SIGTERM stop it cleanly (a second one aborts)."""
+        """:meth:`start`, then :meth:`wait`; SIGINT and SIGTERM stop it cleanly, and later ones are only
+        acknowledged until the outputs are finalised."""
         restore = self._install_signal_handlers()
         try:
             self.start()
@@ -353,31 +364,16 @@ class StreamPipeline:
             and not self._stop.is_set()
         ):
             self._stop_reason = "max frames"
-        self._stop.set()
-        self._frames.close()
-        if self._capture is not None:
-            self._capture.join(self.config.read_timeout_s + 2.0)
-        for t in self._threads:
-            t.join(5.0)
-        self._dispatch(StreamEvent("stopped", self._stop_reason))
-        for runner in self._runners:
-            runner.finish(SINK_DRAIN_TIMEOUT_S)
+        try:
+            self._wind_down()
+        finally:
+            # Even if winding down was cut short, what was measured is kept.
+            snap = self.snapshot()
+            self._write_stats(snap)
         errors = self._errors + [
             e for e in (self._capture.error if self._capture else None,) if e is not None
         ]
         sink_errors = [r.error for r in self._runners if r.error is not None]
-        snap = self.snapshot()
-        if self.config.stats is not None:
-            write_json_atomic(
-                self.config.stats,
-                {
-                    **snap.to_dict(),
-                    "stopped_by": self._stop_reason,
-                    "source": self.config.source,
-                    "model": str(self.config.model),
-                    "class_names": list(self.class_names),
-                },
-            )
         if errors:
             err = errors[0]
             if isinstance(err, UsvidError):
@@ -396,15 +392,47 @@ class StreamPipeline:
         }
         return StreamSummary(snap, self._stop_reason, self.class_names, outputs, self.url)
 
+    def _wind_down(self) -> None:
+        """Stop capture, let the stages run out, then let every sink drain and finalise its file."""
+        self._stop.set()
+        self._frames.close()
+        if self._capture is not None:
+            # A live source may be stuck reconnecting (opening blocks up to open_timeout_s): wait a bounded
+            # time only; the capture thread is a daemon and delivers nothing once the frame slot is closed.
+            self._capture.join(self.config.read_timeout_s + 2.0)
+        for t in self._threads:
+            t.join(5.0)
+        self._dispatch(StreamEvent("stopped", self._stop_reason))
+        for runner in self._runners:
+            runner.finish(SINK_DRAIN_TIMEOUT_S)
+
+    def _write_stats(self, snap: StatsSnapshot) -> None:
+        if self.config.stats is None:
+            return
+        write_json_atomic(
+            self.config.stats,
+            {
+                **snap.to_dict(),
+                "stopped_by": self._stop_reason,
+                "source": self.config.source,
+                "model": str(self.config.model),
+                "class_names": list(self.class_names),
+            },
+        )
+
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
 
         def handler(signum, _frame) -> None:
+            name = signal.Signals(signum).name
             self._signals += 1
-            if self._signals > 1:
-                raise KeyboardInterrupt  # a second signal: stop waiting for a clean finish
-            self.stop(f"signal {signal.Signals(signum).name}")
+            if self._signals == 1:
+                self.stop(f"signal {name}")
+                return
+            # Aborting here lost stats.json and the recording's last fragment; every wait in the shutdown is
+            # bounded, so finishing is only a few seconds away.
+            log.warning("%s again: still finishing the outputs, exiting as soon as they are written", name)
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -424,6 +452,7 @@ def run_stream(
     """Load ``config.model`` and run the stream until the source ends, ``max_frames``, or SIGINT/SIGTERM."""
     from usvid.inference.predictor import load_predictor
 
+    check_paths(config)  # an output that is an input, a folder or unwritable fails before anything opens
     reader = make_reader(config)  # a missing file or unknown scheme fails here, before the model loads
     predictor = load_predictor(config.model, config.backend, config.device)
     if hasattr(predictor, "warmup"):

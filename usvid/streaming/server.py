@@ -3,7 +3,12 @@
 A small page with the overlaid video as MJPEG (``/stream.mjpg``: plain ``<img>``, no script needed for the
 video) and a status line (class, probability, latency, fps, dropped, source state) that polls
 ``/status.json``. Also ``/frame.jpg``, the latest overlaid frame. Built on the standard library's
-``ThreadingHTTPServer``; binds to loopback by default (a non-loopback host is allowed but logged).
+``ThreadingHTTPServer``; binds to loopback by default (another address only with ``serve_public``).
+
+The page shows a patient's scan, so it answers only to the names it was bound to: a request whose ``Host``
+is another name (a web page the user visits pointing its own domain at 127.0.0.1, "DNS rebinding") gets
+``421``. Connections are capped (``503`` beyond) and closed when silent, so idle sockets cannot pile up
+threads.
 
 JPEG encoding happens in the handler threads, only while someone watches, and once per frame however many
 viewers there are; the stream's own sink thread only swaps a reference.
@@ -11,15 +16,17 @@ viewers there are; the stream's own sink thread only swaps a reference.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from usvid.errors import InputError
-from usvid.streaming.config import ServeAddress
+from usvid.streaming.config import SERVE_IDLE_TIMEOUT_S, SERVE_MAX_CLIENTS, ServeAddress
 from usvid.streaming.results import OverlayFrame, StreamEvent
 from usvid.streaming.sinks import Sink
 from usvid.streaming.stats import StatsSnapshot
@@ -28,6 +35,16 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "usvidframe"
 JPEG_QUALITY = 80
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+BUSY_BODY = b"503: too many viewers of this stream; close one and reload\n"
+BUSY_RESPONSE = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: "
+    + str(len(BUSY_BODY)).encode()
+    + b"\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+    + BUSY_BODY
+)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>usvid stream</title>
@@ -107,6 +124,88 @@ class _Latest:
             return self.seq > seq
 
 
+def allowed_hosts(address: ServeAddress, port: int) -> frozenset[str]:
+    """``Host`` header values the view answers to: the loopback names and the bound host, with or without
+    the port (lower case)."""
+    host = address.host.lower()
+    names = {*LOOPBACK_NAMES, f"[{host}]" if address.is_ipv6 else host}
+    if host in WILDCARD_HOSTS:
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return frozenset(n for name in names for n in (name, f"{name}:{port}"))
+
+
+def is_ip_literal(host: str, port: int) -> bool:
+    """Whether ``host`` (a ``Host`` header value) is an IP address, optionally with ``port``.
+
+    DNS rebinding needs a domain name; a browser sends an IP address only when the user typed it, so on a
+    wildcard bind (reachable at every address of the machine) any address is safe to answer.
+    """
+    name = host
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or rest not in ("", f":{port}"):
+            return False
+    elif host.count(":") == 1:
+        name, _, port_text = host.partition(":")
+        if port_text != str(port):
+            return False
+    elif ":" in host:
+        return False  # an IPv6 address without brackets is not a valid Host
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class _Server(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` for IPv4 or IPv6, serving at most ``max_clients`` connections at once."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: ServeAddress, handler: type[BaseHTTPRequestHandler], max_clients: int
+    ) -> None:
+        self.address_family = socket.AF_INET6 if address.is_ipv6 else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(max_clients)
+        super().__init__((address.host, address.port), handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the connection's thread
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        # The stdlib prints a traceback to stderr; a viewer's broken connection is not the user's problem.
+        log.debug("http connection from %s failed", client_address, exc_info=True)
+
+
+def _refuse_busy(request: socket.socket) -> None:
+    """Answer 503 on the accepting thread without starting a thread for the connection."""
+    try:
+        request.settimeout(0.1)
+        try:
+            # Read the request first: closing with unread data resets the connection and loses the reply.
+            request.recv(65536)
+        except TimeoutError:
+            pass
+        request.sendall(BUSY_RESPONSE)
+    except OSError:
+        pass
+
+
 class BrowserView(Sink):
     """Serves the page, the MJPEG stream and the JSON status while the stream runs."""
 
@@ -114,38 +213,63 @@ class BrowserView(Sink):
     queue_size = 1
     wants_idle_frames = True
 
-    def __init__(self, address: ServeAddress, stats: Callable[[], StatsSnapshot] | None = None) -> None:
+    def __init__(
+        self,
+        address: ServeAddress,
+        stats: Callable[[], StatsSnapshot] | None = None,
+        *,
+        max_clients: int = SERVE_MAX_CLIENTS,
+        idle_timeout_s: float = SERVE_IDLE_TIMEOUT_S,
+    ) -> None:
         self.address = address
         self.stats = stats
+        self.max_clients = max_clients
+        self.idle_timeout_s = idle_timeout_s
         self.latest = _Latest()
-        self._server: ThreadingHTTPServer | None = None
+        self.refused_hosts = 0
+        self._allowed: frozenset[str] = frozenset()
+        self._port = address.port
+        self._warned: set[str] = set()
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2] if self._server else self.address
-        return f"http://{host}:{port}/"
+        return f"http://{ServeAddress(self.address.host, self._port)}/"
 
     def open(self) -> None:
         try:
-            server = ThreadingHTTPServer((self.address.host, self.address.port), _handler_for(self))
-        except OSError as err:
+            server = _Server(self.address, _handler_for(self), self.max_clients)
+        except (OSError, OverflowError) as err:
             raise InputError(
-                f"--serve {self.address.host}:{self.address.port}: cannot listen there ({err}); "
-                "pick another port (or 0 for any free one)"
+                f"--serve {self.address}: cannot listen there ({err}); pick another port (or 0 for any free one)"
             ) from None
-        server.daemon_threads = True
         if not self.address.is_loopback:
-            log.warning(
-                "serving on %s, reachable from other machines; use 127.0.0.1 to keep it local",
-                self.address.host,
-            )
+            log.warning("serving on %s, reachable from other machines", self.address.host)
+        self._port = server.server_address[1]
+        self._allowed = allowed_hosts(self.address, self._port)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="usvid-http", daemon=True
         )
         self._thread.start()
         log.info("browser view on %s", self.url)
+
+    def host_allowed(self, values: list[str]) -> bool:
+        """Whether a request's ``Host`` header values (all of them) name this view."""
+        if len(values) != 1:
+            return False  # missing or repeated: which one a proxy would use is anyone's guess
+        host = values[0].strip().lower()
+        if host in self._allowed:
+            return True
+        return self.address.host in WILDCARD_HOSTS and is_ip_literal(host, self._port)
+
+    def note_refused(self, values: list[str]) -> None:
+        self.refused_hosts += 1
+        key = repr(values)[:80]
+        if key not in self._warned and len(self._warned) < 16:
+            self._warned.add(key)
+            log.warning("browser view refused a request for Host %s (only %s is served)", key, self.url)
 
     def write(self, frame: OverlayFrame) -> None:
         self.latest.publish(frame)
@@ -191,6 +315,9 @@ class BrowserView(Sink):
 def _handler_for(view: BrowserView) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "usvid"
+        # Applies to every read and write of the connection: a silent client, or a viewer that stopped
+        # reading the video, is dropped and its slot freed.
+        timeout = view.idle_timeout_s
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
             log.debug("http %s: " + format, self.address_string(), *args)
@@ -198,7 +325,12 @@ def _handler_for(view: BrowserView) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             path = self.path.split("?", 1)[0]
             try:
-                if path in ("/", "/index.html"):
+                hosts = self.headers.get_all("Host") or []
+                if not view.host_allowed(hosts):
+                    view.note_refused(hosts)
+                    body = f"421: this view answers only to {view.url}\n".encode()
+                    self._send(body, "text/plain; charset=utf-8", HTTPStatus.MISDIRECTED_REQUEST)
+                elif path in ("/", "/index.html"):
                     self._send(PAGE.encode(), "text/html; charset=utf-8")
                 elif path == "/status.json":
                     self._send(json.dumps(view.status()).encode(), "application/json")
@@ -212,11 +344,11 @@ def _handler_for(view: BrowserView) -> type[BaseHTTPRequestHandler]:
                     self._stream()
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the viewer went away
+            except OSError:
+                pass  # the viewer went away, or stopped reading for idle_timeout_s
 
-        def _send(self, body: bytes, content_type: str) -> None:
-            self.send_response(HTTPStatus.OK)
+        def _send(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+            self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from usvid.errors import InputError, MissingDependencyError
+from usvid.outputs import check_output_file
+from usvid.streaming.config import RECORD_SUFFIXES
 from usvid.streaming.queues import Closed, DropOldestQueue
 from usvid.streaming.results import OverlayFrame, StreamEvent
 
@@ -99,14 +101,10 @@ class SinkRunner(threading.Thread):
             log.warning("sink %s did not finish within %.1f s", self.sink.name, timeout)
 
 
-def _check_writable(path: Path, option: str) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{option} {path}: is a folder; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{option} {path}: folder {parent} is not writable")
+def _prepare_output(path: Path, option: str) -> Path:
+    """Check ``path`` can be written (not a folder, in a writable place), then create its folder."""
+    path = check_output_file(path, option=option)
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -135,9 +133,10 @@ class Mp4Recorder(Sink):
         self._last_pts = -1
 
     def open(self) -> None:
-        _check_writable(self.path, "--record")
-        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        check_output_file(self.path, option="--record")
+        if self.path.suffix.lower() not in RECORD_SUFFIXES:
             raise InputError(f"--record {self.path}: expected an .mp4 file name")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _start(self, width: int, height: int) -> None:
         import av
@@ -216,7 +215,7 @@ class JsonlWriter(Sink):
         self._fh = None
 
     def open(self) -> None:
-        _check_writable(self.path, "--jsonl")
+        _prepare_output(self.path, "--jsonl")
         self._fh = open(self.path, "w", encoding="utf-8")
 
     def write(self, frame: OverlayFrame) -> None:

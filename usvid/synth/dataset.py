@@ -2,19 +2,22 @@
 
 OUT receives ``videos/<video_id>.mp4``, ``manifest.csv``, ``annotations.json`` (sparse COCO boxes, as
 annotators would leave them), ``ground_truth.json`` (every frame's box, the scan region and the
-patient-name field of every video; for evaluation only) and ``synth_config.json`` (the resolved config).
+patient-name field of every video; for evaluation only), ``synth_config.json`` (the resolved config) and
+the hidden marker ``.usvid-synth.json`` listing every file synth wrote, with its SHA-256
+(:mod:`usvid.synth.ledger`).
 
-Re-running into a folder holding a *complete* earlier run with the same config reuses it untouched;
-anything else in an earlier run's folder is regenerated. ``synth_config.json`` is written last and
-removed first, so it marks a complete run. OUT must be empty, new, or an earlier ``usvid synth`` output.
+OUT must be new, empty, or hold the marker. A re-run replaces or deletes only files the marker lists whose
+bytes are unchanged: a user's own files (a real scan in ``videos/``, an edited manifest) are never
+touched, and a planned file name held by one of them is refused before any work. ``overwrite`` lets synth
+write into a folder without the marker and replace same-named files; it still deletes nothing it did not
+write. Re-running with the same config into a complete, unchanged earlier run reuses it untouched;
+``synth_config.json`` is written last and removed first, so it marks a complete run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,10 +36,12 @@ from usvid.data.manifest import (
 )
 from usvid.errors import InputError
 from usvid.io import write_json_atomic
+from usvid.outputs import check_output_dir
 from usvid.synth.chrome import PHI_TEXT
 from usvid.synth.config import SynthConfig
+from usvid.synth.ledger import MARKER_NAME, Ledger, temporary_names
 from usvid.synth.lesion import make_lesion
-from usvid.synth.render import VideoSpec, VideoTruth, render_video
+from usvid.synth.render import VideoSpec, VideoTruth, encode_video
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +53,6 @@ GROUND_TRUTH_FORMAT = "usvid-ground-truth"
 ANNOTATED_LESION_SHARE = 0.85
 # Chance of 1, 2, 3 videos per patient (MBUD averages 1.2); 0.02 each for more when the config allows more.
 _VIDEOS_PER_PATIENT_WEIGHTS = (0.6, 0.3, 0.1)
-_VIDEO_NAME = re.compile(r"^p\d{3,}_v\d+\.mp4$")
-_OWN_NAMES = {MANIFEST_NAME, ANNOTATIONS_NAME, GROUND_TRUTH_NAME, CONFIG_NAME, VIDEO_DIR}
 # Seed-sequence tags keep the streams for labels, patients, videos and annotations independent.
 _LABELS, _PATIENT, _VIDEO, _ANNOTATE = 1, 2, 3, 4
 
@@ -160,29 +163,80 @@ def choose_annotated(truth: VideoTruth, quota: int, rng: np.random.Generator) ->
     return sorted(int(i) for i in picked)
 
 
-def _prepare_out(out: Path) -> Path:
-    """Create OUT, check it is writable and holds nothing but an earlier run's files."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"OUT {out}: exists and is not a folder; choose a new or empty folder")
-    foreign = (
-        sorted(p.name for p in out.iterdir() if p.name not in _OWN_NAMES and not p.name.startswith("."))
-        if out.is_dir()
-        else []
-    )
-    if foreign:
+def _own_names(planned: list[PlannedVideo]) -> list[str]:
+    """Every file a run of ``planned`` writes, relative to OUT; ``synth_config.json`` last."""
+    return [
+        *(p.relative_path for p in planned),
+        GROUND_TRUTH_NAME,
+        ANNOTATIONS_NAME,
+        MANIFEST_NAME,
+        CONFIG_NAME,
+    ]
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _has_content(out: Path) -> bool:
+    """Anything in OUT but the marker and an empty ``videos`` folder (what a run killed at once leaves)."""
+    if not out.is_dir():
+        return False
+    for entry in out.iterdir():
+        if entry.name == MARKER_NAME:
+            continue
+        if entry.name == VIDEO_DIR and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        return True
+    return False
+
+
+def _claim(out: Path, names: list[str], overwrite: bool) -> Ledger:
+    """The ledger of OUT, after refusing a folder or file synth must not write over (nothing is written)."""
+    ledger = Ledger.load(out)
+    if ledger is None:
+        if _has_content(out) and not overwrite:
+            found = _listing(sorted(p.name for p in out.iterdir()))
+            raise InputError(
+                f"OUT {out}: folder holds files usvid synth did not write ({found}; no {MARKER_NAME}); "
+                "choose a new or empty folder, or pass --overwrite to write into it "
+                "(replaces files with the names synth writes, deletes nothing)"
+            )
+        ledger = Ledger(out)
+    videos = out / VIDEO_DIR
+    if videos.exists() and not videos.is_dir():
         raise InputError(
-            f"OUT {out}: folder holds files usvid synth did not write ({', '.join(foreign[:3])}"
-            f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder"
+            f"OUT {out}: {videos} is a file, synth needs a folder there; move it or choose another OUT"
         )
-    try:
-        (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
+    folders = [rel for rel in names if (out / rel).is_dir()]
+    if folders:
         raise InputError(
-            f"OUT {out}: cannot create the output folder ({err.strerror}); choose a writable folder"
-        ) from None
-    if not os.access(out, os.W_OK | os.X_OK) or not os.access(out / VIDEO_DIR, os.W_OK | os.X_OK):
-        raise InputError(f"OUT {out}: the output folder is not writable; choose a writable folder")
-    return out
+            f"OUT {out}: {_listing(folders)} is a folder, synth writes a file there; choose another OUT"
+        )
+    foreign = [rel for rel in names if (out / rel).exists() and not ledger.owns(rel)]
+    if foreign and not overwrite:
+        raise InputError(
+            f"OUT {out}: {_listing(foreign)} were not written by usvid synth or changed since; "
+            "move them, choose another folder, or pass --overwrite to replace them"
+        )
+    return ledger
+
+
+def _remove_leftovers(out: Path, ledger: Ledger, names: list[str]) -> None:
+    """Delete what an earlier run wrote that this one will not (videos of a larger run), if still unchanged,
+    and the temporaries of an interrupted run; a file the user changed since is kept and no longer listed."""
+    keep = set(names)
+    for rel in sorted(set(ledger.entries) - keep):
+        if ledger.owns(rel):
+            (out / rel).unlink()
+        elif (out / rel).exists():
+            logger.warning("%s: changed since usvid synth wrote it; leaving it in place", out / rel)
+        ledger.forget(rel)
+    temporary = temporary_names([Path(n).name for n in [*names, *ledger.entries, MARKER_NAME]])
+    for folder in (out, out / VIDEO_DIR):
+        for path in folder.iterdir():
+            if temporary.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def _stamp(config: SynthConfig) -> dict:
@@ -190,17 +244,16 @@ def _stamp(config: SynthConfig) -> dict:
     return {"usvid_version": __version__, **config.to_dict()}
 
 
-def _reusable(out: Path, config: SynthConfig, planned: list[PlannedVideo]) -> dict | None:
-    """The earlier run's ground truth when OUT holds a complete run of the same config, else None."""
+def _reusable(out: Path, config: SynthConfig, ledger: Ledger, names: list[str]) -> dict | None:
+    """The earlier run's ground truth when OUT holds a complete, unchanged run of the same config, else None."""
+    if not all(ledger.owns(rel) for rel in names):
+        return None
     try:
         if json.loads((out / CONFIG_NAME).read_text()) != _stamp(config):
             return None
-        truth = json.loads((out / GROUND_TRUTH_NAME).read_text())
+        return json.loads((out / GROUND_TRUTH_NAME).read_text())
     except (OSError, ValueError):
         return None
-    complete = all((out / p.relative_path).is_file() for p in planned) and (out / MANIFEST_NAME).is_file()
-    ids_match = set(truth.get("videos", {})) == {p.spec.video_id for p in planned}
-    return truth if complete and ids_match and (out / ANNOTATIONS_NAME).is_file() else None
 
 
 def _summary_from_files(
@@ -221,28 +274,33 @@ def _summary_from_files(
     )
 
 
-def _remove_stale(out: Path, planned: list[PlannedVideo]) -> None:
-    """Delete videos of an earlier, larger run and temporary files of an interrupted one."""
-    keep = {Path(p.relative_path).name for p in planned}
-    for path in (out / VIDEO_DIR).iterdir():
-        stale = _VIDEO_NAME.match(path.name) and path.name not in keep
-        if stale or (path.name.startswith(".") and path.name.endswith(".tmp")):
-            path.unlink(missing_ok=True)
-
-
-def generate_dataset(out: Path, config: SynthConfig, progress: Progress | None = None) -> SynthSummary:
+def generate_dataset(
+    out: Path, config: SynthConfig, progress: Progress | None = None, *, overwrite: bool = False
+) -> SynthSummary:
     """Generate the synthetic scan set ``config`` describes into ``out``; see the module docstring.
 
-    ``progress(description, frames_done, frames_total)`` is called as frames are encoded.
+    ``progress(description, frames_done, frames_total)`` is called as frames are encoded. ``overwrite``
+    allows a folder without synth's marker and replaces files with the names synth writes.
+
+    Raises:
+        InputError: OUT is a file, not writable, or holds files synth did not write (see ``overwrite``);
+            raised before anything is written.
     """
-    out = _prepare_out(Path(out))
+    out = check_output_dir(out, option="OUT")
     planned = plan_dataset(config)
-    earlier = _reusable(out, config, planned)
+    names = _own_names(planned)
+    ledger = _claim(out, names, overwrite)
+    earlier = _reusable(out, config, ledger, names)
     if earlier is not None:
         logger.info("%s already holds this dataset; reusing it", out)
         return _summary_from_files(out, config, planned, earlier)
-    (out / CONFIG_NAME).unlink(missing_ok=True)
-    _remove_stale(out, planned)
+    (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
+    ledger.save()  # first, so a run killed at any later point is recognised as synth's own
+    if ledger.owns(CONFIG_NAME):  # a user's file of that name (under overwrite) is replaced only at the end
+        (out / CONFIG_NAME).unlink()
+    ledger.forget(CONFIG_NAME)
+    _remove_leftovers(out, ledger, names)
+    ledger.save()
     total = sum(p.spec.num_frames for p in planned)
     truths: dict[str, VideoTruth] = {}
     done = 0
@@ -253,9 +311,11 @@ def generate_dataset(out: Path, config: SynthConfig, progress: Progress | None =
             if progress is not None and (index % 10 == 9 or index == _spec.num_frames - 1):
                 progress(f"{_spec.video_id} ({_spec.label})", _done + index + 1, total)
 
-        truths[spec.video_id] = render_video(spec, out / item.relative_path, on_frame)
+        with ledger.write(item.relative_path) as tmp:
+            truths[spec.video_id] = encode_video(spec, tmp, on_frame)
         done += spec.num_frames
-    annotated = _write_outputs(out, config, planned, truths)
+    annotated = _write_outputs(out, config, planned, truths, ledger)
+    ledger.settle()
     boxes = sum(len(b) for frames in annotated.values() for b in frames.values())
     summary = SynthSummary(
         out=out,
@@ -278,7 +338,7 @@ def generate_dataset(out: Path, config: SynthConfig, progress: Progress | None =
 
 
 def _write_outputs(
-    out: Path, config: SynthConfig, planned: list[PlannedVideo], truths: dict[str, VideoTruth]
+    out: Path, config: SynthConfig, planned: list[PlannedVideo], truths: dict[str, VideoTruth], ledger: Ledger
 ) -> dict[str, dict[int, list[Box]]]:
     """Write ground truth, annotations, manifest and (last, marking completion) the config."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, _ANNOTATE]))
@@ -317,9 +377,13 @@ def _write_outputs(
             for p in planned
         },
     }
-    write_json_atomic(out / GROUND_TRUTH_NAME, ground_truth)
     sizes = {vid: (t.width, t.height) for vid, t in truths.items()}
-    write_annotations(out / ANNOTATIONS_NAME, annotated, sizes)
-    write_manifest(out / MANIFEST_NAME, entries, out)
-    write_json_atomic(out / CONFIG_NAME, _stamp(config))
+    with ledger.write(GROUND_TRUTH_NAME) as tmp:
+        write_json_atomic(tmp, ground_truth)
+    with ledger.write(ANNOTATIONS_NAME) as tmp:
+        write_annotations(tmp, annotated, sizes)
+    with ledger.write(MANIFEST_NAME) as tmp:
+        write_manifest(tmp, entries, out)
+    with ledger.write(CONFIG_NAME) as tmp:
+        write_json_atomic(tmp, _stamp(config))
     return annotated

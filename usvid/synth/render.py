@@ -176,6 +176,16 @@ def render_video(
 
     ``on_frame(index)`` is called after each encoded frame (for progress bars).
     """
+    with atomic_path(path) as tmp:
+        truth = encode_video(spec, tmp, on_frame)
+    logger.debug("wrote %s (%d frames, lesion in %d)", path, spec.num_frames, len(truth.lesion_frames))
+    return truth
+
+
+def encode_video(
+    spec: VideoSpec, path: str | Path, on_frame: Callable[[int], None] | None = None
+) -> VideoTruth:
+    """Render ``spec`` straight into ``path`` (the caller makes the write atomic); return its ground truth."""
     import av
 
     scene = _Scene(spec)
@@ -184,25 +194,21 @@ def render_video(
     luma = buffer[: spec.height]
     boxes: list[BoxXYWH | None] = []
     last_second = None
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format="mp4") as container:
-            stream = _open_stream(container, spec)
-            for index in range(spec.num_frames):
-                luma[y : y + h, x : x + w], box = scene.region_frame(index)
-                second = int(index / spec.frame_rate)
-                if second != last_second:
-                    scene.chrome.draw_clock(luma, float(second))
-                    last_second = second
-                boxes.append(box)
-                frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
-                frame.pts = index
-                container.mux(stream.encode(frame))
-                if on_frame is not None:
-                    on_frame(index)
-            container.mux(stream.encode(None))
-    logger.debug(
-        "wrote %s (%d frames, lesion in %d)", path, spec.num_frames, sum(b is not None for b in boxes)
-    )
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = _open_stream(container, spec)
+        for index in range(spec.num_frames):
+            luma[y : y + h, x : x + w], box = scene.region_frame(index)
+            second = int(index / spec.frame_rate)
+            if second != last_second:
+                scene.chrome.draw_clock(luma, float(second))
+                last_second = second
+            boxes.append(box)
+            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+            if on_frame is not None:
+                on_frame(index)
+        container.mux(stream.encode(None))
     return VideoTruth(
         spec.width,
         spec.height,

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from usvid.errors import ConfigError, MissingDependencyError, did_you_mean, require_file, unknown_name
+from usvid.models.config import MAX_INPUT_SIZE
+from usvid.outputs import check_path_text
 
 PseudoSource = Literal["self", "stage1", "ema"]
 ClassBalance = Literal["none", "oversample", "undersample"]
@@ -130,8 +132,11 @@ class TrainConfig:
         self._check_literals()
         self._check_splits()
         self._check_recipe_options()
-        if self.size <= 0 or self.size % 32:
-            raise ConfigError(f"size must be a positive multiple of 32 (the network's stride), got {self.size}")
+        if self.size <= 0 or self.size % 32 or self.size > MAX_INPUT_SIZE:
+            raise ConfigError(
+                f"size must be a multiple of 32 (the network's stride) from 32 to {MAX_INPUT_SIZE} (memory grows "
+                f"with its square; the paper uses 256 and 512), got {self.size}"
+            )
         for name in ("stage1_epochs", "epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -257,7 +262,7 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
     """Read a :class:`TrainConfig` from a ``.json`` or ``.yaml``/``.yml`` file (YAML needs PyYAML).
 
     The file's options are laid over ``base`` (e.g. a recipe's config; default: the plain defaults)."""
-    path = require_file(path, "training config")
+    path = require_file(check_path_text(path, "--config"), "training config")
     text = path.read_text()
     if path.suffix.lower() in {".yaml", ".yml"}:
         try:

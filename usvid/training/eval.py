@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from usvid import __version__
 from usvid.checkpoint import Checkpoint, load_checkpoint
-from usvid.errors import InputError
+from usvid.errors import ConfigError, InputError
+from usvid.outputs import check_output_dir, check_path_text
 from usvid.preprocess import preprocess
 from usvid.training import metrics, report
 from usvid.training.ddp import resolve_device
@@ -75,6 +76,10 @@ def evaluate_checkpoint(
             when there are more than two classes); it must be one of the checkpoint's classes.
         tta: ``"flip"`` averages probabilities and masks of each frame and its horizontal mirror.
     """
+    _check_options(batch_size, frames_per_video, num_examples)
+    inputs = [check_path_text(item, what) for item, what in ((checkpoint, "checkpoint"), (store, "frame store"))
+              if isinstance(item, (str, Path))]
+    out = check_output_dir(out, inputs=inputs, option="--out")
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     store = open_store(store)
     _check_classes(ckpt, store, checkpoint)
@@ -82,18 +87,44 @@ def evaluate_checkpoint(
     frames = split_frames(store, split, ckpt.class_names)
     require_frames(frames, store)
     dev = resolve_device(device)
-    model = ckpt.build_model().to(dev)
+    try:
+        model = ckpt.build_model().to(dev)
+    except InputError as err:
+        raise InputError(f"{_name(checkpoint)}: {err}") from None
     reader = BatchReader(store, frames)
     indices = plan_eval(frames, frames_per_video)
     sample = _pick_examples(frames, indices, num_examples)
     preds = predict_frames(model, reader, indices, ckpt.preprocess, dev, batch_size=batch_size, keep_masks=sample,
                            on_batch=progress, tta=tta)
+    _check_finite(preds, checkpoint)
     result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta)
     examples = _examples(model, reader, sample, preds, ckpt, dev)
     images = _plots(result, preds, frames, examples)
-    files = report.write_report(Path(out), result, images)
+    files = report.write_report(out, result, images)
     log.info("wrote %s", files["report.json"])
     return EvalResult(report=result, files=files)
+
+
+def _name(checkpoint: Any) -> str:
+    return "checkpoint" if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+
+
+def _check_options(batch_size: int, frames_per_video: int | None, num_examples: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: frames per forward pass must be at least 1, got {batch_size}")
+    if frames_per_video is not None and frames_per_video < 1:
+        raise ConfigError(
+            f"--frames-per-video must be at least 1 (leave it out for all frames), got {frames_per_video}")
+    if num_examples < 0:
+        raise ConfigError(f"--examples must be 0 or more, got {num_examples}")
+
+
+def _check_finite(preds: Predictions, source: Any) -> None:
+    """A report of NaN probabilities would look like a model that always says class 0."""
+    bad = ~np.isfinite(preds.probs).all(axis=1)
+    if bad.any():
+        raise InputError(f"{_name(source)}: the network returned NaN or infinite probabilities for {int(bad.sum())} of "
+                         f"{len(bad)} frames; the checkpoint is damaged, use another one")
 
 
 def _check_classes(ckpt: Checkpoint, store: Any, source: Any) -> None:

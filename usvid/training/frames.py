@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from usvid.errors import InputError, UsvidError
+from usvid.outputs import check_path_text
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def open_store(store: Any) -> Any:
         return store
     from usvid.data.store import FrameStore
 
-    path = Path(store)
+    path = check_path_text(store, "frame store")
     if not path.exists():
         raise InputError(f"{path}: frame store does not exist; create it with `usvid extract SRC {path}`")
     try:

@@ -33,6 +33,7 @@ from torch import nn
 
 from usvid import __version__
 from usvid.errors import InputError, UsvidError
+from usvid.outputs import check_output_dir, check_path_text
 from usvid.preprocess import PreprocessConfig
 from usvid.training import checkpointing as ckpt
 from usvid.training import ddp, sampling
@@ -331,9 +332,12 @@ def fit(config: TrainConfig, store: Any, out: str | Path, *, resume: bool = Fals
         resume: continue the run in ``out`` from its ``last.pt`` exactly.
         progress: called with :class:`TrainEvent` s on rank 0.
     """
+    # Before any work: an existing file, the store itself or a read-only place as the run folder.
+    inputs = (check_path_text(store, "frame store"),) if isinstance(store, (str, Path)) else ()
+    run = check_output_dir(out, inputs=inputs, option="--out")
     ctx = ddp.init_distributed(config.device)
     try:
-        return _fit(config, open_store(store), Path(out), resume, progress, ctx)
+        return _fit(config, open_store(store), run, resume, progress, ctx)
     finally:
         ddp.shutdown(ctx)
 

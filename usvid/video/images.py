@@ -28,9 +28,25 @@ def list_frames(folder: Path) -> list[Path]:
 
 
 def read_image(path: Path, grey: bool) -> np.ndarray:
-    """``(H, W)`` grey or ``(H, W, 3)`` RGB uint8; 16-bit images are scaled to 8 bits."""
+    """``(H, W)`` grey or ``(H, W, 3)`` RGB uint8; 16-bit images are scaled to 8 bits.
+
+    Raises ProcessingError for a file whose content is not what its extension says (a JPEG named ``.png``), an
+    oversized header, or an unreadable image.
+    """
     import cv2
 
+    from usvid.video.reader import check_frame_size
+    from usvid.video.sniff import content_mismatch, header_frame_size
+
+    problem = content_mismatch(path)
+    if problem:
+        raise ProcessingError(f"{path}: {problem}")
+    size = header_frame_size(path)
+    if size is not None:
+        try:
+            check_frame_size(*size, path)
+        except InputError as err:
+            raise ProcessingError(str(err)) from None
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ProcessingError(f"{path}: not a readable image")

@@ -22,9 +22,11 @@ from usvid.video.reader import (
     GreyFrame,
     ReaderBase,
     VideoInfo,
+    check_frame_size,
     full_range_lut,
     prefetch,
 )
+from usvid.video.sniff import header_frame_size
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,10 @@ def _open_container(path: Path):
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, OSError) as err:
+        # FFmpeg refuses an oversized header with an unrelated errno (EBUSY for YUV4MPEG): say what it is.
+        size = header_frame_size(path)
+        if size is not None:
+            check_frame_size(*size, path)
         raise InputError(
             f"{path}: not a readable video ({err}); check the file is complete and a video"
         ) from None
@@ -115,6 +121,10 @@ class PyAVReader(ReaderBase):
         ctx = stream.codec_context
         if ctx is None or not ctx.name:
             raise InputError(f"{self.path}: unknown video codec; FFmpeg has no decoder for it")
+        # Before reading any packet: FFmpeg zeroes a header size too large to decode, so read the header's own.
+        size = (ctx.width, ctx.height) if ctx.width > 0 and ctx.height > 0 else header_frame_size(self.path)
+        if size is not None:
+            check_frame_size(*size, self.path)
         pts, key_pts = [], []
         try:
             for packet in self._container.demux(stream):
@@ -157,7 +167,17 @@ class PyAVReader(ReaderBase):
             codec=ctx.name,
             backend="pyav",
             num_frames_header=stream.frames or None,
+            duration_header_seconds=self._declared_seconds(),
         )
+
+    def _declared_seconds(self) -> float | None:
+        """The stream's duration as the container states it (the container's own when the stream has none)."""
+        stream = self._stream
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration:
+            return self._container.duration / 1_000_000  # AV_TIME_BASE
+        return None
 
     def _seconds(self, pts: int) -> float:
         return float((pts - self._pts[0]) * self._time_base)

@@ -29,15 +29,35 @@ BACKENDS = ("auto", *VIDEO_BACKENDS, "images", "dicom")
 # fast as the others here, is always installed, and gives the grey Y plane without a colour conversion.
 DEFAULT_VIDEO_BACKEND = "pyav"
 DEFAULT_BATCH_SIZE = 32
+# Larger frames are refused before anything is allocated: 8K video (7680x4320) fits; a header beyond this is
+# damaged or not a scan (a 30000x30000 frame alone is 900 MB, and extraction holds ~100 of them).
+MAX_FRAME_SIDE = 16384
+MAX_FRAME_PIXELS = 8192 * 8192
 T = TypeVar("T")
+
+
+def check_frame_size(width: int, height: int, where: str | Path) -> None:
+    """Raise :class:`InputError` for a frame size no scan has: not positive, or over the limits above."""
+    if width <= 0 or height <= 0:
+        raise InputError(
+            f"{where}: frame size {width}x{height} is not a valid video size (FFmpeg gives 0x0 when the header's "
+            "size is missing or too large to decode); re-export the recording"
+        )
+    if max(width, height) > MAX_FRAME_SIDE or width * height > MAX_FRAME_PIXELS:
+        raise InputError(
+            f"{where}: frame size {width}x{height} is over the limit of {MAX_FRAME_SIDE} pixels a side and "
+            f"{MAX_FRAME_PIXELS / 1e6:.0f} megapixels (8192x8192); the header is damaged or this is not a scan "
+            "recording, re-export it at a smaller size"
+        )
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     """What a reader knows about its source before decoding it.
 
-    ``num_frames`` is counted from the content (packets, files or DICOM frames); ``num_frames_header`` is
-    what the container claims (``None`` when it says nothing). ``fps`` is the average rate
+    ``num_frames`` is counted from the content (packets, files or DICOM frames); ``num_frames_header`` and
+    ``duration_header_seconds`` are what the container claims (``None`` when it says nothing): a file cut short
+    has fewer frames than its header declares (see :func:`early_end`). ``fps`` is the average rate
     (``num_frames / duration_seconds`` where the timestamps allow it).
     """
 
@@ -50,10 +70,34 @@ class VideoInfo:
     codec: str
     backend: str
     num_frames_header: int | None = None
+    duration_header_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        if self.width <= 0 or self.height <= 0:
-            raise InputError(f"{self.path}: frame size {self.width}x{self.height} is not a valid video size")
+        check_frame_size(self.width, self.height, self.path)
+
+
+def early_end(info: VideoInfo, decoded: int, last_seconds: float | None) -> str | None:
+    """Why decoding that stopped after ``decoded`` frames (the last at ``last_seconds``) ended early, or None.
+
+    The declared frame count is compared exactly; the declared duration (containers without a count, such as
+    Matroska) with a margin of 3 frames or 1%, as the last frame's duration is not known.
+    """
+    declared = info.num_frames_header
+    if declared and decoded < declared:
+        return (
+            f"decoding ended after {decoded} of the {declared} frames the container declares "
+            f"({declared - decoded} missing); the file is probably truncated, re-copy or re-export it"
+        )
+    seconds = info.duration_header_seconds
+    if not declared and seconds and last_seconds is not None and info.fps > 0:
+        missing = seconds - (last_seconds + 1.0 / info.fps)
+        if missing > max(3.0 / info.fps, 0.01 * seconds):
+            return (
+                f"decoding ended at {last_seconds + 1.0 / info.fps:.2f} s of the {seconds:.2f} s the container "
+                f"declares (about {round(missing * info.fps)} frames missing); the file is probably truncated, "
+                "re-copy or re-export it"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -330,6 +374,10 @@ def open_video(path: str | Path, backend: Backend | str = "auto", threads: int =
         raise InputError(f"{path}: is a folder; only the 'images' backend reads folders of frames")
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty (0 bytes); re-export or re-copy the recording")
+    if path.is_file():
+        from usvid.video.sniff import check_content
+
+        check_content(path)
     if backend == "pyav":
         from usvid.video.pyav_backend import PyAVReader
 
