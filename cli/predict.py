@@ -12,7 +12,7 @@ from usvid.cli.common import console, handle_errors, parse_ints
 @handle_errors
 def predict(
     # str, not Path: a path the OS cannot hold (a NUL byte) then gets usvid's one-line error, not a usage box.
-    src: str = typer.Argument(..., help="A video, a folder of videos / frame folders, or a dataset manifest.csv."),
+    src: str = typer.Argument(..., metavar="SRC", help="A video, a folder of videos / frame folders, or a dataset manifest.csv."),
     model: str = typer.Option(
         ..., "--model", metavar="PATH", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)."
     ),

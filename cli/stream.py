@@ -15,7 +15,7 @@ from usvid.cli.common import console, handle_errors, parse_ints
 @handle_errors
 def stream(
     source: str = typer.Argument(
-        ..., help="/dev/videoN, rtsp://, udp://, http:// URL, video file, frame folder or DICOM."
+        ..., metavar="SOURCE", help="/dev/videoN, rtsp://, udp://, http:// URL, video file, frame folder or DICOM."
     ),
     model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine."),
     realtime: bool = typer.Option(

@@ -12,7 +12,7 @@ from usvid.cli.common import console, handle_errors, parse_size
 def synth(
     # str, not Path: a path the OS cannot hold (a NUL byte) then gets usvid's one-line error, not a usage box.
     out: str = typer.Argument(
-        ..., help="Folder to write the videos, manifest.csv, annotations.json and ground_truth.json to."
+        ..., metavar="OUT", help="Folder to write the videos, manifest.csv, annotations.json and ground_truth.json to."
     ),
     patients: int = typer.Option(
         8, "--patients", help="Number of patients (each gets 1-3 videos and one label)."
