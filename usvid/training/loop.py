@@ -32,12 +32,14 @@ import torch
 from torch import nn
 
 from usvid import __version__
+from usvid.cpu import cpu_info
 from usvid.errors import InputError, UsvidError
 from usvid.outputs import check_output_dir, check_path_text
 from usvid.preprocess import PreprocessConfig
 from usvid.training import checkpointing as ckpt
 from usvid.training import ddp, sampling
 from usvid.training.augment import TrainAugment
+from usvid.training.compute import compute_settings
 from usvid.training.config import TrainConfig
 from usvid.training.frames import (
     BatchReader,
@@ -125,7 +127,7 @@ def _to_input(batch: FrameBatch, env: StepEnv) -> tuple[torch.Tensor, torch.Tens
     images = batch.images.to(dev, non_blocking=True)
     masks = batch.masks.to(dev, non_blocking=True)
     x, mask = env.augment(images, masks)
-    if env.config.channels_last and dev.type == "cuda":
+    if env.config.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, mask, batch.annotated.to(dev, non_blocking=True), batch.labels.to(dev, non_blocking=True)
 
@@ -376,7 +378,7 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
 
     env = _make_env(config, ctx, preprocess, run, progress)
     model.to(ctx.device)
-    if config.channels_last and ctx.device.type == "cuda":
+    if config.channels_last:
         model.to(memory_format=torch.channels_last)
     weight_ema = WeightEma(model, config.weight_ema_decay) if config.weight_ema_decay is not None else None
     if weight_ema is not None and position.weight_ema:
@@ -415,13 +417,10 @@ def _build_model(config: TrainConfig, num_classes: int) -> nn.Module:
 
 def _make_env(config: TrainConfig, ctx: ddp.DistContext, preprocess: PreprocessConfig, run: Path,
               progress: ProgressFn | None) -> StepEnv:
-    amp_dtype, scaler = None, None
-    if config.amp and ctx.device.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if amp_dtype == torch.float16:
-            scaler = torch.amp.GradScaler("cuda")
+    compute = compute_settings(config, ctx.device)
+    scaler = torch.amp.GradScaler("cuda") if compute.grad_scaler else None
     augment = TrainAugment(config, preprocess).to(ctx.device)
-    return StepEnv(config=config, ctx=ctx, augment=augment, run=run, amp_dtype=amp_dtype, scaler=scaler,
+    return StepEnv(config=config, ctx=ctx, augment=augment, run=run, amp_dtype=compute.amp_dtype, scaler=scaler,
                    progress=progress if ctx.is_main else None)
 
 
@@ -580,6 +579,9 @@ def _resolved(config: TrainConfig, model: nn.Module, class_names: list[str], pre
         "store": store_name(store),
         "world_size": ctx.world_size,
         "device": str(ctx.device),
+        # Precision, memory format, threads and workers chosen for this device, and why.
+        "compute": compute_settings(config, ctx.device).to_dict(),
+        "cpu": cpu_info().describe() if ctx.device.type == "cpu" else None,
         "usvid_version": __version__,
         "data": {
             "train_frames": len(train),
