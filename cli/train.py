@@ -93,7 +93,7 @@ def train(
     pseudo_source: str = typer.Option(None, "--pseudo-source", help="Pseudo-label source: self (default), stage1, ema."),
     frames_per_video: int = typer.Option(None, "--frames-per-video", help="Unannotated frames per video per epoch."),
     annotated_per_batch: int = typer.Option(None, "--annotated-per-batch", help="m: annotated frames per step."),
-    num_workers: int = typer.Option(None, "--num-workers", help="Data-loading worker processes; default 2."),
+    num_workers: int = typer.Option(None, "--num-workers", help="Data-loading worker processes; default: 0 on the CPU, 2 on CUDA."),
     pretrained: str = typer.Option(None, "--pretrained",
                                    help="FEX weights: imagenet (EfficientNet-Lite variants), a torchvision ResNet "
                                         "state-dict file, or none."),

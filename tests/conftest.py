@@ -33,3 +33,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A freshly initialised ``lanet_tiny`` (2 classes, 64 px input) saved as a usvid checkpoint. Shared: a test
+    that changes it must work on a copy."""
+    from usvid.checkpoint import checkpoint_from_model, save_checkpoint
+    from usvid.models import create_model
+    from usvid.preprocess import PreprocessConfig
+
+    torch.manual_seed(0)
+    model = create_model("lanet_tiny", num_classes=2)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=64)))
+    return path

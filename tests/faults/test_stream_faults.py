@@ -74,16 +74,9 @@ def decoded_frames(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from usvid.checkpoint import checkpoint_from_model, save_checkpoint
-    from usvid.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("lanet_tiny", num_classes=2)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=64)))
-    return path
+@pytest.fixture
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture

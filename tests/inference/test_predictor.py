@@ -170,3 +170,33 @@ def test_input_geometry_is_the_frame_store_letterbox(tiny_onnx):
     torch.testing.assert_close(predictor.predict(frames, roi).probs, predictor.predict(noisy, roi).probs)
     assert not torch.allclose(predictor.predict(frames, Roi(10, 10, 60, 40)).probs,
                               predictor.predict(noisy, Roi(10, 10, 60, 40)).probs)
+
+
+def test_cpu_bf16_needs_bf16_units(tiny_checkpoints, monkeypatch):
+    """bf16 on a CPU without native bf16 (emulated, slower than fp32) is refused in words that say why."""
+    from usvid.cpu import CpuInfo
+    from usvid.inference import torch_backend
+
+    monkeypatch.setattr(torch_backend, "cpu_info",
+                        lambda: CpuInfo(model="Old CPU", flags=frozenset({"avx2", "avx512f"}), logical_cpus=2))
+    with pytest.raises(ConfigError, match="no native bf16 units"):
+        load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu", precision="bf16")
+
+
+@pytest.mark.parametrize("name", ["lanet_tiny", "resnet_tiny_cls"])
+def test_cpu_bf16_agrees_with_fp32(name, tiny_checkpoints):
+    """On a CPU with bf16 units (oneDNN AVX-512 BF16 / AMX) bf16 runs, channels-last, and matches fp32."""
+    from usvid.cpu import cpu_info
+
+    if not cpu_info().bf16:
+        pytest.skip(f"{cpu_info().model} has no native bf16 units")
+    frames = _frames()
+    ref = load_predictor(tiny_checkpoints[name], device="cpu", precision="fp32").predict(frames)
+    got = load_predictor(tiny_checkpoints[name], device="cpu", precision="bf16").predict(frames)
+    # bf16 keeps 8 bits of mantissa: probabilities within a few hundredths, same class on these frames.
+    assert torch.allclose(got.probs, ref.probs, atol=3e-2)
+    top2 = ref.probs.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 0.06  # frames bf16 rounding cannot flip
+    assert torch.equal(got.probs.argmax(1)[clear], ref.probs.argmax(1)[clear])
+    if ref.mask is not None:
+        assert torch.allclose(got.mask, ref.mask, atol=3e-2)

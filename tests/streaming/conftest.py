@@ -211,17 +211,6 @@ class SyntheticLiveReader:
         pass
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A freshly initialised ``lanet_tiny`` (2 classes, 64 px input) saved as a usvid checkpoint."""
-    from usvid.checkpoint import checkpoint_from_model, save_checkpoint
-    from usvid.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("lanet_tiny", num_classes=2)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=64)))
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,9 @@ extents, so the mask's exclusive-end box ``(x, y, w, h)`` corresponds to ``[x+1,
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from usvid.data.manifest import Box
+from usvid.data.manifest import Box, read_csv_rows
 from usvid.data.sources import Failure, SourceItem, SourceList
 from usvid.errors import InputError
 
@@ -84,31 +83,22 @@ def read_busbra(folder: Path) -> SourceList:
     """List the images of ``bus_data.csv`` (masks are read at extraction); a bad row fails only its image."""
     path = folder / BUSBRA_CSV
     items, failures = [], []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip() for c in reader.fieldnames or []]
-        reader.fieldnames = cols
-        missing = [c for c in REQUIRED if c not in cols]
-        if missing:
-            raise InputError(
-                f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(cols) or 'none'}); "
-                "a BUS-BRA bus_data.csv has ID, Case, Pathology, ..."
-            )
-        seen: dict[str, str] = {}
-        named: set[str] = set()
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            vid = (row["ID"] or "").strip()
-            named.add(f"{vid}.png")
-            if vid in seen:
-                failures.append(Failure(where, f"duplicate ID '{vid}' (also {seen[vid]}); row skipped"))
-                continue
-            got = _item(folder, {k: v or "" for k, v in row.items() if k is not None}, where)
-            if isinstance(got, Failure):
-                failures.append(got)
-            else:
-                seen[vid] = where
-                items.append(got)
+    rows = read_csv_rows(path, REQUIRED, hint="a BUS-BRA bus_data.csv has ID, Case, Pathology, ...")
+    seen: dict[str, str] = {}
+    named: set[str] = set()
+    for line, row in enumerate(rows, start=2):
+        where = f"{path}:{line}"
+        vid = (row["ID"] or "").strip()
+        named.add(f"{vid}.png")
+        if vid in seen:
+            failures.append(Failure(where, f"duplicate ID '{vid}' (also {seen[vid]}); row skipped"))
+            continue
+        got = _item(folder, {k: v or "" for k, v in row.items() if k is not None}, where)
+        if isinstance(got, Failure):
+            failures.append(got)
+        else:
+            seen[vid] = where
+            items.append(got)
     for png in sorted((folder / "Images").glob("*.png")):
         if png.name not in named:
             failures.append(Failure(str(png), f"not listed in {BUSBRA_CSV}; skipped"))

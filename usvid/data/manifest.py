@@ -21,6 +21,7 @@ import json
 import logging
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,17 +132,22 @@ def _two_labels(patient: str, labels: dict[str, str]) -> str:
     return f"patient '{patient}' has two labels: {seen}; one label per patient is required, fix the manifest"
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def read_csv_rows(path: Path, required: Sequence[str], hint: str = "") -> list[dict[str, str]]:
+    """The rows of a CSV file with a header holding ``required`` (names stripped), or one clear error.
+
+    ``hint`` ends the missing-column message (what such a file looks like).
+    """
     # utf-8-sig: spreadsheet programs start a CSV with a byte-order mark, which would hide the first column.
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = [c.strip() for c in reader.fieldnames or []]
             reader.fieldnames = columns
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            missing = [c for c in required if c not in columns]
             if missing:
                 raise InputError(
-                    f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED_COLUMNS)}"
+                    f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(columns) or 'none'}); "
+                    f"{hint or 'need ' + ', '.join(required)}"
                 )
             return list(reader)
     except UnicodeDecodeError as err:
@@ -163,7 +169,7 @@ def read_manifest(
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
-    rows = _read_rows(path)
+    rows = read_csv_rows(path, REQUIRED_COLUMNS)
     if not rows:
         raise InputError(f"{path}: manifest has no videos")
     entries: list[VideoEntry] = []

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from usvid.checkpoint import Checkpoint, load_checkpoint
+from usvid.cpu import cpu_info
 from usvid.errors import ConfigError, InputError
 from usvid.inference.metadata import ModelInfo, model_hash
 from usvid.inference.postprocess import DEFAULT_THRESHOLD
@@ -99,10 +100,23 @@ class _CudaGraphRunner:
         return graph, static_in, static_out
 
 
+def _check_precision(precision: str, dev: torch.device) -> None:
+    """fp16 needs CUDA; bf16 on the CPU needs native bf16 units (emulated bf16 is slower than fp32)."""
+    if dev.type == "cuda" or precision == "fp32":
+        return
+    if precision == "fp16":
+        raise ConfigError(f"precision fp16 needs a CUDA device (got {dev}); use fp32, or bf16 on a CPU with bf16 units")
+    info = cpu_info()
+    if not info.bf16:
+        raise ConfigError(f"precision bf16 on {info.model}: this CPU has no native bf16 units (avx512_bf16 / amx_bf16), "
+                          "so bf16 would be emulated and slower than fp32; use fp32 or the int8 ONNX export")
+
+
 class TorchPredictor(BasePredictor):
     """Runs a checkpoint's network in PyTorch.
 
-    ``precision="auto"`` is fp16 on CUDA and fp32 on CPU; fp16/bf16 and ``cuda_graphs`` need CUDA.
+    ``precision="auto"`` is fp16 on CUDA and fp32 on CPU; fp16 and ``cuda_graphs`` need CUDA, bf16 runs on
+    CUDA and on CPUs with native bf16 units (oneDNN: AVX-512 BF16, AMX).
     ``compile`` wraps the network in ``torch.compile`` (the first batch of each shape pays the compile).
     """
 
@@ -125,14 +139,13 @@ class TorchPredictor(BasePredictor):
             precision = "fp16" if dev.type == "cuda" else "fp32"
         if precision not in DTYPES:
             raise ConfigError(f"unknown precision '{precision}'; choose auto, fp32, fp16 or bf16")
-        if precision != "fp32" and dev.type != "cuda":
-            raise ConfigError(f"precision {precision} needs a CUDA device (got {dev}); use fp32 on the CPU")
+        _check_precision(precision, dev)
         if cuda_graphs and dev.type != "cuda":
             raise ConfigError("CUDA graphs need a CUDA device; drop cuda_graphs on the CPU")
         self.precision = precision
         module = InferenceModel(model, DTYPES[precision]).to(dev).eval()
-        if dev.type == "cuda":
-            module = module.to(memory_format=torch.channels_last)
+        # channels-last: what cuDNN and oneDNN's fast convolution kernels read without a reorder.
+        module = module.to(memory_format=torch.channels_last)
         runner = torch.compile(module, dynamic=False) if compile else module
         self._run = _CudaGraphRunner(runner, dev) if cuda_graphs else runner
         self.compiled = compile
@@ -151,8 +164,7 @@ class TorchPredictor(BasePredictor):
         return predictor
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             out = self._run(x)
             # .cpu() synchronises, so CUDA timing is honest and graph outputs are copied before the next replay

@@ -70,5 +70,6 @@ def compute_settings(config: TrainConfig, device: torch.device) -> ComputeSettin
         dtype, reason = _cpu_precision(config)
     else:
         dtype, reason = None, f"fp32 on {device.type}"
+    workers = config.num_workers if config.num_workers is not None else (2 if device.type == "cuda" else 0)
     return ComputeSettings(amp_dtype=dtype, grad_scaler=dtype == torch.float16, channels_last=config.channels_last,
-                           threads=torch.get_num_threads(), num_workers=config.num_workers, reason=reason)
+                           threads=torch.get_num_threads(), num_workers=workers, reason=reason)

@@ -123,7 +123,10 @@ class TrainConfig:
     amp: bool = True
     #: channels-last memory format (faster on CUDA and, measured, on CPU at 128-256 px).
     channels_last: bool = True
-    num_workers: int = 2
+    #: Data-loading worker processes; None = by device: 0 on the CPU (loader processes take cores from the
+    #: compute threads: LA-Net-R18 at 256 px, bf16, 2 cores, 30 steps: 15.3 frames/s with 0 workers, 13.0
+    #: with 1; benchmarks/results/cpu_train_workers.json), 2 on CUDA.
+    num_workers: int | None = None
     log_every: int = 10
 
     def __post_init__(self) -> None:
@@ -157,7 +160,7 @@ class TrainConfig:
         for name in ("frames_per_video", "val_frames_per_video"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 or None (all frames), got {getattr(self, name)}")
-        if self.num_workers < 0 or self.log_every < 1:
+        if (self.num_workers is not None and self.num_workers < 0) or self.log_every < 1:
             raise ConfigError("num_workers must be >= 0 and log_every >= 1")
 
     def _check_splits(self) -> None:

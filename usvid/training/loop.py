@@ -76,6 +76,8 @@ class StepEnv:
     run: Path
     amp_dtype: torch.dtype | None = None
     scaler: torch.amp.GradScaler | None = None
+    #: Loader worker processes (``compute_settings`` resolves the config's None by device).
+    num_workers: int = 0
     progress: ProgressFn | None = None
     global_step: int = 0
 
@@ -421,7 +423,7 @@ def _make_env(config: TrainConfig, ctx: ddp.DistContext, preprocess: PreprocessC
     scaler = torch.amp.GradScaler("cuda") if compute.grad_scaler else None
     augment = TrainAugment(config, preprocess).to(ctx.device)
     return StepEnv(config=config, ctx=ctx, augment=augment, run=run, amp_dtype=compute.amp_dtype, scaler=scaler,
-                   progress=progress if ctx.is_main else None)
+                   num_workers=compute.num_workers, progress=progress if ctx.is_main else None)
 
 
 def _teacher_state(config: TrainConfig, model: nn.Module, has_mask: bool) -> dict[str, torch.Tensor]:
@@ -463,7 +465,7 @@ def _run_stage1(model: nn.Module, config: TrainConfig, env: StepEnv, readers: Re
         steps = sampling.plan_stage1(train_reader.frames, config.batch_size, seed=config.seed, epoch=epoch,
                                      rank=ctx.rank, world_size=ctx.world_size)
         _announce(env, 1, epoch, epochs, len(steps))
-        loader = step_loader(train_reader, steps, config.num_workers, ctx.device.type == "cuda")
+        loader = step_loader(train_reader, steps, env.num_workers, ctx.device.type == "cuda")
         stats = train_stage1_epoch(wrapped, optimizer, loader, env, epoch=epoch, epochs=epochs, schedule=schedule,
                                    weight_ema=weight_ema)
         ddp.sync_buffers(model, ctx)
@@ -502,7 +504,7 @@ def _run_stage2(model: nn.Module, config: TrainConfig, env: StepEnv, readers: Re
             annotated_per_batch=config.annotated_per_batch, rank=ctx.rank, world_size=ctx.world_size,
         )
         _announce(env, 2, epoch, config.epochs, len(steps))
-        loader = step_loader(train_reader, steps, config.num_workers, ctx.device.type == "cuda")
+        loader = step_loader(train_reader, steps, env.num_workers, ctx.device.type == "cuda")
         stats = train_stage2_epoch(wrapped, optimizer, loader, env, epoch=epoch, epochs=config.epochs,
                                    teacher=teacher, ema_target=model if config.pseudo_source == "ema" else None,
                                    schedule=schedule, weight_ema=weight_ema)
