@@ -21,4 +21,4 @@ for seed in 0 1 2; do
     $U eval "$run/best.pt" "$W/busi256" --split test --out "$run/eval_test"
   done
 done
-.venv/bin/python benchmarks/summarize_runs.py "$W" benchmarks/results/bf16_vs_fp32.json
+.venv/bin/python benchmarks/_summarize_runs.py "$W" benchmarks/results/bf16_vs_fp32.json

@@ -2,7 +2,7 @@
 file: per arm and seed the compute path, training frames/s, best validation accuracy and the test metrics, plus
 per-arm means and the paired (same seed) differences.
 
-    .venv/bin/python benchmarks/summarize_runs.py WORK_DIR OUT.json
+    .venv/bin/python benchmarks/_summarize_runs.py WORK_DIR OUT.json
 """
 
 from __future__ import annotations
