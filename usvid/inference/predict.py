@@ -21,16 +21,16 @@ of probabilities and boxes) is off by default so per-frame results stay the pape
 A video that cannot be read is reported and skipped; the others still run. Every output file is written
 atomically, so a failed or interrupted video leaves nothing half-written, and a re-run resumes: a video is
 skipped when its outputs are still the ones a done-record (``DIR/.usvid-predict/<video>.json``) lists and
-the record matches the source file (size, modification time, a hash of its first and last MiB), the model
-file and the settings that change results; otherwise it is predicted again. A re-run first removes the
-temporaries a killed run left (``.<output name>.*.tmp``, only for its own output names). No output may be
-an input (the source, a source video, the model): that is refused before any work.
+the record matches the source file (size, modification time, a hash of its first and last 64 KiB: the
+signature extraction uses), the model file and the settings that change results; otherwise it is predicted
+again. A re-run first removes the temporaries a killed run left (``.<output name>.*.tmp``, only for its own
+output names). No output may be an input (the source, a source video, the model): that is refused before
+any work.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from usvid.data.manifest import MANIFEST_NAME, read_manifest
+from usvid.data.sources import file_signature
 from usvid.errors import ConfigError, InputError, ProcessingError, UsvidError
 from usvid.inference.frames import IMAGE_SUFFIXES, FrameReader
 from usvid.inference.overlay import render_prediction
@@ -64,7 +65,6 @@ SUMMARY_NAME = "summary.csv"
 CONFIG_NAME = "predict_config.json"
 RECORDS_DIR = ".usvid-predict"
 RECORD_FORMAT = "usvid-predict-record"
-_END_BLOCK = 1 << 20  # the source hash covers this much of the start and of the end of the file
 # Settings that change speed but not results: changing them does not redo finished videos.
 _SPEED_ONLY = ("batch_size", "threads", "compile")
 
@@ -288,24 +288,6 @@ def clean_temporaries(out: Path, sources: list[VideoSource]) -> int:
     return removed
 
 
-def file_fingerprint(path: Path) -> dict:
-    """Size, modification time and a SHA-256 of the first and last MiB of a file (for a frame folder: of
-    its listing), enough to tell a replaced or edited source without reading all of it."""
-    if path.is_dir():
-        listing = sorted(
-            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()
-        )
-        return {"files": len(listing), "sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
-    st = path.stat()
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        sha.update(f.read(_END_BLOCK))
-        if st.st_size > _END_BLOCK:
-            f.seek(max(_END_BLOCK, st.st_size - _END_BLOCK))
-            sha.update(f.read(_END_BLOCK))
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256_ends": sha.hexdigest()}
-
-
 def _stat(path: Path) -> dict:
     st = path.stat()
     return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -320,7 +302,7 @@ def _run_key(model_path: Path, backend: str, config: PredictConfig) -> dict:
     settings = {k: v for k, v in _settings(config).items() if k not in _SPEED_ONLY}
     return {
         "model": str(model_path.resolve()),
-        "model_file": file_fingerprint(model_path),
+        "model_file": file_signature(model_path),
         "backend": backend,
         **settings,
     }
@@ -335,7 +317,7 @@ def _save_record(out: Path, result: VideoResult, key: dict) -> None:
             "format": RECORD_FORMAT,
             "version": 1,
             "source": str(result.source.path),
-            "source_file": file_fingerprint(result.source.path),
+            "source_file": file_signature(result.source.path),
             "run": key,
             "outputs": [_stat(p) for p in outputs],
             "result": {
@@ -362,7 +344,7 @@ def finished_result(out: Path, source: VideoSource, key: dict, overlay: bool) ->
             record.get("format") != RECORD_FORMAT
             or record["source"] != str(source.path)
             or record["run"] != key
-            or record["source_file"] != file_fingerprint(source.path)
+            or record["source_file"] != file_signature(source.path)
         ):
             return None
         wanted = _output_names(source.name, overlay)
