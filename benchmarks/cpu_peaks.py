@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,28 +22,16 @@ import numpy as np
 import torch
 
 import usvid
+from usvid.cpu import cpu_info
 from usvid.io import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "cpu_peaks.json"
-MATRIX_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
 
 
 def cpu_description() -> dict:
-    """``lscpu``'s model name and the flags that decide which matrix kernels oneDNN can use."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        text = ""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("Flags", "").split())
-    return {
-        "model": fields.get("Model name", "unknown"),
-        "matrix_flags": [f for f in MATRIX_FLAGS if f in flags],
-        "logical_cpus": torch.multiprocessing.cpu_count(),
-        "torch": torch.__version__,
-        "usvid": usvid.__version__,
-    }
+    """The CPU's model name and matrix flags (as ``lscpu`` shows them: both read ``/proc/cpuinfo``), with the
+    torch and usvid versions."""
+    return {**cpu_info().describe(), "torch": torch.__version__, "usvid": usvid.__version__}
 
 
 def _time(fn, repeats: int) -> float:

@@ -39,7 +39,7 @@ from usvid.preprocess import PreprocessConfig
 from usvid.training import checkpointing as ckpt
 from usvid.training import ddp, sampling
 from usvid.training.augment import TrainAugment
-from usvid.training.compute import compute_settings
+from usvid.training.compute import ComputeSettings, compute_settings
 from usvid.training.config import TrainConfig
 from usvid.training.frames import (
     BatchReader,
@@ -372,13 +372,15 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
     # The FEX's expected input scaling (EfficientNet-Lite: 0.5, 0.5); stored in the checkpoint's preprocessing.
     mean, std = input_normalization(model.config)
     preprocess = PreprocessConfig(size=config.size, mean=mean, std=std, in_channels=model.config.in_channels)
+    compute = compute_settings(config, ctx.device)
     if ctx.is_main:
         run.mkdir(parents=True, exist_ok=True)
-        ckpt.write_resolved_config(run, _resolved(config, model, class_names, preprocess, store, train, val, ctx))
+        ckpt.write_resolved_config(run, _resolved(config, model, class_names, preprocess, store, train, val, ctx,
+                                                  compute))
         if saved:
             ckpt.truncate_metrics(run, position.stage, position.epochs_done)
 
-    env = _make_env(config, ctx, preprocess, run, progress)
+    env = _make_env(config, ctx, preprocess, run, progress, compute)
     model.to(ctx.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -418,8 +420,7 @@ def _build_model(config: TrainConfig, num_classes: int) -> nn.Module:
 
 
 def _make_env(config: TrainConfig, ctx: ddp.DistContext, preprocess: PreprocessConfig, run: Path,
-              progress: ProgressFn | None) -> StepEnv:
-    compute = compute_settings(config, ctx.device)
+              progress: ProgressFn | None, compute: ComputeSettings) -> StepEnv:
     scaler = torch.amp.GradScaler("cuda") if compute.grad_scaler else None
     augment = TrainAugment(config, preprocess).to(ctx.device)
     return StepEnv(config=config, ctx=ctx, augment=augment, run=run, amp_dtype=compute.amp_dtype, scaler=scaler,
@@ -571,7 +572,8 @@ def _finish_epoch(model: nn.Module, env: StepEnv, position: ckpt.Position, recor
 
 
 def _resolved(config: TrainConfig, model: nn.Module, class_names: list[str], preprocess: PreprocessConfig,
-              store: Any, train: SplitFrames, val: SplitFrames, ctx: ddp.DistContext) -> dict[str, Any]:
+              store: Any, train: SplitFrames, val: SplitFrames, ctx: ddp.DistContext,
+              compute: ComputeSettings) -> dict[str, Any]:
     """The resolved configuration written beside the run: everything that decided it."""
     return {
         "train": config.to_dict(),
@@ -582,7 +584,7 @@ def _resolved(config: TrainConfig, model: nn.Module, class_names: list[str], pre
         "world_size": ctx.world_size,
         "device": str(ctx.device),
         # Precision, memory format, threads and workers chosen for this device, and why.
-        "compute": compute_settings(config, ctx.device).to_dict(),
+        "compute": compute.to_dict(),
         "cpu": cpu_info().describe() if ctx.device.type == "cpu" else None,
         "usvid_version": __version__,
         "data": {
