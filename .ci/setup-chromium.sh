@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs headless Chromium (Debian package `chromium`) for the browser test of `usvid stream --serve`.
-# Optional: tests/streaming/test_server_browser.py skips cleanly when no chromium binary is on PATH.
+# Optional: tests/streaming/test_browser.py and test_live_page.py skip cleanly when no chromium binary is on PATH.
 # Idempotent: does nothing when chromium is already installed.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then

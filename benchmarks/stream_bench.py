@@ -250,7 +250,9 @@ def run_stream(model: Path, feed: Path, args: argparse.Namespace) -> tuple[dict,
     predictor.warmup(iterations=5)
     ref_before = reference(predictor, feed, args.reference_frames, args.repeats)
     record = args.cache / "overlay.mp4" if args.record else None
-    cfg = StreamConfig(source=str(feed), model=model, realtime=True, max_frames=args.frames, record=record)
+    # smoothing on, as in the recorded figures (the stream default became off)
+    cfg = StreamConfig(source=str(feed), model=model, realtime=True, max_frames=args.frames, record=record,
+                       smoothing=True)
     log = FrameLog()
     sinks = [log] + ([Mp4Recorder(record, fps=args.fps)] if record else [])
     pipe = StreamPipeline(cfg, predictor, sinks=sinks)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from usvid import __version__
+from usvid.cli.common import UsvidCommand, UsvidGroup
 
 app = typer.Typer(
     name="usvid",
-    help="Breast-ultrasound scan videos: synth, extract, train, eval, export, predict, stream.",
+    cls=UsvidGroup,
+    help="Breast-ultrasound scan videos: synth, extract, train, eval, export, predict, stream (in that order).",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
@@ -29,18 +31,15 @@ def _root(
 
 
 def _register() -> None:
-    # Imported here so `usvid --help` stays fast and each command's heavy imports stay inside it.
-    from usvid.cli import demo
+    # Imported here so `usvid --help` stays fast and each command's heavy imports stay inside it. Registered in
+    # pipeline order, the order `usvid --help` lists them in.
+    from usvid.cli import demo, export, extract, models, predict, stream, synth, train
+    from usvid.cli import eval as eval_cli
 
-    app.command("demo")(demo.demo)
-    from usvid.cli import synth; app.command("synth")(synth.synth)
-    from usvid.cli import stream; app.command("stream")(stream.stream)
-    from usvid.cli import models; app.command("models")(models.models)
-    from usvid.cli import export; app.command("export")(export.export)
-    from usvid.cli import predict; app.command("predict")(predict.predict)
-    from usvid.cli import train; app.command("train")(train.train)
-    from usvid.cli import eval as eval_cli; app.command("eval")(eval_cli.eval_command)
-    from usvid.cli import extract; app.command("extract")(extract.extract)
+    for name, fn in (("synth", synth.synth), ("extract", extract.extract), ("train", train.train),
+                     ("eval", eval_cli.eval_command), ("export", export.export), ("predict", predict.predict),
+                     ("stream", stream.stream), ("models", models.models), ("demo", demo.demo)):
+        app.command(name, cls=UsvidCommand)(fn)
 
 
 _register()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from usvid.cli.common import console, handle_errors
+from usvid.cli.common import console, handle_errors, next_step
 
 
 @handle_errors
@@ -29,3 +29,5 @@ def demo(
     for name, (path, summary) in result.outputs.items():
         table.add_row(name, str(path), summary)
     console.print(table)
+    next_step("usvid predict SCAN.mp4 --out PREDICTIONS on your own scans (the shipped model), or "
+              "usvid synth -> extract -> train by hand: `usvid --help` lists them in order")

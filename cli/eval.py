@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from usvid.cli.common import console, handle_errors
+from usvid.cli.common import console, handle_errors, next_step
 
 
 def _fmt(value) -> str:
@@ -15,13 +15,14 @@ def _fmt(value) -> str:
 @handle_errors
 def eval_command(
     # Paths are plain text, not Path: click's path type turns a NUL byte into a multi-line usage box.
-    checkpoint: str = typer.Argument(..., metavar="CHECKPOINT", help="best.pt / last.pt from `usvid train`."),
+    checkpoint: str = typer.Argument(..., metavar="CHECKPOINT", help="best.pt / last.pt from `usvid train`, or a shipped model's name (`usvid models`)."),
     store: str = typer.Argument(..., metavar="STORE", help="Frame store written by `usvid extract`."),
     split: str = typer.Option("test", "--split", help="Split to evaluate (train, val or test)."),
     out: str = typer.Option(..., "--out", metavar="DIR", help="Folder for report.json, report.md and the PNG plots."),
-    frames_per_video: int = typer.Option(None, "--frames-per-video", help="Evenly spaced frames per video; default all."),
+    frames_per_video: int = typer.Option(None, "--frames-per-video", show_default="all",
+                                        help="Evenly spaced frames per video."),
     batch_size: int = typer.Option(32, "--batch-size", help="Frames per forward pass."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     examples: int = typer.Option(8, "--examples", help="Frames shown in the overlay and Grad-CAM plots."),
     positive: str = typer.Option("malignant", "--positive",
                                  help="Class that sensitivity, specificity, PPV, NPV and AUC are about."),
@@ -50,18 +51,22 @@ def eval_command(
     finally:
         if task is not None:
             progress.stop()
+    from usvid.training.report import headline_table, interval_note
+
     rep = result.report
     table = Table(title=f"usvid eval: {rep['split']} split, {rep['frames']} frames / {rep['videos']} videos, "
                         f"positive class {rep['positive_class']}, TTA {rep['tta']}")
-    for col in ("level", "accuracy", "sensitivity", "specificity", "PPV", "NPV", "F1 macro", "AUC"):
-        table.add_column(col)
-    for level in ("frame_level", "video_level"):
-        m = rep[level]
-        table.add_row(level.split("_")[0], *(_fmt(m[k]) for k in
-                      ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1_macro", "auc")))
+    header, rows = headline_table(rep)
+    # One column per level (figures down the side), so the intervals fit an 80-column terminal uncut.
+    table.add_column("metric")
+    for row in rows:
+        table.add_column(f"{row[0]} ({row[1]})", overflow="fold")
+    for k, name in enumerate(header[2:], start=2):
+        table.add_row(name, *(row[k] for row in rows))
     console.print(table)
-    console.print("95% intervals (Wilson; DeLong for AUC) are in report.md / report.json", highlight=False)
+    console.print(interval_note(rep), highlight=False, soft_wrap=True)
     fl = rep["frame_level"]
     console.print(f"JSI mask {_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])} over {fl['jsi_frames']} "
                   f"annotated lesion frames", highlight=False)
     console.print(f"report: {result.files['report.md']}", highlight=False)
+    next_step(f"usvid export {checkpoint} --out model.onnx")

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
-from usvid.cli.common import console, handle_errors
+from usvid.cli.common import console, handle_errors, next_step
 
 
 @handle_errors
 def export(
     # Paths are plain text, not Path: click's path type turns a NUL byte into a multi-line usage box.
-    checkpoint: str = typer.Argument(..., metavar="CHECKPOINT", help="usvid checkpoint (.pt) to export."),
+    checkpoint: str = typer.Argument(..., metavar="CHECKPOINT", help="usvid checkpoint (.pt) to export, or a shipped model's name."),
     format: str = typer.Option("onnx", "--format", help="onnx or tensorrt."),
     out: str = typer.Option(..., "--out", metavar="FILE", help="File to write (.onnx, or .engine for TensorRT)."),
     fp16: bool = typer.Option(False, "--fp16", help="Half precision inside the graph (fp32 inputs/outputs)."),
     max_batch: int = typer.Option(8, "--max-batch", help="TensorRT: largest batch of the optimisation profile."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (17 or newer)."),
     workspace_mib: int = typer.Option(2048, "--workspace-mib", help="TensorRT builder workspace limit."),
-    sample: str = typer.Option(None, "--sample", metavar="PATH",
+    sample: str = typer.Option(None, "--sample", metavar="PATH", show_default="none",
                                help="Image or video whose frames join the parity check."),
     int8: bool = typer.Option(False, "--int8", help="Static int8 ONNX for onnxruntime on the CPU (needs --calibration)."),
     calibration: str = typer.Option(
-        None, "--calibration", metavar="STORE",
+        None, "--calibration", metavar="STORE", show_default="none",
         help="--int8: frame store whose train split calibrates and val/test split checks."),
     calibration_frames: int = typer.Option(128, "--calibration-frames", help="--int8: frames to calibrate on."),
     calibration_method: str = typer.Option("minmax", "--calibration-method", help="--int8: minmax, percentile "
@@ -57,3 +57,4 @@ def export(
                       report.parity.describe())
     table.add_row("time", f"{report.seconds:.1f} s")
     console.print(table)
+    next_step(f"usvid predict VIDEOS --model {report.path} --out PREDICTIONS")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from usvid.cli.common import console, handle_errors, parse_ints
+from usvid.cli.common import console, handle_errors, next_step, parse_ints
 
 
 @handle_errors
@@ -21,13 +21,13 @@ def extract(
         "one store: ids are prefixed with each source's folder name and each source is split on its own.",
     ),
     size: int = typer.Option(256, "--size", help="Stored frames are SIZE x SIZE (letterboxed, aspect kept)."),
-    every: int = typer.Option(None, "--every", help="Keep every K-th frame (annotated frames always kept)."),
+    every: int = typer.Option(None, "--every", show_default="every frame", help="Keep every K-th frame (annotated frames always kept)."),
     fps: float = typer.Option(
-        None, "--fps", help="Keep about F frames per second (annotated frames always kept)."
+        None, "--fps", show_default="every frame", help="Keep about F frames per second (annotated frames always kept)."
     ),
     split: str = typer.Option("70,15,15", "--split", help="Train,val,test percentages of patients."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
-    roi: str = typer.Option(None, "--roi", help="Fixed scan region x,y,w,h in source pixels (no detection)."),
+    roi: str = typer.Option(None, "--roi", show_default="detect per video", help="Fixed scan region x,y,w,h in source pixels (no detection)."),
     dedupe: bool = typer.Option(
         False, "--dedupe", help="Drop near-duplicate consecutive frames (a still probe)."
     ),
@@ -37,11 +37,12 @@ def extract(
     groups: str = typer.Option(
         None,
         "--groups",
+        show_default="none",
         help="CSV of near-duplicate groups (group,image) kept in one split; with several sources it applies to "
         "the source whose video ids it names (BUSI's near_duplicates.csv: the BUSI folder).",
     ),
     classes: str = typer.Option(
-        None, "--classes", help="Keep only these classes, such as benign,malignant (BUSI without normal)."
+        None, "--classes", show_default="all", help="Keep only these classes, such as benign,malignant (BUSI without normal)."
     ),
     category: str = typer.Option(
         "lesion",
@@ -138,7 +139,10 @@ def extract(
         console.print(f"[yellow]note:[/] {escape(split_change_text(summary.split_changes))}", highlight=False, soft_wrap=True)
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
+    for line in summary.split_warnings:
+        console.print(f"[yellow]split warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     for failure in summary.failures:
         console.print(f"[red]failed:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
+    next_step(f"usvid train {summary.out} --out RUN")
     if summary.failures:
         raise typer.Exit(1)

@@ -6,30 +6,45 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from usvid.cli.common import console, handle_errors, parse_ints
+from usvid.cli.common import (
+    DEVICE_HELP,
+    MODEL_DEFAULT,
+    MODEL_HELP,
+    SMOOTHING_HELP,
+    SMOOTHING_TAU_HELP,
+    console,
+    handle_errors,
+    model_or_default,
+    next_step,
+    parse_ints,
+)
 
 
 @handle_errors
 def predict(
     # str, not Path: a path the OS cannot hold (a NUL byte) then gets usvid's one-line error, not a usage box.
     src: str = typer.Argument(..., metavar="SRC", help="A video, a folder of videos / frame folders, or a dataset manifest.csv."),
-    model: str = typer.Option(
-        ..., "--model", metavar="PATH", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine)."
-    ),
+    model: str = typer.Option(None, "--model", metavar="MODEL", show_default=MODEL_DEFAULT, help=MODEL_HELP),
     out: str = typer.Option(
         ..., "--out", metavar="DIR", help="Folder for <video>.jsonl, <video>.overlay.mp4 and summary.csv."
     ),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Frames per forward pass."),
-    roi: str | None = typer.Option(None, "--roi", help="Fixed scan region x,y,w,h (default: detect per video)."),
+    roi: str | None = typer.Option(None, "--roi", show_default="detect per video",
+                                   help="Fixed scan region x,y,w,h in source pixels."),
     detect_roi: bool = typer.Option(True, "--detect-roi/--full-frame",
                                     help="Detect the scan region as `usvid extract` does, or use whole frames."),
-    smooth: float | None = typer.Option(None, "--smooth", help="EMA weight of the newest frame in (0, 1]; off by default."),
+    smoothing: bool = typer.Option(False, "--smoothing/--no-smoothing", help=SMOOTHING_HELP),
+    smoothing_tau: float = typer.Option(0.15, "--smoothing-tau", metavar="SECONDS", help=SMOOTHING_TAU_HELP),
+    # The older spelling: a per-frame EMA weight in (0, 1]; kept so scripts that use it still run.
+    smooth: float | None = typer.Option(None, "--smooth", hidden=True),
     threshold: float = typer.Option(0.5, "--threshold", help="Mask probability a lesion pixel must exceed."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write <video>.overlay.mp4."),
     precision: str = typer.Option("auto", "--precision", help="Torch backend: auto, fp32, fp16 or bf16."),
-    threads: int | None = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: all cores)."),
+    threads: int | None = typer.Option(None, "--threads", show_default="all cores", help="onnxruntime intra-op threads."),
+    keep_ui: bool = typer.Option(False, "--keep-ui", help="Overlays show the whole frame, burned-in text included "
+                                 "(default: blanked outside the scan region)."),
 ) -> None:
     """Classify every frame and locate the lesion; exit code 1 if any video failed (the others still run).
 
@@ -41,9 +56,10 @@ def predict(
     config = PredictConfig(
         backend=backend, device=device, batch_size=batch_size, threshold=threshold, overlay=overlay,
         roi=Roi(*parse_ints(roi, 4, "--roi", "40,60,600,400")) if roi else None, detect_roi=detect_roi,
-        smoothing=smooth,
-        precision=precision, threads=threads,
+        smoothing=smoothing, smoothing_tau_s=smoothing_tau, smoothing_alpha=smooth,
+        precision=precision, threads=threads, keep_ui=keep_ui,
     )
+    model = model_or_default(model)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bars:
         videos = bars.add_task("videos", total=None)
@@ -64,6 +80,7 @@ def predict(
     for failure in report.failures:
         console.print(f"[bold red]failed:[/] {escape(str(failure.error))}", highlight=False, soft_wrap=True)
     console.print(f"summary: {report.summary_csv}")
+    next_step(f"usvid stream SOURCE --model {model} (the same model on a live feed)")
     if report.failures:
         raise typer.Exit(1)
 

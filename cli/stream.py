@@ -9,7 +9,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from usvid.cli.common import console, handle_errors, parse_ints
+from usvid.cli.common import (
+    DEVICE_HELP,
+    MODEL_DEFAULT,
+    MODEL_HELP,
+    SMOOTHING_HELP,
+    SMOOTHING_TAU_HELP,
+    console,
+    handle_errors,
+    model_or_default,
+    parse_ints,
+)
 
 
 @handle_errors
@@ -17,34 +27,48 @@ def stream(
     source: str = typer.Argument(
         ..., metavar="SOURCE", help="/dev/videoN, rtsp://, udp://, http:// URL, video file, frame folder or DICOM."
     ),
-    model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), ONNX (.onnx) or TensorRT engine."),
+    model: str = typer.Option(None, "--model", metavar="MODEL", show_default=MODEL_DEFAULT, help=MODEL_HELP),
     realtime: bool = typer.Option(
         False, "--realtime", help="Play recorded sources at their native frame rate."
     ),
-    record: Path | None = typer.Option(None, "--record", help="Write the overlaid stream as H.264 mp4."),
-    jsonl: Path | None = typer.Option(None, "--jsonl", help="Write per-frame predictions as JSON lines."),
-    serve: str | None = typer.Option(None, "--serve", help="Browser view at HOST:PORT, e.g. 127.0.0.1:8080."),
+    record: Path | None = typer.Option(None, "--record", show_default="none",
+                                       help="Write the overlaid stream as H.264 mp4."),
+    jsonl: Path | None = typer.Option(None, "--jsonl", show_default="none",
+                                      help="Write per-frame predictions as JSON lines."),
+    serve: str | None = typer.Option(None, "--serve", metavar="HOST:PORT", show_default="none",
+                                     help="Browser view at HOST:PORT, e.g. 127.0.0.1:8080."),
     serve_public: bool = typer.Option(
         False, "--serve-public", help="Allow --serve on an address other machines can reach (no login)."
     ),
     window: bool = typer.Option(False, "--window", help="Show an OpenCV window (needs a display)."),
     stats: Path | None = typer.Option(
-        None, "--stats", help="Write frames, dropped, fps and latency to JSON."
+        None, "--stats", show_default="none", help="Write frames, dropped, fps and latency to JSON."
     ),
-    max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after N frames from the source."),
+    max_frames: int | None = typer.Option(None, "--max-frames", show_default="until the source ends",
+                                          help="Stop after N frames from the source."),
     roi: str | None = typer.Option(
-        None, "--roi", help="Scan region x,y,w,h in source pixels (default: detect)."
+        None, "--roi", show_default="detect", help="Fixed scan region x,y,w,h in source pixels."
     ),
-    smoothing: bool = typer.Option(True, "--smoothing/--no-smoothing", help="Temporal smoothing (EMA)."),
+    detect_roi: bool = typer.Option(True, "--detect-roi/--full-frame",
+                                    help="Detect the scan region as `usvid extract` does, or use whole frames."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability a lesion pixel must exceed."),
+    smoothing: bool = typer.Option(False, "--smoothing/--no-smoothing", help=SMOOTHING_HELP),
+    smoothing_tau: float = typer.Option(0.15, "--smoothing-tau", metavar="SECONDS", help=SMOOTHING_TAU_HELP),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    keep_ui: bool = typer.Option(
+        False, "--keep-ui", help="Show the whole frame, burned-in text too (default: only the scan region)."
+    ),
+    record_status: bool = typer.Option(
+        False, "--record-status", help="Burn the fps / latency / dropped line into --record too."
+    ),
 ) -> None:
     """Overlay lesion box, class and probability on every frame of a feed, live."""
     from usvid.streaming import StreamConfig, run_stream
 
     config = StreamConfig(
         source=source,
-        model=model,
+        model=model_or_default(model),
         backend=backend,
         device=device,
         realtime=realtime,
@@ -56,7 +80,12 @@ def stream(
         stats=stats,
         max_frames=max_frames,
         roi=parse_ints(roi, 4, "--roi", "40,60,600,400") if roi else None,
+        detect_roi=detect_roi,
+        threshold=threshold,
         smoothing=smoothing,
+        smoothing_tau_s=smoothing_tau,
+        keep_ui=keep_ui,
+        record_status=record_status,
     )
     with Live(Text("opening source ..."), console=console, refresh_per_second=4, transient=True) as live:
 
@@ -71,7 +100,7 @@ def stream(
                 if s.recent_latency_p50_ms is None
                 else f"{s.recent_latency_p50_ms:.1f}/{s.recent_latency_p95_ms:.1f} ms"
             )
-            label = "-" if status.class_name is None else f"{status.class_name} {status.probability:.2f}"
+            label = "-" if status.class_name is None else f"{status.class_name} {status.probability:.0%}"
             live.update(
                 Text(
                     f"{status.state.value} | {s.frames} frames | {s.recent_fps:.1f} fps | "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from usvid.cli.common import console, handle_errors, parse_size
+from usvid.cli.common import console, handle_errors, next_step, parse_size
 
 
 @handle_errors
@@ -95,3 +95,4 @@ def synth(
     console.print(f"manifest    {summary.manifest}")
     console.print(f"annotations {summary.annotations}")
     console.print(f"truth       {summary.ground_truth} (evaluation only)")
+    next_step(f"usvid extract {summary.manifest} STORE")

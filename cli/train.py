@@ -7,7 +7,7 @@ import os
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from usvid.cli.common import console, handle_errors
+from usvid.cli.common import console, handle_errors, next_step
 from usvid.errors import ConfigError
 
 
@@ -67,38 +67,56 @@ def _parse_pair(text: str) -> tuple[float, float]:
 def train(
     # Paths are plain text, not Path: click's path type turns a NUL byte into a multi-line usage box.
     store: str = typer.Argument(..., metavar="STORE", help="Frame store written by `usvid extract`."),
-    model: str = typer.Option(None, "--model", help="Model name (see usvid.models.list_models()); default lanet_r18."),
+    # Options left at None take their value from --config, then --recipe, then the defaults shown here
+    # (TrainConfig's: tests/packaging checks the two agree).
+    model: str = typer.Option(None, "--model", metavar="NAME", show_default="lanet_r18",
+                              help="Network to train: a registered variant (see `usvid models`)."),
     out: str = typer.Option(..., "--out", metavar="DIR", help="Run folder: best.pt, last.pt, metrics.jsonl, config.json."),
-    size: int = typer.Option(None, "--size", help="Network input size M (a multiple of 32 up to 2048); default 256."),
-    stage1_epochs: int = typer.Option(None, "--stage1-epochs", help="t_l: stage-1 (localisation) epochs; default 10."),
-    epochs: int = typer.Option(None, "--epochs", help="t_c: stage-2 (joint) epochs; default 100."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Frames per step per process; default 8."),
-    box_fraction: float = typer.Option(None, "--box-fraction", help="Keep annotations of this share of patients."),
-    seed: int = typer.Option(None, "--seed", help="Seed of sampling, augmentation and initialisation; default 0."),
+    size: int = typer.Option(None, "--size", show_default="256",
+                             help="Network input size in pixels \\[M] (a multiple of 32 up to 2048)."),
+    stage1_epochs: int = typer.Option(None, "--stage1-epochs", show_default="10",
+                                      help="Stage-1 (localisation) epochs \\[t_l]."),
+    epochs: int = typer.Option(None, "--epochs", show_default="100", help="Stage-2 (joint) epochs \\[t_c]."),
+    batch_size: int = typer.Option(None, "--batch-size", show_default="8",
+                                   help="Frames per step per process \\[m + m']."),
+    box_fraction: float = typer.Option(None, "--box-fraction", show_default="1.0",
+                                       help="Share of annotated patients whose boxes are kept (seeded)."),
+    seed: int = typer.Option(None, "--seed", show_default="0",
+                             help="Seed of sampling, augmentation and initialisation."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt exactly."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or auto (default)."),
-    lr: float = typer.Option(None, "--lr", help="Learning rate; default 1e-3."),
-    optimizer: str = typer.Option(None, "--optimizer", help="adam (default, the paper) or adamw."),
-    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay; default 0."),
-    scheduler: str = typer.Option(None, "--scheduler", help="Stage-2 lr schedule: none (default) or cosine."),
-    warmup_epochs: float = typer.Option(None, "--warmup-epochs", help="Linear lr warm-up per stage; default 0."),
-    schedule_unit: str = typer.Option(None, "--schedule-unit", help="lr moves per epoch (default) or step."),
-    fex_lr_scale: float = typer.Option(None, "--fex-lr-scale", help="lr multiplier of the FEX; default 1."),
-    label_smoothing: float = typer.Option(None, "--label-smoothing", help="Of the class loss; default 0."),
-    weight_ema: str = typer.Option(None, "--weight-ema", "--ema",
-                                   help="Decay of a weight EMA used for validation and best.pt (e.g. 0.999), "
-                                        "or none; default none."),
-    rrc_scale: str = typer.Option(None, "--rrc-scale",
-                                  help="Random resized crop area range LOW,HIGH (e.g. 0.75,1) or none; default none."),
-    pseudo_source: str = typer.Option(None, "--pseudo-source", help="Pseudo-label source: self (default), stage1, ema."),
-    frames_per_video: int = typer.Option(None, "--frames-per-video", help="Unannotated frames per video per epoch."),
-    annotated_per_batch: int = typer.Option(None, "--annotated-per-batch", help="m: annotated frames per step."),
-    num_workers: int = typer.Option(None, "--num-workers", help="Data-loading worker processes; default: 0 on the CPU, 2 on CUDA."),
-    pretrained: str = typer.Option(None, "--pretrained",
-                                   help="FEX weights: imagenet (EfficientNet-Lite variants), a torchvision ResNet "
-                                        "state-dict file, or none."),
-    recipe: str = typer.Option(None, "--recipe", help="Named option bundle: paper (default) or finetune."),
-    config: str = typer.Option(None, "--config", metavar="FILE",
+    device: str = typer.Option(None, "--device", show_default="auto", help="auto, cpu or cuda."),
+    lr: float = typer.Option(None, "--lr", show_default="0.001", help="Learning rate."),
+    optimizer: str = typer.Option(None, "--optimizer", show_default="adam", help="adam (the paper's) or adamw."),
+    weight_decay: float = typer.Option(None, "--weight-decay", show_default="0.0", help="Weight decay."),
+    scheduler: str = typer.Option(None, "--scheduler", show_default="none", help="Stage-2 lr schedule: none or cosine."),
+    warmup_epochs: float = typer.Option(None, "--warmup-epochs", show_default="0.0", help="Linear lr warm-up per stage."),
+    schedule_unit: str = typer.Option(None, "--schedule-unit", show_default="epoch",
+                                      help="The lr moves once per epoch or per step."),
+    fex_lr_scale: float = typer.Option(None, "--fex-lr-scale", show_default="1.0",
+                                       help="Learning-rate multiplier of the feature extractor (FEX)."),
+    label_smoothing: float = typer.Option(None, "--label-smoothing", show_default="0.0",
+                                          help="Label smoothing of the class loss."),
+    weight_ema: str = typer.Option(None, "--weight-ema", "--ema", show_default="none",
+                                   help="Decay of a weight EMA used for validation and best.pt (e.g. 0.999), or none."),
+    rrc_scale: str = typer.Option(None, "--rrc-scale", show_default="none",
+                                  help="Random resized crop area range LOW,HIGH (e.g. 0.75,1), or none."),
+    pseudo_source: str = typer.Option(None, "--pseudo-source", show_default="self",
+                                      help="Where stage-2 pseudo-labels come from: self, stage1 or ema."),
+    frames_per_video: int = typer.Option(None, "--frames-per-video", show_default="64",
+                                         help="Unannotated frames drawn per video per epoch."),
+    annotated_per_batch: int = typer.Option(None, "--annotated-per-batch", show_default="the annotated share",
+                                            help="Annotated frames per stage-2 step \\[m]."),
+    num_workers: int = typer.Option(None, "--workers", show_default="0 on the CPU, 2 on CUDA",
+                                    help="Data-loading worker processes."),
+    num_workers_old: int = typer.Option(None, "--num-workers", hidden=True),  # the older spelling of --workers
+    pretrained: str = typer.Option(None, "--pretrained", show_default="none",
+                                   help="Feature-extractor (FEX) weights: imagenet (EfficientNet-Lite variants), "
+                                        "a torchvision ResNet state-dict file, or none."),
+    init: str = typer.Option(None, "--init", metavar="MODEL", show_default="none",
+                             help="Start from this checkpoint's or shipped model's weights (fine-tuning), e.g. "
+                                  "lanet-effl0-bus; its network unless --model names it too."),
+    recipe: str = typer.Option(None, "--recipe", show_default="paper", help="Named option bundle: paper or finetune."),
+    config: str = typer.Option(None, "--config", metavar="FILE", show_default="none",
                                help="JSON/YAML file of training options (over --recipe; flags override it)."),
 ) -> None:
     """Train a model: stage 1 localisation on annotated frames, stage 2 joint training with pseudo-labels."""
@@ -107,6 +125,7 @@ def train(
     from usvid.training.config import load_config, recipe_config
     from usvid.training.loop import fit
 
+    num_workers = num_workers if num_workers is not None else num_workers_old
     store_path = check_path_text(store, "STORE")
     config_path = check_path_text(config, "--config") if config is not None else None
     # First, so a bad --out is named as such, not as "no config.json to resume" after reading the options.
@@ -118,6 +137,14 @@ def train(
         optimizer=optimizer, weight_decay=weight_decay, scheduler=scheduler, warmup_epochs=warmup_epochs,
         schedule_unit=schedule_unit, fex_lr_scale=fex_lr_scale, label_smoothing=label_smoothing,
     ).items() if v is not None}
+    if init is not None:
+        from usvid.checkpoint import load_checkpoint
+
+        given["init"] = init
+        trained_as = load_checkpoint(init).trained_model_name
+        if trained_as is not None:
+            given.setdefault("model", trained_as)
+        given["pretrained"] = None
     # Options whose "off" value is None are spelled "none" on the command line.
     for key, text, parse in (("pretrained", pretrained, str), ("weight_ema_decay", weight_ema, _parse_float),
                              ("rrc_scale", rrc_scale, _parse_pair)):
@@ -145,3 +172,4 @@ def train(
     table.add_row("last.pt", str(result.last))
     table.add_row("metrics", str(result.run / "metrics.jsonl"))
     console.print(table)
+    next_step(f"usvid eval {result.best or result.last} {store_path} --split test --out {result.run / 'eval'}")

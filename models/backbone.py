@@ -7,12 +7,13 @@ are configurable so tests can use a very narrow ResNet-18-shaped network.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from usvid.errors import ConfigError
+from usvid.models.base import FeatureMaps  # re-exported: it lived here
 from usvid.models.config import DEPTHS, IMAGENET_WIDTHS, ModelConfig
 
 if TYPE_CHECKING:
@@ -24,22 +25,6 @@ _LAYOUT: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, in
     50: (Bottleneck, (3, 4, 6, 3)),
     101: (Bottleneck, (3, 4, 23, 3)),
 }
-
-
-class FeatureMaps(NamedTuple):
-    """FEX outputs for an input ``(B, C_in, H, W)``; ``C_i`` = the backbone's ``channels``.
-
-    Attributes:
-        f1: ``(B, C_1, H/4, W/4)``
-        f2: ``(B, C_2, H/8, W/8)``
-        f3: ``(B, C_3, H/16, W/16)``
-        f4: ``(B, C_4, H/32, W/32)`` the top feature map (classifier input, mask resolution).
-    """
-
-    f1: Tensor
-    f2: Tensor
-    f3: Tensor
-    f4: Tensor
 
 
 class ResNetBackbone(nn.Module):

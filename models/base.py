@@ -109,3 +109,19 @@ def xavier_init(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class FeatureMaps(NamedTuple):
+    """FEX outputs for an input ``(B, C_in, H, W)``; ``C_i`` = the backbone's ``channels``.
+
+    Attributes:
+        f1: ``(B, C_1, H/4, W/4)``
+        f2: ``(B, C_2, H/8, W/8)``
+        f3: ``(B, C_3, H/16, W/16)``
+        f4: ``(B, C_4, H/32, W/32)`` the top feature map (classifier input, mask resolution).
+    """
+
+    f1: Tensor
+    f2: Tensor
+    f3: Tensor
+    f4: Tensor

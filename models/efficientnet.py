@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from usvid.errors import ConfigError
-from usvid.models.backbone import FeatureMaps
+from usvid.models.base import FeatureMaps
 from usvid.models.config import LITE_VARIANTS
 
 

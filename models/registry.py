@@ -2,44 +2,41 @@
 
 A registered function takes no arguments and returns the variant's :class:`ModelConfig`; overrides are
 applied to that config (unknown keys fail with a did-you-mean), and :func:`build_model` turns a config into
-a module. The variants themselves live in :mod:`usvid.models.variants`.
+a module. The variants themselves live in :mod:`usvid.models.variants`, imported with this module; they
+register into the leaf :mod:`usvid.models.registration`, never importing this module back.
+
+Listing and configs need no torch (``usvid models`` answers from them and the FLOP table); the network
+classes are imported by :func:`build_model` only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import fnmatch
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from usvid.errors import ConfigError, unknown_name
-from usvid.models.base import NetworkBase
-from usvid.models.classifier import ResNetClassifier
+import usvid.models.variants  # noqa: F401  (registers the built-in variants into the leaf table)
+from usvid.errors import unknown_name
 from usvid.models.config import ModelConfig
-from usvid.models.lanet import LANetModel
-from usvid.models.pretrained import load_pretrained
-from usvid.models.rmtl import RMTLModel
+from usvid.models.registration import _REGISTRY, ConfigFn, register_model
 
-ConfigFn = Callable[[], ModelConfig]
-_REGISTRY: dict[str, ConfigFn] = {}
-_ARCHS: dict[str, type[NetworkBase]] = {"lanet": LANetModel, "rmtl": RMTLModel, "cls": ResNetClassifier}
+__all__ = ["ConfigFn", "build_model", "create_model", "list_models", "model_config", "register_model"]
 
+if TYPE_CHECKING:
+    from usvid.models.base import NetworkBase
 
-def register_model(fn: ConfigFn) -> ConfigFn:
-    """Register ``fn`` (returning a :class:`ModelConfig`) under its function name; names are unique."""
-    name = fn.__name__
-    if name in _REGISTRY:
-        other = _REGISTRY[name]
-        raise ConfigError(
-            f"model '{name}' is already registered (by {other.__module__}.{other.__qualname__}); "
-            "give the new variant function another name"
-        )
-    _REGISTRY[name] = fn
-    return fn
+# arch -> (module, class); imported when a network is built, so listing stays torch-free.
+_ARCHS: dict[str, tuple[str, str]] = {
+    "lanet": ("usvid.models.lanet", "LANetModel"),
+    "rmtl": ("usvid.models.rmtl", "RMTLModel"),
+    "cls": ("usvid.models.classifier", "ResNetClassifier"),
+}
 
 
-def list_models() -> list[str]:
-    """Registered variant names, sorted."""
-    return sorted(_REGISTRY)
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered variant names matching the glob ``pattern`` (``"lanet*"``, ``"*_tiny"``), sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
 def model_config(name: str, **overrides: Any) -> ModelConfig:
@@ -60,8 +57,14 @@ def build_model(config: ModelConfig, *, pretrained: bool | str | Path | None = N
             ``'imagenet'`` for torchvision's local cache. ``None`` / ``False``: random init. Not stored in
             the config: a checkpoint rebuilds with ``build_model(config)`` and then loads its own weights.
     """
-    model = _ARCHS[config.arch](config)
-    if pretrained is not None and pretrained is not False:
+    from usvid.models.pretrained import check_pretrained, load_pretrained
+
+    wanted = pretrained is not None and pretrained is not False
+    if wanted:
+        check_pretrained(config, pretrained)  # before building: a refusal costs no network construction
+    module, cls = _ARCHS[config.arch]
+    model = getattr(importlib.import_module(module), cls)(config)
+    if wanted:
         load_pretrained(model.backbone, config, pretrained)
     return model
 

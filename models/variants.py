@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from usvid.models.config import ModelConfig
-from usvid.models.registry import register_model
+from usvid.models.registration import register_model
 
 # Tiny test variants: ResNet-18-shaped with stage widths 8..64, so a forward at 64x96 takes a few ms on a CPU.
 _TINY = {"depth": 18, "widths": (8, 16, 32, 64), "shared_channels": 16, "decoder_channels": (32, 16, 8)}

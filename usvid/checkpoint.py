@@ -5,7 +5,8 @@ Inference never rebuilds these from CLI flags. Files are written atomically and 
 
 Layout of the saved dict (``format = "usvid-checkpoint"``, ``version = 1``):
 ``model_config`` (dict of :class:`usvid.models.ModelConfig`), ``model`` (state dict), ``class_names``,
-``preprocess`` (dict of :class:`usvid.preprocess.PreprocessConfig`), ``usvid_version``, an optional
+``preprocess`` (dict of :class:`usvid.preprocess.PreprocessConfig`, with ``store_size``, the frame-store side the
+network was trained from; checkpoints without it load with a warning and letterbox straight to ``size``), ``usvid_version``, an optional
 ``train_state`` dict (optimizer, scheduler, scaler, epoch, stage, RNG state, resolved training config) and
 ``integrity``: ``{"sha256": ...}`` over every other entry (:func:`payload_hash`).
 
@@ -29,7 +30,7 @@ from usvid import __version__
 from usvid.errors import InputError, UsvidError
 from usvid.io import atomic_path
 from usvid.outputs import check_path_text
-from usvid.preprocess import PreprocessConfig
+from usvid.preprocess import PreprocessConfig, warn_if_store_size_unknown
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ class Checkpoint:
     preprocess: PreprocessConfig
     usvid_version: str = __version__
     train_state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trained_model_name(self) -> str | None:
+        """The registered model name it was trained as (``usvid train --model``), when recorded."""
+        name = (self.train_state or {}).get("config", {}).get("model")
+        return str(name) if name is not None else None
 
     def build_model(self) -> torch.nn.Module:
         """Rebuild the network from the stored config and load the weights (eval mode)."""
@@ -135,7 +142,9 @@ def checkpoint_from_model(
 
 
 def _check_path(path: str | Path) -> Path:
-    path = check_path_text(path, "checkpoint")
+    from usvid.shipped import resolve_model
+
+    path = resolve_model(check_path_text(path, "checkpoint"), "checkpoint")
     kind = OTHER_MODEL_FILES.get(path.suffix.lower())
     if kind is not None:
         raise InputError(
@@ -198,6 +207,7 @@ def _preprocess(path: Path, data: dict) -> PreprocessConfig:
         raise InputError(f"{path}: corrupted: unusable preprocessing settings ({err})") from None
     if config.size > MAX_INPUT_SIZE:
         raise InputError(f"{path}: input size {config.size} is above the largest usvid accepts ({MAX_INPUT_SIZE})")
+    warn_if_store_size_unknown(config, str(path))
     return config
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")

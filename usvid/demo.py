@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usvid.shipped import DEFAULT_MODEL
+
 log = logging.getLogger(__name__)
 
 MARKER_NAME = ".usvid-demo.json"
@@ -97,6 +99,17 @@ def run_demo(
     result.outputs["predict"] = (
         video.overlay or video.jsonl,
         f"{video.source.name}: {video.class_name}, lesion on {video.lesion_frames}/{video.frames} frames",
+    )
+
+    step(f"shipped model: {DEFAULT_MODEL} (trained on real BUSI + BUS-BRA scans) on the same scan")
+    shipped_report = predict_videos(held_out, DEFAULT_MODEL, out / "predict_shipped", PredictConfig())
+    shipped = shipped_report.results[0]
+    p_malignant = dict(zip(shipped_report.class_names, shipped.mean_probs)).get("malignant")
+    shown = "" if p_malignant is None else f" (mean P(malignant) {p_malignant:.2f})"
+    result.outputs["shipped model"] = (
+        shipped.overlay or shipped.jsonl,
+        f"{shipped.class_name}{shown} on a synthetic scan it was not trained for; on your own scans: "
+        f"usvid predict SCAN.mp4 --out preds",
     )
     return result
 

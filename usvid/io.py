@@ -1,7 +1,8 @@
-"""Atomic file writes: a file appears complete under its final name or not at all."""
+"""Atomic file writes (a file appears complete under its final name or not at all) and file digests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -54,3 +55,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> dict:
+    """``{"size", "sha256"}`` of a file's whole content."""
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": sha.hexdigest()}

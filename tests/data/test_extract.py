@@ -391,3 +391,38 @@ def test_real_busi_subset(shared_data, tmp_path):
     assert abs((mask > 0).sum() - real.sum() * (Letterbox(w, h, 96).scaled[0] / w) ** 2) < 0.1 * real.sum()
     assert store.mask_of("normal (1)", 0).max() == 0
     assert os.path.getsize(tmp_path / "store" / "frames.csv") > 0
+
+
+def test_small_and_empty_splits_are_warned_about(tmp_path):
+    from typer.testing import CliRunner
+    from usvid.cli.app import app
+
+    from .conftest import make_dataset
+
+    six = make_dataset(tmp_path / "six", n_videos=12, num_frames=8)  # 6 patients, 3 per class
+    summary = extract(six, tmp_path / "store6", ExtractConfig(split=SplitFractions.from_percent([50, 25, 25]), **SMALL))
+    store = FrameStore(tmp_path / "store6")
+    patients = {s: {v.patient_id for v in store.videos if v.split == s} for s in ("train", "val", "test")}
+    assert {s: len(p) for s, p in patients.items()} == {"train": 3, "val": 1, "test": 2}
+    lines = summary.split_warnings
+    assert len(lines) == 3 and store.meta["split_warnings"] == lines
+    assert lines[0].startswith("split 'train': only 3 patients (fewer than 10")
+    val_label = store.videos[[v.split for v in store.videos].index("val")].label
+    other = ({"benign", "malignant"} - {val_label}).pop()
+    assert lines[1].startswith("split 'val': only 1 patient (") and f"no '{other}' patient" in lines[1]
+    runner = CliRunner()
+    two = runner.invoke(app, ["extract", str(tmp_path / "six" / "manifest.csv"), str(tmp_path / "a"), "--size", "64",
+                              "--split", "100,0,0"])
+    assert two.exit_code == 0, two.output
+    assert "split warning:" in two.output and "only 6 patients" in two.output
+    assert "'val'" not in two.output and "'test'" not in two.output  # 0% splits are empty on purpose
+    assert FrameStore(tmp_path / "a").meta["split_warnings"] == ["split 'train': only 6 patients (fewer than 10: "
+                                                                 "figures measured on it have very wide intervals)"]
+
+
+def test_empty_split_warning(dataset, tmp_path):
+    summary = extract(dataset, tmp_path / "store", ExtractConfig(**SMALL))  # 2 patients at 70,15,15
+    # two patients (one per class) cannot fill three splits: both held-out splits are named
+    assert [line.split(" is empty")[0] for line in summary.split_warnings[1:]] == ["split 'val'", "split 'test'"]
+    assert "(2 patients at --split 70,15,15)" in summary.split_warnings[2]
+    assert FrameStore(tmp_path / "store").meta["split_warnings"] == summary.split_warnings

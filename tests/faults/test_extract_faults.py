@@ -157,7 +157,7 @@ CHANGES = {
     "label": (_change_label, 0),
     "box": (_add_box, 0),
     "replaced video": (_replace_video, 0),
-    "added patient": (_add_patient, 1),  # seed 1: the fifth patient moves p0 from val to train
+    "added patient": (_add_patient, 1),  # seed 1: the fifth patient moves p0 to test and p2 to train
     "dropped video": (_drop_video, 0),
 }
 
@@ -191,7 +191,7 @@ def test_rerun_after_a_change_equals_a_fresh_extraction(tmp_path, change):
     ]
     assert summary.split_changes == sorted(moved)
     if change == "added patient":
-        assert summary.split_changes == [("p0", "val", "train")]
+        assert summary.split_changes == [("p0", "val", "test"), ("p2", "test", "train")]
     if change == "dropped video":
         assert summary.removed == 1 and not any("v2" in name for name in _tree(out))
 

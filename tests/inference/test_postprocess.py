@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from usvid.errors import ConfigError
-from usvid.inference.overlay import class_colour, draw_prediction, render_prediction, to_bgr
+from usvid.inference.overlay import OverlayStyle, class_colour, overlay_layout, render_prediction, to_bgr
 from usvid.inference.postprocess import LesionBox, Roi, mask_to_box, masks_to_boxes
 from usvid.inference.smoothing import TemporalSmoother
 
@@ -95,19 +95,27 @@ def test_overlay_draws_box_in_class_colour():
     grey = np.full((73, 99), 30, np.uint8)
     img = to_bgr(grey)
     assert img.shape == (73, 99, 3)
-    draw_prediction(img, ("benign", "malignant"), np.array([0.1, 0.9]), LesionBox(20, 30, 40, 30, 0.8))
+    box = LesionBox(20, 30, 40, 30, 0.8)
+    out = render_prediction(grey, ("benign", "malignant"), np.array([0.1, 0.9]), box,
+                            style=OverlayStyle(keep_ui=True))
+    part = overlay_layout(99, 73).frame_part(out)
     rgb = class_colour("malignant", 1)
     bgr = np.array(rgb[::-1], np.uint8)
-    assert (img[60, 20:60] == bgr).all(axis=-1).mean() > 0.9  # bottom edge of the box
-    assert (img[45, 40] == 30).all()  # inside the box: untouched
+    assert (part[59, 20:60] == bgr).all(axis=-1).mean() > 0.9  # bottom edge of the box
+    assert (part[45, 40] == 30).all()  # inside the box: untouched
 
 
 def test_render_prediction_no_lesion_keeps_input():
     grey = torch.full((1, 64, 96), 50, dtype=torch.uint8)
-    out = render_prediction(grey, ("benign", "malignant"), torch.tensor([0.7, 0.3]), None, roi=Roi(10, 5, 60, 40))
-    assert out.shape == (64, 96, 3) and out.dtype == np.uint8
+    roi = Roi(10, 5, 60, 40)
+    out = render_prediction(grey, ("benign", "malignant"), torch.tensor([0.7, 0.3]), None, roi=roi,
+                            style=OverlayStyle(keep_ui=True))
+    layout = overlay_layout(96, 64)
+    part = layout.frame_part(out)
+    assert out.shape == (layout.canvas_height, layout.canvas_width, 3) and out.dtype == np.uint8
     assert (grey == 50).all()  # the source frame is not drawn on
-    assert (out[5, 30] != 50).any()  # ROI outline drawn
-    assert (out[60, 90] == 50).all()  # far corner untouched
+    assert (part[4, 30] != 50).any()  # ROI outline drawn, one pixel outside the region
+    assert (part[5:45, 10:70] == 50).all()  # ... so no scan pixel is covered
+    assert (part[60, 90] == 50).all()  # far corner untouched
     colour = np.array(class_colour("benign", 0)[::-1], np.uint8)
-    assert (out[:20, :60] == colour).all(axis=-1).any()  # class label in the benign colour
+    assert (out[: layout.bar] == colour).all(axis=-1).any()  # class label in the benign colour, in the bar

@@ -19,6 +19,7 @@ from usvid.errors import InputError
 from usvid.inference import load_predictor
 from usvid.inference.export_onnx import read_onnx_info
 from usvid.inference.frames import FrameReader
+from usvid.inference.overlay import overlay_layout
 from usvid.inference.predict import PredictConfig, collect_sources, predict_videos
 from usvid.video.testvideos import ultrasound_layout
 
@@ -80,11 +81,11 @@ def test_predict_writes_real_outputs(video_dir, tiny_onnx, tmp_path):
         mean = direct.probs.double().mean(0)
         assert result.class_name == CLASSES[int(mean.argmax())]
         assert result.lesion_frames == sum(b is not None for b in direct.boxes)
-        # overlay: decodable H.264, same frame count and rate, frame size (padded to even for 4:2:0)
+        # overlay: decodable H.264, same frame count and rate, the frame under its label bar (even sides)
         decoded, rate, codec, (w, h) = _decode(result.overlay)
         assert codec == "h264" and len(decoded) == n and rate == fps
-        assert (w, h) == (size[0] + size[0] % 2, size[1] + size[1] % 2)
-        assert decoded[0].std() > 5  # real picture content, not a blank frame
+        assert (w, h) == overlay_layout(*size).size and w % 2 == 0 == h % 2
+        assert overlay_layout(*size).frame_part(decoded[0]).std() > 5  # real picture content, not blank
 
     rows = list(csv.DictReader((out / "summary.csv").open()))
     by_video = {r["video"]: r for r in rows}
@@ -179,3 +180,25 @@ def test_cli_export_errors(tiny_checkpoints, tmp_path):
                                   "--out", str(tmp_path / "x.engine")])
         assert trt.exit_code == 2 and ("tensorrt" in trt.output or "GPU" in trt.output)
         assert "Traceback" not in trt.output
+
+
+def test_smoothing_is_streams_source_time_ema(tiny_videos, tiny_checkpoints, tmp_path):
+    import math
+
+    model = tiny_checkpoints["lanet_tiny"]
+    raw = predict_videos(tiny_videos["odd"], model, tmp_path / "raw", PredictConfig(overlay=False))
+    tau = 0.1
+    smooth = predict_videos(tiny_videos["odd"], model, tmp_path / "smooth",
+                            PredictConfig(overlay=False, smoothing=True, smoothing_tau_s=tau))
+    a, b = _jsonl(raw.results[0].jsonl), _jsonl(smooth.results[0].jsonl)
+    pa = np.array([[r["probabilities"][c] for c in CLASSES] for r in a])
+    pb = np.array([[r["probabilities"][c] for c in CLASSES] for r in b])
+    stamps = [r["timestamp"] for r in a]
+    expected = [pa[0]]
+    for i in range(1, len(pa)):  # weight of a frame: 1 - exp(-dt / tau), dt in seconds of video time
+        w = 1 - math.exp(-(stamps[i] - stamps[i - 1]) / tau)
+        expected.append(w * pa[i] + (1 - w) * expected[-1])
+    assert np.allclose(pb, np.array(expected), atol=1e-5)
+    assert not np.allclose(pa, pb, atol=1e-4)  # it did smooth
+    with pytest.raises(Exception, match="smoothing-tau"):
+        PredictConfig(smoothing=True, smoothing_tau_s=0)

@@ -200,3 +200,36 @@ def test_cpu_bf16_agrees_with_fp32(name, tiny_checkpoints):
     assert torch.equal(got.probs.argmax(1)[clear], ref.probs.argmax(1)[clear])
     if ref.mask is not None:
         assert torch.allclose(got.mask, ref.mask, atol=3e-2)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_one_numpy_frame_predicts_as_its_tensor_batch(backend, tiny_checkpoints, tiny_onnx):
+    import numpy as np
+
+    from usvid.video.reader import rgb_to_grey
+
+    model = tiny_checkpoints["lanet_tiny"] if backend == "torch" else tiny_onnx["lanet_tiny"]
+    predictor = load_predictor(model, backend, device="cpu")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (75, 121, 3), dtype=np.uint8)
+    rgb[20:50, 30:80] = (200, 60, 20)  # a coloured patch: R, G and B weigh differently in the luma
+    grey = rng.integers(0, 256, (75, 121), dtype=np.uint8)
+    roi = Roi(10, 5, 90, 60)
+    for frame, as_grey in ((grey, grey), (rgb, rgb_to_grey(rgb))):
+        got = predictor.predict(frame, roi)
+        ref = predictor.predict(torch.from_numpy(as_grey)[None, None], roi)
+        assert torch.equal(got.probs, ref.probs) and torch.equal(got.mask, ref.mask)
+        assert got.boxes == ref.boxes and len(got) == 1
+    # the RGB frame is made grey as the video readers do, not by some other weighting
+    mean_grey = torch.from_numpy(rgb.mean(axis=2).round().astype(np.uint8))[None, None]
+    assert not torch.equal(predictor.predict(rgb).probs, predictor.predict(mean_grey).probs)
+
+
+def test_bad_numpy_frames_are_one_clear_error(tiny_onnx):
+    import numpy as np
+
+    predictor = load_predictor(tiny_onnx["lanet_tiny"], device="cpu")
+    for bad in (np.zeros((40, 40), np.float32), np.zeros((40, 40, 4), np.uint8), np.zeros((2, 1, 40, 40), np.uint8),
+                np.zeros((0, 40), np.uint8)):
+        with pytest.raises(InputError, match=r"\(H, W\) or \(H, W, 3\) uint8"):
+            predictor.predict(bad)

@@ -42,3 +42,11 @@ def test_models_latency_column_times_every_listed_model():
     for row in rows:  # the last cell of each row is a positive number of milliseconds
         cells = [c.strip() for c in row.strip("│┃| ").split("│")]
         assert float(cells[-1]) > 0
+
+
+def test_models_match_takes_a_glob():
+    result = runner.invoke(app, ["models", "--match", "lanet_r*"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "lanet_r18" in result.output and "lanet_r101" in result.output
+    assert "lanet_tiny" not in result.output and "rmtl_r18" not in result.output
+    assert "next: usvid train" in result.output

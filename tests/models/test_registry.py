@@ -86,3 +86,53 @@ def test_parameter_groups_partition_the_model(name):
         "resnet_tiny_cls": {"backbone", "classifier"},
     }[name]
     assert {k.split(".")[0] for k in model.state_dict()} == top
+
+
+def test_list_models_filters_by_glob():
+    assert list_models("lanet*") == [n for n in list_models() if n.startswith("lanet")]
+    assert "lanet_tiny" in list_models("lanet*") and "rmtl_tiny" not in list_models("lanet*")
+    assert list_models("*_tiny") == ["lanet_tiny", "rmtl_tiny"]
+    assert list_models("vgg*") == []
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_pretrained_true_builds_or_refuses_in_one_line(name):
+    from usvid.errors import UsvidError
+
+    config = model_config(name)
+    if config.fex == "efficientnet_lite":
+        torch.manual_seed(0)
+        a = create_model(name, pretrained=True).backbone.state_dict()
+        torch.manual_seed(1)
+        b = create_model(name, pretrained=True).backbone.state_dict()
+        # whatever the seed, the same (non-zero) weights: they come from the ImageNet file, not the init
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert any(v.float().abs().sum() > 0 for k, v in a.items() if k.endswith("weight"))
+        return
+    with pytest.raises(UsvidError) as err:
+        create_model(name, pretrained=True)
+    message = str(err.value)
+    assert "\n" not in message
+    if config.uses_imagenet_widths:
+        assert "no ImageNet ResNet weights" in message and "pretrained=PATH" in message
+    else:
+        assert "tiny test variants have no pretrained weights" in message
+
+
+def test_register_model_refuses_a_duplicate_name_and_keeps_the_first():
+    from usvid.errors import UsvidError
+    from usvid.models import register_model
+
+    before = model_config("lanet_tiny")
+
+    def lanet_tiny() -> ModelConfig:  # same name as the built-in tiny variant, another config
+        return ModelConfig(arch="lanet", depth=50)
+
+    with pytest.raises(UsvidError, match=(
+        r"^model 'lanet_tiny' is already registered \(by usvid\.models\.variants\.lanet_tiny\); variant names "
+        r"must be unique.*give the new variant function another name$"
+    )) as err:
+        register_model(lanet_tiny)
+    assert isinstance(err.value, ConfigError) and "\n" not in str(err.value)
+    assert model_config("lanet_tiny") == before
+    assert list_models().count("lanet_tiny") == 1

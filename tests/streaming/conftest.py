@@ -110,8 +110,10 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 15, container: str | 
 
 
 def live_config(source: str, **kwargs) -> StreamConfig:
-    """A network source with short timeouts and backoff, so loss and reconnection happen within a test."""
-    settings = {"detect_roi": False, "read_timeout_s": 0.5, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4,
+    """A network source with short timeouts and backoff, so loss and reconnection happen within a test.
+
+    The whole frame is shown (``keep_ui``): these tests check that real decoded pictures arrive."""
+    settings = {"detect_roi": False, "keep_ui": True, "read_timeout_s": 0.5, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4,
                 "open_timeout_s": 8.0, **kwargs}
     return StreamConfig(source=source, model=Path("unused.pt"), **settings)
 

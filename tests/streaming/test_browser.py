@@ -5,7 +5,6 @@ Skips when no ``chromium`` is installed (``.ci/setup-chromium.sh`` installs Debi
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,9 +15,9 @@ import pytest
 
 from usvid.streaming import StreamConfig, StreamPipeline
 
+from .cdp import CHROMIUM
 from .conftest import FakePredictor, SyntheticLiveReader
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/setup-chromium.sh)")
 
 
@@ -44,7 +43,7 @@ def chromium(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProces
 def test_page_in_headless_chromium(tmp_path):
     width, height = 320, 180
     cfg = StreamConfig(
-        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", detect_roi=False
+        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", roi=(0, 0, width, height)
     )
     pipe = StreamPipeline(
         cfg, FakePredictor(), reader=SyntheticLiveReader(fps=30, width=width, height=height)
@@ -59,12 +58,12 @@ def test_page_in_headless_chromium(tmp_path):
         pipe.wait()
     image = cv2.imread(str(shot))
     assert image is not None, "chromium wrote no screenshot"
-    # The lesion box (middle half of the frame) drawn in the "malignant" colour, 160x90 px as served.
+    # The overlay reached the page: its "malignant" colour is on screen. (The picture's size and aspect
+    # ratio at two window sizes: test_live_page.py.)
     red = (np.abs(image.astype(int) - (50, 50, 235)).sum(axis=2) < 90).astype(np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(red)
-    widths = sorted(stats[1:, cv2.CC_STAT_WIDTH])
-    assert widths and abs(widths[-1] - width // 2) <= 6, stats
-    # The page's status line, filled in by its script from /status.json.
-    assert 'id="state" class="">live<' in dom
-    assert 'id="class">malignant<' in dom and 'id="probability">0.800<' in dom
-    assert " ms</b>" in dom.split('id="latency">', 1)[1].split("\n", 1)[0]
+    assert n > 1 and stats[1:, cv2.CC_STAT_AREA].max() > 200, stats
+    # The page's status panel, filled in by its script from /status.json.
+    assert 'id="signal" class="">live<' in dom
+    assert 'id="class">malignant<' in dom and 'id="probability">80%<' in dom
+    assert float(dom.split('id="latency-p50">', 1)[1].split("<", 1)[0]) > 0

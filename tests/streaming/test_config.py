@@ -12,7 +12,8 @@ from usvid.streaming.config import StreamConfig, parse_serve_address
 
 def test_defaults_are_real_time_friendly():
     cfg = StreamConfig(source="udp://127.0.0.1:5000", model=Path("m.onnx"))
-    assert cfg.smoothing is True and cfg.serve is None and cfg.open_timeout_s <= 5
+    # smoothing off, as in usvid predict: what is shown is the model's per-frame output unless asked
+    assert cfg.smoothing is False and cfg.serve is None and cfg.open_timeout_s <= 5
     assert cfg.to_dict()["model"] == "m.onnx"
 
 
@@ -40,3 +41,25 @@ def test_serve_address():
     assert parse_serve_address("[::1]:0") == ("::1", 0)
     assert parse_serve_address("127.0.0.1:0").is_loopback
     assert not parse_serve_address("0.0.0.0:8080").is_loopback
+
+
+def test_threshold_reaches_the_predictor_and_is_checked(tiny_checkpoint, clip_path, monkeypatch):
+    import usvid.inference.predictor as predictor_mod
+    from usvid.streaming import run_stream
+
+    seen = {}
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load(*args, **kwargs):
+        seen.update(kwargs)
+        raise Loaded
+
+    monkeypatch.setattr(predictor_mod, "load_predictor", fake_load)
+    with pytest.raises(Loaded):
+        run_stream(StreamConfig(source=str(clip_path), model=tiny_checkpoint, threshold=0.7))
+    assert seen["threshold"] == 0.7
+    with pytest.raises(ConfigError, match="--threshold"):
+        StreamConfig(source=str(clip_path), threshold=1.0)
+    assert StreamConfig(source="x.mp4").device == "auto" and StreamConfig(source="x.mp4").smoothing is False

@@ -13,6 +13,7 @@ import socket
 import threading
 from pathlib import Path
 
+from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamPipeline
 
 from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, live_config, synthetic_frames, write_video
@@ -64,7 +65,9 @@ def test_http_feed_served_lost_and_back(tmp_path):
         summary = pipe.wait()
     assert summary.stats.signal_lost_events >= 1 and summary.stats.reconnects >= 1
     shown = [f for f in view.frames if f.result is not None]
-    assert shown and all(f.image.shape[:2] == (HEIGHT, WIDTH) for f in shown)
+    layout = overlay_layout(WIDTH, HEIGHT)
+    pictures = [layout.frame_part(f.image) for f in shown]
+    assert shown and all(f.image.shape[:2] == (layout.canvas_height, layout.canvas_width) for f in shown)
     # Real decoded pictures, not blank frames: the static UI strip (grey 90) and the speckle are there.
-    assert all(abs(float(f.image[2, WIDTH // 2].mean()) - 90) < 12 for f in shown[:5])
-    assert max(float(f.image.max()) for f in shown) > 150
+    assert all(abs(float(p[2, WIDTH // 2].mean()) - 90) < 12 for p in pictures[:5])
+    assert max(float(p.max()) for p in pictures) > 150

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamPipeline
 
 from .conftest import CollectSink, FakePredictor, live_config
@@ -67,5 +68,6 @@ def test_rtsp_feed_lost_and_back():
         summary = pipe.wait()
     assert summary.stats.signal_lost_events >= 1 and summary.stats.reconnects >= 1
     shown = [f for f in view.frames if f.result is not None]
-    assert shown and all(f.image.shape[:2] == (98, 174) for f in shown)
-    assert max(float(f.image.max()) for f in shown) > 150  # the white ball, decoded
+    layout = overlay_layout(174, 98)
+    assert shown and all(f.image.shape[:2] == (layout.canvas_height, layout.canvas_width) for f in shown)
+    assert max(float(layout.frame_part(f.image).max()) for f in shown) > 150  # the white ball, decoded

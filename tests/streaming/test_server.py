@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from usvid.errors import InputError
+from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.config import ServeAddress
 from usvid.streaming.server import BOUNDARY, BrowserView
@@ -30,8 +31,9 @@ def get(url: str, timeout: float = 5.0) -> tuple[str, bytes]:
 
 @pytest.fixture
 def served():
+    # The whole frame as a fixed scan region: shown, box drawn (de-identification: test_overlay_states).
     cfg = StreamConfig(
-        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", detect_roi=False
+        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", roi=(0, 0, 240, 136)
     )
     pipe = StreamPipeline(cfg, FakePredictor(), reader=SyntheticLiveReader(fps=30, width=240, height=136))
     pipe.start()
@@ -53,17 +55,18 @@ def test_status_json(served):
     ctype, body = get(served.url + "status.json")
     status = json.loads(body)
     assert ctype == "application/json"
-    assert status["state"] == "live" and status["class"] == "malignant"
-    assert status["probability"] == pytest.approx(0.8) and status["latency_ms"] > 0
+    assert status["signal"] == "live" and status["class"] == "malignant"
+    assert status["probability"] == pytest.approx(0.8) and status["latency_ms_last_frame"] > 0
     assert status["box"] == [60.0, 34.0, 180.0, 102.0] and status["frames"] >= 5
 
 
 def test_snapshot_shows_the_overlay(served):
     ctype, body = get(served.url + "frame.jpg")
     image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-    assert ctype == "image/jpeg" and image.shape == (136, 240, 3)
-    # The box edge (x = 60..180 at y = 34) is drawn in the class colour.
-    edge = image[33:37, 70:170].reshape(-1, 3).astype(int)
+    layout = overlay_layout(240, 136)
+    assert ctype == "image/jpeg" and image.shape == (layout.canvas_height, layout.canvas_width, 3)
+    # The box edge (x = 60..180 at y = 34 of the frame, below the label bar) is drawn in the class colour.
+    edge = layout.frame_part(image)[33:37, 70:170].reshape(-1, 3).astype(int)
     assert (np.abs(edge - RED_BGR).sum(axis=1) < 90).mean() > 0.5
 
 

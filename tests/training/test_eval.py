@@ -167,3 +167,102 @@ def test_two_lesion_frame_box_jsi_counts_both_lesions():
     # finding only the big lesion: 400 of the 500 true box pixels (the old rule: 400 / 2392 = 0.17 again)
     big = np.where(np.arange(64)[:, None] >= 30, prob, 0.0).astype(np.float32)
     assert score_localisation(big, truth, 64) == pytest.approx((400 / 500, 400 / 500))
+
+
+def test_report_md_and_cli_lead_with_the_positive_class_and_intervals(evaluated):
+    _, _, res, out = evaluated
+    md = (out / "report.md").read_text()
+    fl = res.report["frame_level"]
+    lo, hi = fl["sensitivity_ci95"]
+    head = md.split("Macro averages")[0]
+    assert "| level | n | sensitivity (malignant) |" in head and f"{fl['sensitivity']:.3f} [{lo:.3f}, {hi:.3f}]" in head
+    assert "| frame | 24 frames |" in head and "| video | 2 videos |" in head and "Wilson score" in head
+    assert "F1 (macro)" in md and "AUC (macro)" in md
+    assert res.report["operating_point"] == "argmax, i.e. P(malignant) > 0.5"
+
+
+def test_gradcam_of_letterboxed_frames_is_zero_on_the_padding(store_factory, tiny_checkpoint, tmp_path, monkeypatch):
+    import csv
+
+    from usvid.data.store import FrameStore
+    from usvid.training import report
+
+    store = store_factory()
+    # the crops were 64 x 32: the store scaled them to 64 x 32 and padded 16 black rows above and below
+    rows = list(csv.DictReader((store.path / "videos.csv").open()))
+    for r in rows:
+        r["roi_h"] = 32
+        frames = np.load(store.path / "frames" / f"{r['file']}.npy")
+        frames[:, :16], frames[:, 48:] = 0, 0
+        np.save(store.path / "frames" / f"{r['file']}.npy", frames)
+    with (store.path / "videos.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    seen = []
+    original = report.example_figure
+    monkeypatch.setattr(report, "example_figure", lambda ex, **kw: (seen.append(ex), original(ex, **kw))[1])
+    evaluate_checkpoint(tiny_checkpoint, FrameStore(store.path), "test", tmp_path / "out", device="cpu",
+                        num_examples=3)
+    examples = seen[-1]
+    assert len(examples) == 3
+    for e in examples:
+        assert e.content[16:48].all() and not e.content[:16].any() and not e.content[48:].any()
+        assert (e.cam[~e.content] == 0).all() and e.cam[e.content].max() == pytest.approx(1.0)
+        assert e.cam_class in ("benign", "malignant") and f"predicted {e.cam_class}" in e.caption
+
+
+def _six_patient_source(root):
+    from usvid.data.manifest import VideoEntry, write_manifest
+    from usvid.video.testvideos import write_test_video
+
+    entries = []
+    for i in range(6):
+        path = write_test_video(root / f"v{i}.mp4", kind="ultrasound", width=96, height=64, num_frames=4, seed=i)
+        entries.append(VideoEntry(f"v{i}", f"p{i}", path, ("benign", "malignant")[i % 2]))
+    write_manifest(root / "manifest.csv", entries, root)
+    return root / "manifest.csv"
+
+
+def test_empty_split_advice_works_when_followed(tiny_checkpoint, tmp_path):
+    import re
+    import shlex
+
+    from typer.testing import CliRunner
+    from usvid.cli.app import app
+
+    from usvid.data.extract import ExtractConfig, extract
+    from usvid.data.splits import SplitFractions
+
+    manifest = _six_patient_source(tmp_path / "src")
+    store = tmp_path / "store"
+    extract(manifest, store, ExtractConfig(size=64, split=SplitFractions.from_percent([100, 0, 0])))
+    runner = CliRunner()
+    refused = runner.invoke(app, ["eval", str(tiny_checkpoint), str(store), "--split", "test", "--out",
+                                  str(tmp_path / "e1"), "--device", "cpu"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    message = " ".join(refused.output.split())
+    assert "split 'test' has no videos; splits with videos: train (6 videos)" in message
+    assert "--split train" in message and "re-extract the 6 patients" in message
+    # follow the advice literally: its extraction command into a new folder, then the same evaluation
+    command = shlex.split(re.search(r"`usvid (extract [^`]+)`", message).group(1))
+    assert str(manifest) in command and "--split" in command
+    new_store = tmp_path / "resplit"
+    done = runner.invoke(app, [str(new_store) if word == "NEW_STORE" else word for word in command])
+    assert done.exit_code == 0, done.output
+    ok = runner.invoke(app, ["eval", str(tiny_checkpoint), str(new_store), "--split", "test", "--out",
+                             str(tmp_path / "e2"), "--device", "cpu", "--examples", "1"])
+    assert ok.exit_code == 0, ok.output
+    # the CLI table is the report's headline: positive-class figures with whole intervals, even at 80 columns
+    rep = json.loads((tmp_path / "e2" / "report.json").read_text())
+    lo, hi = rep["frame_level"]["accuracy_ci95"]
+    assert "sensitivity (malignant)" in ok.output and "F1 (macro)" in ok.output and "Wilson score" in ok.output
+    assert f"{rep['frame_level']['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" in ok.output
+    assert json.loads((tmp_path / "e2" / "report.json").read_text())["videos"] == 1
+
+
+def test_empty_split_of_a_one_patient_store_says_so(tiny_checkpoint, store_factory, tmp_path):
+    store = store_factory(splits={"train": 1}, labels=("benign",))
+    with pytest.raises(InputError, match=r"split 'val' has no videos; .* 1 patient, too few to hold one out: "
+                                         r"evaluate one of them \(--split train\), or extract more scans"):
+        evaluate_checkpoint(tiny_checkpoint, store, "val", tmp_path / "out", device="cpu")

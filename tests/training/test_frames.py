@@ -25,7 +25,7 @@ def test_unknown_label_is_a_clear_error(tiny_store):
 
 def test_empty_and_one_class_splits_are_errors(store_factory):
     store = store_factory(splits={"train": 1, "val": 1})
-    with pytest.raises(InputError, match="split 'test' has no frames"):
+    with pytest.raises(InputError, match="split 'test' has no videos; splits with videos: train .*--split"):
         require_frames(split_frames(store, "test", store.labels), store)
     one = store_factory(labels=("benign",))
     with pytest.raises(InputError, match="only class \\['benign'\\]"):

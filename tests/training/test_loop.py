@@ -205,7 +205,7 @@ def test_no_annotated_frames_for_stage1(store_factory, tmp_path, config_factory)
 def test_one_class_and_empty_splits(store_factory, tmp_path, config_factory):
     with pytest.raises(InputError, match="holds only the class"):
         fit(config_factory(), store_factory(labels=("benign",)), tmp_path / "a")
-    with pytest.raises(InputError, match="split 'val' has no frames"):
+    with pytest.raises(InputError, match="split 'val' has no videos; splits with videos: train"):
         fit(config_factory(), store_factory(splits={"train": 1, "test": 1}), tmp_path / "b")
 
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from usvid.data.manifest import Box, read_csv_rows
-from usvid.data.sources import Failure, SourceItem, SourceList
-from usvid.errors import InputError
+from usvid.data.items import Failure, SourceItem, SourceList
 
 BUSBRA_CSV = "bus_data.csv"
 REQUIRED = ("ID", "Case", "Pathology")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from usvid.data.manifest import Box
-from usvid.data.sources import Failure, SourceItem, SourceList
+from usvid.data.items import Failure, SourceItem, SourceList
 from usvid.errors import ProcessingError
 
 _MASK = re.compile(r"^(?P<name>.+)_mask(_\d+)?$")

@@ -53,7 +53,7 @@ import numpy as np
 
 from usvid.data.manifest import LESION_CATEGORY, Box
 from usvid.data.sources import Failure, SourceItem, SourceList, file_signature, list_sources, source_name
-from usvid.data.splits import SPLITS, SplitFractions, assign_splits, read_groups
+from usvid.data.splits import SPLITS, SplitFractions, assign_splits, read_groups, split_warnings
 from usvid.data.store import (
     FRAME_COLUMNS,
     RESIZE_RULE,
@@ -75,6 +75,7 @@ from usvid.errors import (
 )
 from usvid.io import atomic_path, file_mode, write_json_atomic, write_text_atomic
 from usvid.outputs import check_output_dir, check_path_text
+from usvid.preprocess import ScanLetterbox
 from usvid.video.reader import (
     BACKENDS,
     DEFAULT_BATCH_SIZE,
@@ -231,7 +232,8 @@ class ExtractSummary:
     ``extracted`` counts the videos extracted by this run, ``changed`` those of them that had been extracted
     before from other inputs; ``skipped`` the finished videos reused as they were. ``ended_early`` counts the
     videos whose decoding stopped before their container's declared end (each also a warning);
-    ``split_changes`` lists ``(patient, old split, new split)`` for the patients the current listing moved.
+    ``split_changes`` lists ``(patient, old split, new split)`` for the patients the current listing moved;
+    ``split_warnings`` one line per split that is empty, has few patients or lacks a class (also in store.json).
     """
 
     out: Path
@@ -245,6 +247,7 @@ class ExtractSummary:
     removed: int = 0
     ended_early: int = 0
     split_changes: list[tuple[str, str, str]] = field(default_factory=list)
+    split_warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -381,15 +384,16 @@ class _VideoJob:
         self._last: np.ndarray | None = None
         self.region: ScanRegion | None = None
         self.box: Letterbox | None = None
-        self._clean: np.ndarray | None = None
+        self.letterbox: ScanLetterbox | None = None
         self._stored: np.ndarray | None = None  # (batch_size, S, S): letterboxed frames not yet written
         self._taken: list[tuple[int, float]] = []  # their source index and seconds
         self._limited = False
 
     def set_region(self, region: ScanRegion) -> None:
         self.region = region
-        self.box = Letterbox(region.w, region.h, self.config.size)
-        self._clean = self.box.clean(region.mask) if region.blanks else None
+        # The one frame path predictors share (crop, letterbox, blank: usvid.preprocess.ScanLetterbox).
+        self.letterbox = ScanLetterbox.of(region, self.config.size)
+        self.box = self.letterbox.box
         # Letterboxed frames of one batch; the padding stays 0 (range expansion and blanking keep 0 at 0).
         size = self.config.size
         self._stored = np.zeros((self.config.batch_size, size, size), np.uint8)
@@ -413,8 +417,7 @@ class _VideoJob:
         """Letterbox one source frame (``(H, W)`` uint8, may be a view of the decoder's memory) if it is kept."""
         if not selector.keep(frame.index, frame.seconds):
             return
-        r = self.region
-        self.box.frame_into(frame.grey[r.y : r.y + r.h, r.x : r.x + r.w], self._stored[len(self._taken)])
+        self.letterbox.into(frame.grey, self._stored[len(self._taken)])
         self._taken.append((frame.index, frame.seconds))
         self._limited = frame.limited_range
         if len(self._taken) == len(self._stored):
@@ -426,9 +429,8 @@ class _VideoJob:
             return
         stored = self._stored[: len(self._taken)]
         if self._limited:
-            expand_range(stored)  # range expansion commutes with resampling up to rounding
-        if self._clean is not None:
-            stored *= self._clean
+            # Commutes with resampling up to rounding (1 grey level), and keeps blanked pixels at 0.
+            expand_range(stored)
         written = []
         for j, ((idx, seconds), frame) in enumerate(zip(self._taken, stored)):
             annotated = idx in self.item.boxes or (self.item.annotated_masks and idx == 0)
@@ -963,8 +965,9 @@ def extract(
     failures += [failed[n] for n in sorted(failed)]
     records = [done[n] for n in sorted(done)]
     warnings = [w for r in records for w in r.get("warnings", [])]
+    small = _split_warnings(records, config)
     if records:
-        _write_store_files(out, records, items, listed, config, warnings)
+        _write_store_files(out, records, items, listed, config, warnings, small)
     if moved:
         log.info("%s", split_change_text(moved))
     return ExtractSummary(
@@ -979,7 +982,18 @@ def extract(
         removed=removed,
         ended_early=sum(w["code"] == ENDED_EARLY for w in warnings),
         split_changes=moved,
+        split_warnings=small,
     )
+
+
+def _split_warnings(records: list[dict], config: ExtractConfig) -> list[str]:
+    """:func:`usvid.data.splits.split_warnings` of the extracted videos' patients, each line also logged."""
+    videos = [r["video"] for r in records]
+    lines = split_warnings({str(v["patient_id"]): str(v["split"]) for v in videos},
+                           {str(v["patient_id"]): str(v["label"]) for v in videos}, config.split)
+    for line in lines:
+        log.info("%s", line)  # a warning of the summary, printed by the CLI
+    return lines
 
 
 def split_change_text(moved: list[tuple[str, str, str]], shown: int = 5) -> str:
@@ -1033,6 +1047,7 @@ def _write_store_files(
     listed: list[tuple[Path, str, SourceList]],
     config: ExtractConfig,
     warnings: list[dict],
+    small_splits: Sequence[str] = (),
 ) -> None:
     _write_if_changed(out / "videos.csv", _csv_text(VIDEO_COLUMNS, [r["video"] for r in records]))
     _write_if_changed(out / "frames.csv", _csv_text(FRAME_COLUMNS, [f for r in records for f in r["frames"]]))
@@ -1053,6 +1068,8 @@ def _write_store_files(
         for w in warnings:
             codes.setdefault(w["code"], []).append(w["video_id"])
         meta["warnings"] = codes
+    if small_splits:
+        meta["split_warnings"] = list(small_splits)
     _write_if_changed(out / STORE_JSON, json.dumps(meta, indent=2) + "\n")
 
 

@@ -4,6 +4,13 @@ The unit of splitting is a patient; patients that share a near-duplicate group (
 into one unit first, so no patient and no group ever has frames in two splits. Within each class the
 units are shuffled with a seed-derived generator (independent of input order and of the other classes)
 and cut at the rounded cumulative fractions.
+
+Per-class rounding alone can leave a split empty in a small set (six patients, three per class, at
+50,25,25 round to 2/0/1 in each class: no val split). So every split with a non-zero fraction is then
+given at least one unit whenever there are at least as many units as such splits (three units for
+train/val/test): an empty split takes one unit from the split holding the most units (ties: train, val,
+test), of the class with the most units there (ties: alphabetical), the last one of that class's shuffled
+run. A store that needs no such move is split exactly as by the rounding rule.
 """
 
 from __future__ import annotations
@@ -139,7 +146,8 @@ def assign_splits(
     for f in fractions.as_tuple():
         total += f
         cum.append(total)
-    out: dict[str, str] = {}
+    # runs[split][label]: that class's units in that split, in shuffled order.
+    runs: dict[str, dict[str, list[str]]] = {name: {} for name in SPLITS}
     for label in sorted(by_label):
         roots = sorted(by_label[label])
         random.Random(f"usvid-split:{seed}:{label}").shuffle(roots)
@@ -147,7 +155,88 @@ def assign_splits(
         cuts = [0] + [round(c * n) for c in cum]
         cuts[-1] = n
         for k, name in enumerate(SPLITS):
-            for root in roots[cuts[k] : cuts[k + 1]]:
-                for pid in units[root]:
-                    out[pid] = name
-    return out
+            runs[name][label] = roots[cuts[k] : cuts[k + 1]]
+    _fill_empty_splits(runs, fractions)
+    return {pid: name for name in SPLITS for roots in runs[name].values() for root in roots for pid in units[root]}
+
+
+def _fill_empty_splits(runs: dict[str, dict[str, list[str]]], fractions: SplitFractions) -> None:
+    """Give every split with a non-zero fraction one unit when there are enough units (module docstring rule)."""
+    wanted = [name for name, f in zip(SPLITS, fractions.as_tuple(), strict=True) if f > 0]
+
+    def size(name: str) -> int:
+        return sum(len(r) for r in runs[name].values())
+
+    if sum(size(name) for name in SPLITS) < len(wanted):
+        return
+    for name in wanted:
+        if size(name):
+            continue
+        donor = max(SPLITS, key=lambda s: (size(s), -SPLITS.index(s)))
+        label = min((lab for lab, r in runs[donor].items() if r), key=lambda lab: (-len(runs[donor][lab]), lab))
+        runs[name].setdefault(label, []).append(runs[donor][label].pop())
+
+
+#: Fractions (percent) tried, in order, by :func:`fractions_giving`.
+ADVICE_PERCENTS = ((70, 15, 15), (60, 20, 20), (50, 25, 25), (34, 33, 33), (50, 50, 0), (50, 0, 50))
+
+
+def fractions_giving(
+    sources: Sequence[dict[str, str]], split: str, seed: int, current: SplitFractions | None = None
+) -> SplitFractions | None:
+    """Fractions under which ``split`` (and train, which training needs) get at least one patient.
+
+    Tries ``current`` first, then :data:`ADVICE_PERCENTS`, running :func:`assign_splits` on each source's
+    ``{patient_id: label}`` with ``seed`` as extraction does (each source on its own, without near-duplicate
+    groups), so the answer is what a re-extraction gives, not an estimate. None when none of them does (a store
+    of fewer than two patients).
+    """
+    # ``current`` as whole percentages, so that the fractions tried are exactly what ``--split`` TEXT gives.
+    percents = ([[round(100 * f) for f in current.as_tuple()]] if current is not None else []) + list(ADVICE_PERCENTS)
+    candidates = [SplitFractions.from_percent(p) for p in percents if sum(p) > 0]
+    for fractions in candidates:
+        got: Counter[str] = Counter()
+        for patients in sources:
+            got.update(assign_splits(patients, fractions, seed).values())
+        if got[split] and got["train"]:
+            return fractions
+    return None
+
+
+def percent_text(fractions: SplitFractions) -> str:
+    """``--split`` text of ``fractions``: whole percentages such as ``70,15,15``."""
+    return ",".join(f"{100 * f:.0f}" for f in fractions.as_tuple())
+
+
+#: A split with fewer patients than this is warned about at extraction: figures measured on it are very uncertain.
+FEW_PATIENTS = 10
+
+
+def split_warnings(assigned: dict[str, str], labels: dict[str, str], fractions: SplitFractions) -> list[str]:
+    """One line per split (with a non-zero fraction) that is empty, has few patients or lacks a class.
+
+    Args:
+        assigned: ``{patient_id: split}`` of the extracted videos' patients.
+        labels: ``{patient_id: label}``; the classes are the labels present.
+    """
+    classes = sorted(set(labels.values()))
+    lines = []
+    for name, fraction in zip(SPLITS, fractions.as_tuple(), strict=True):
+        members = [p for p, s in assigned.items() if s == name]
+        if fraction <= 0:
+            continue
+        if not members:
+            lines.append(f"split '{name}' is empty ({len(assigned)} patients at --split {percent_text(fractions)}): "
+                         f"there is nothing to evaluate on it; extract more patients (at least 3 fill every split)")
+            continue
+        problems = []
+        if len(members) < FEW_PATIENTS:
+            problems.append(f"only {len(members)} patient{'s' if len(members) != 1 else ''} (fewer than "
+                            f"{FEW_PATIENTS}: figures measured on it have very wide intervals)")
+        missing = [c for c in classes if c not in {labels[p] for p in members}]
+        if missing:
+            problems.append(f"no {', '.join(repr(c) for c in missing)} patient (that class's figures and the AUC "
+                            "are undefined on this split)")
+        if problems:
+            lines.append(f"split '{name}': " + "; ".join(problems))
+    return lines

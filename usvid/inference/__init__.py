@@ -11,9 +11,10 @@ Export with :func:`usvid.inference.export.export_model` (``usvid export``); pred
 :func:`usvid.inference.predict.predict_videos` (``usvid predict``).
 """
 
+from usvid.inference.base import BasePredictor, Prediction, Predictor, Timing
 from usvid.inference.metadata import ModelInfo
 from usvid.inference.postprocess import LesionBox, Roi, mask_to_box, masks_to_boxes
-from usvid.inference.predictor import BasePredictor, Prediction, Predictor, Timing, load_predictor
+from usvid.inference.predictor import load_predictor
 
 __all__ = [
     "BasePredictor", "LesionBox", "ModelInfo", "Prediction", "Predictor", "Roi", "Timing", "load_predictor",

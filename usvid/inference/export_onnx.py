@@ -1,8 +1,8 @@
 """Export a checkpoint to ONNX, with its metadata embedded and parity against PyTorch checked.
 
-What the graph computes: the *preprocessed* input ``input (B, C, size, size)`` float32 (a frame cropped and
-letterboxed as the frame store does, :mod:`usvid.inference.geometry`, then
-:func:`usvid.preprocess.preprocess`) -> ``probs (B, K)`` float32 (softmax) and, for models with a lesion
+What the graph computes: the *preprocessed* input ``input (B, C, size, size)`` float32 (a frame cropped,
+letterboxed and blanked to the store side it was trained from as the frame store does,
+:mod:`usvid.inference.geometry`, then :func:`usvid.preprocess.preprocess` to ``size``) -> ``probs (B, K)`` float32 (softmax) and, for models with a lesion
 branch, ``mask (B, 1, size/32, size/32)`` float32 in [0, 1]. Geometry and preprocessing stay outside the
 graph so every backend runs the same code for them (resizing inside ONNX would use the runtime's own
 resize kernel, which does not match OpenCV's or torch's pixel for pixel); the preprocessing settings travel
@@ -152,7 +152,7 @@ def parity_inputs(info: ModelInfo, batch: int, seed: int, sample_frames: torch.T
     """Network inputs for parity checks: random non-square frames, plus ``sample_frames`` ``(N, 1, H, W)`` uint8,
     letterboxed and preprocessed exactly as a predictor does."""
     gen = torch.Generator().manual_seed(seed)
-    size, c = info.preprocess.size, info.preprocess.in_channels
+    size, c = info.preprocess.frame_size, info.preprocess.in_channels
     groups = [torch.randint(0, 256, (batch, 1, 181, 243), dtype=torch.uint8, generator=gen)]
     if sample_frames is not None:
         if sample_frames.dtype != torch.uint8 or sample_frames.ndim != 4 or sample_frames.shape[1] != 1:
@@ -177,12 +177,20 @@ def _torch_export(module: InferenceModel, example: torch.Tensor, path: Path, ops
     program.save(str(path))
 
 
+def _input_geometry(info: ModelInfo) -> str:
+    """The frame path in words, with the sizes: the store side S it was trained from, then S -> M."""
+    pre = info.preprocess
+    resize = f"bilinear resize {pre.frame_size} -> {pre.size}, " if pre.frame_size != pre.size else ""
+    return (f"scan-region crop, then {RESIZE_RULE} (size {pre.frame_size}), then outside-scan pixels set to 0, "
+            f"then {resize}usvid.preprocess")
+
+
 def embed_metadata(path: Path, info: ModelInfo, precision: str) -> None:
     onnx = optional_import("onnx", "export")
     model = onnx.load(str(path))
     # For users outside usvid: how frames become the graph's input (usvid's predictors do this themselves).
     props = {**info.to_metadata(), "usvid.precision": precision,
-             "usvid.input_geometry": f"scan-region crop, then {RESIZE_RULE}, then usvid.preprocess"}
+             "usvid.input_geometry": _input_geometry(info)}
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)

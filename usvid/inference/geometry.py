@@ -1,10 +1,11 @@
-"""Frame geometry at inference: the same crop and letterbox that ``usvid extract`` applies to stored frames.
+"""Frame geometry at inference: the same crop, letterbox and blanking that ``usvid extract`` applies to stored frames.
 
-Networks are trained on the frame store, whose frames are the scan region (cropped, and blanked outside
-the scan where the region has a mask) letterboxed to ``S x S``: the longer side scaled to ``S`` with area
-interpolation, centred, padded with black (:class:`usvid.data.store.Letterbox`). Inference repeats exactly
-that before :func:`usvid.preprocess.preprocess`, so a network never sees a stretched or uncropped frame it
-was not trained on; :func:`mask_to_content` undoes the padding on the network's mask.
+Networks are trained on the frame store, whose frames are the scan region cropped, letterboxed to ``S x S``
+and blanked outside the scan where the region has a mask (:class:`usvid.preprocess.ScanLetterbox`, the one
+definition extraction uses too). Inference calls that same code, letterboxing to the store side ``S`` the
+model was trained from; :func:`usvid.preprocess.preprocess` then resizes ``S -> M`` as training did, so a
+network never sees a stretched, uncropped or differently resampled frame; :func:`mask_to_content` undoes the
+padding on the network's mask.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from usvid.data.store import Letterbox
 from usvid.errors import ConfigError
+from usvid.preprocess import ScanLetterbox
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Roi:
     """A scan region in frame pixels: top-left corner ``(x, y)``, width ``w``, height ``h``.
 
     ``mask`` (optional, ``(h, w)`` uint8 in {0, 1}) marks the scan pixels inside the box; the others are
-    blanked to 0 before inference, as extraction does (a sector's corners, markers beside its apex).
+    blanked to 0 as extraction does (a sector's corners, markers beside its apex).
     """
 
     x: int
@@ -32,6 +34,9 @@ class Roi:
     w: int
     h: int
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # ScanLetterbox per stored side: its blanking mask costs more than letterboxing a frame, and a stream
+    # predicts every frame with the same ROI.
+    _letterboxes: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.x < 0 or self.y < 0 or self.w <= 0 or self.h <= 0:
@@ -44,6 +49,13 @@ class Roi:
         """From a :class:`usvid.video.roi.ScanRegion` (its blanking mask kept when it blanks anything)."""
         return cls(region.x, region.y, region.w, region.h, region.mask if region.blanks else None)
 
+    def letterbox(self, size: int) -> ScanLetterbox:
+        """The :class:`ScanLetterbox` of this ROI at stored side ``size`` (made once, then reused)."""
+        box = self._letterboxes.get(size)
+        if box is None:
+            box = self._letterboxes[size] = ScanLetterbox.of(self, size)
+        return box
+
     def check_inside(self, width: int, height: int) -> None:
         """Raise :class:`ConfigError` unless the ROI lies inside a ``width x height`` frame."""
         if self.x + self.w > width or self.y + self.h > height:
@@ -54,24 +66,19 @@ class Roi:
 
 
 def network_frames(frames: torch.Tensor, roi: Roi | None, size: int) -> torch.Tensor:
-    """Crop, blank and letterbox frames the way the frame store does.
+    """Crop, letterbox and blank frames exactly as the frame store does (:class:`ScanLetterbox`).
 
     Args:
         frames: ``(B, C, H, W)`` uint8 on the CPU.
         roi: scan region in frame pixels, or ``None`` for the whole frame.
-        size: the network's input side ``S``.
+        size: the stored side ``S`` (:attr:`usvid.preprocess.PreprocessConfig.frame_size`).
     Returns:
         ``(B, C, S, S)`` uint8.
     """
-    if roi is not None:
-        frames = frames[..., roi.y:roi.y + roi.h, roi.x:roi.x + roi.w]
-        if roi.mask is not None:
-            frames = frames * torch.from_numpy(roi.mask.astype(np.uint8))
     b, c, h, w = frames.shape
-    if (h, w) == (size, size):
-        return frames.contiguous()
-    flat = np.ascontiguousarray(frames.reshape(b * c, h, w).numpy())
-    return torch.from_numpy(Letterbox(w, h, size).frames(flat)).reshape(b, c, size, size)
+    box = (roi or Roi(0, 0, w, h)).letterbox(size)
+    flat = frames.reshape(b * c, h, w).numpy()
+    return torch.from_numpy(box.frames(flat)).reshape(b, c, size, size)
 
 
 def mask_to_content(mask: np.ndarray, width: int, height: int, size: int) -> tuple[np.ndarray, float, float]:

@@ -1,7 +1,8 @@
 """What every exported model carries so inference never rebuilds it from flags: :class:`ModelInfo`.
 
 The same fields travel in a checkpoint, in an ONNX file's ``metadata_props`` and in a TensorRT engine's
-JSON sidecar, so a predictor loaded from any of them preprocesses and labels frames identically.
+JSON sidecar, so a predictor loaded from any of them preprocesses and labels frames identically: ``usvid.preprocess``
+holds the network size ``M`` and the store size ``S`` it was trained from (``store_size``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from usvid import __version__
 from usvid.errors import InputError
-from usvid.preprocess import PreprocessConfig
+from usvid.preprocess import PreprocessConfig, warn_if_store_size_unknown
 
 # Keys under which ModelInfo is stored in ONNX metadata_props (and the engine sidecar JSON).
 META_PREFIX = "usvid."
@@ -60,7 +61,7 @@ class ModelInfo:
                 "export the model with `usvid export` so class names and preprocessing travel with it"
             )
         try:
-            return cls(
+            info = cls(
                 class_names=tuple(json.loads(props[f"{META_PREFIX}class_names"])),
                 preprocess=PreprocessConfig.from_dict(json.loads(props[f"{META_PREFIX}preprocess"])),
                 model_config=json.loads(props[f"{META_PREFIX}model_config"]),
@@ -70,6 +71,8 @@ class ModelInfo:
             )
         except (ValueError, TypeError) as err:
             raise InputError(f"{where}: usvid metadata is corrupt ({err}); re-export the model") from None
+        warn_if_store_size_unknown(info.preprocess, where)
+        return info
 
 
 def model_hash(model_config: dict, state_dict: dict[str, torch.Tensor]) -> str:

@@ -17,7 +17,7 @@ import torch
 from usvid.errors import ConfigError, InputError, MissingDependencyError, optional_import, require_file
 from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
 from usvid.inference.postprocess import DEFAULT_THRESHOLD
-from usvid.inference.predictor import BasePredictor
+from usvid.inference.base import BasePredictor
 
 log = logging.getLogger(__name__)
 

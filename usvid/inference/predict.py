@@ -6,8 +6,10 @@ one :class:`~usvid.inference.predictor.Predictor` in batches, and written as
 - ``DIR/<video>.jsonl``: one line per frame: ``frame_index``, ``timestamp`` (seconds from the first frame),
   ``class``, ``probabilities`` (name -> p), ``box`` (``[x, y, w, h]`` in source pixels, or ``null`` for no
   lesion) and ``box_score``;
-- ``DIR/<video>.overlay.mp4``: H.264 at the source's average frame rate, drawn on the decoded grey frame
-  at its original size (odd widths or heights are padded by one edge pixel, which 4:2:0 H.264 requires);
+- ``DIR/<video>.overlay.mp4``: H.264 at the source's average frame rate: the decoded grey frame at its
+  original size, blanked outside the scan region (all of it when no region was found; ``keep_ui`` shows
+  the whole frame), under a label bar (:mod:`usvid.inference.overlay`; sides padded to even numbers, which
+  4:2:0 H.264 requires);
 - ``DIR/summary.csv``: one row per video: the video-level class (argmax of the mean frame probabilities),
   mean probabilities, frames with a lesion, the scan region used, and the error for videos that failed;
 - ``DIR/predict_config.json``: the resolved settings and model.
@@ -16,7 +18,8 @@ The network sees each frame as it saw training frames from the frame store: the 
 video from its first frames with the video layer's detector, exactly as ``usvid extract`` does, or fixed
 with ``roi``; the whole frame when nothing moves) cropped, blanked outside the scan and letterboxed
 (:mod:`usvid.inference.geometry`). Boxes are always reported in full-frame pixels. Temporal smoothing (EMA
-of probabilities and boxes) is off by default so per-frame results stay the paper's.
+of probabilities and boxes in source time, as ``usvid stream`` does) is off by default in both, so per-frame
+results stay the model's own.
 
 A video that cannot be read is reported and skipped; the others still run. Every output file is written
 atomically, so a failed or interrupted video leaves nothing half-written, and a re-run resumes: a video is
@@ -50,12 +53,20 @@ from usvid.data.manifest import MANIFEST_NAME, read_manifest
 from usvid.data.sources import file_signature
 from usvid.errors import ConfigError, InputError, ProcessingError, UsvidError
 from usvid.inference.frames import IMAGE_SUFFIXES, FrameReader
-from usvid.inference.overlay import render_prediction
+from usvid.inference.overlay import (
+    BOX_MIN_SCORE,
+    UNCERTAIN_BELOW,
+    OverlayStyle,
+    lesion_contours,
+    overlay_layout,
+    render_prediction,
+)
 from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi
 from usvid.inference.predictor import BasePredictor, NonFiniteOutputError, load_predictor
-from usvid.inference.smoothing import TemporalSmoother
+from usvid.inference.smoothing import DEFAULT_TAU_S, TemporalSmoother
 from usvid.io import atomic_path, write_json_atomic, write_text_atomic
 from usvid.outputs import check_output_dir, check_path_text, refuse_inputs
+from usvid.shipped import predictor_role, resolve_model
 from usvid.video.roi import ROI_FRAMES
 
 log = logging.getLogger(__name__)
@@ -75,8 +86,13 @@ class PredictConfig:
 
     ``roi`` fixes the scan region for every video; otherwise ``detect_roi`` finds it per video from the
     first ``roi_frames`` frames (as ``usvid extract`` does), or the whole frame is used.
-    ``smoothing`` is the EMA weight of the newest frame in (0, 1], or ``None`` for no smoothing.
+    ``smoothing`` turns on the temporal smoothing ``usvid stream`` uses (EMA of probabilities and boxes with
+    time constant ``smoothing_tau_s`` seconds of video time; off by default, as in ``usvid stream``).
+    ``smoothing_alpha`` is the older per-frame EMA (weight of the newest frame in (0, 1], ``--smooth``);
+    ``smoothing=0.3`` as given by older code means ``smoothing_alpha=0.3``.
     ``precision``/``compile`` apply to checkpoints (torch), ``threads`` to onnxruntime.
+    ``keep_ui``, ``uncertain_below`` and ``box_min_score`` set how overlays are drawn
+    (:class:`usvid.inference.overlay.OverlayStyle`): by default only the scan region is shown.
     """
 
     backend: str = "auto"
@@ -85,20 +101,41 @@ class PredictConfig:
     roi: Roi | None = None
     detect_roi: bool = True
     roi_frames: int = ROI_FRAMES
-    smoothing: float | None = None
+    smoothing: bool = False
+    smoothing_tau_s: float = DEFAULT_TAU_S
+    smoothing_alpha: float | None = None
     threshold: float = DEFAULT_THRESHOLD
     overlay: bool = True
     precision: str = "auto"
     compile: bool = False
     threads: int | None = None
+    keep_ui: bool = False
+    uncertain_below: float = UNCERTAIN_BELOW
+    box_min_score: float = BOX_MIN_SCORE
 
     def __post_init__(self) -> None:
+        self.overlay_style  # noqa: B018 - checks the thresholds before any work
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.roi_frames < 2:
             raise ConfigError(f"roi_frames must be at least 2, got {self.roi_frames}")
-        if self.smoothing is not None and not 0.0 < self.smoothing <= 1.0:
-            raise ConfigError(f"--smooth must lie in (0, 1] (weight of the newest frame), got {self.smoothing}")
+        if self.smoothing is None:  # older code's "off"
+            object.__setattr__(self, "smoothing", False)
+        elif not isinstance(self.smoothing, bool):  # older code's per-frame weight
+            object.__setattr__(self, "smoothing_alpha", float(self.smoothing))
+            object.__setattr__(self, "smoothing", True)
+        if self.smoothing_alpha is not None:
+            if not 0.0 < self.smoothing_alpha <= 1.0:
+                raise ConfigError(f"--smooth must lie in (0, 1] (weight of the newest frame), got "
+                                  f"{self.smoothing_alpha}")
+            object.__setattr__(self, "smoothing", True)
+        if not self.smoothing_tau_s > 0:
+            raise ConfigError(f"--smoothing-tau must be positive (seconds), got {self.smoothing_tau_s}")
+
+
+    @property
+    def overlay_style(self) -> OverlayStyle:
+        return OverlayStyle(self.keep_ui, self.uncertain_below, self.box_min_score)
 
 
 @dataclass(frozen=True)
@@ -392,27 +429,24 @@ def _jsonl_line(index: int, stamp: float, names: tuple[str, ...], probs: torch.T
 def scan_region(source: VideoSource, config: PredictConfig) -> tuple[Roi | None, str]:
     """The region the network sees, and how it was found (``fixed``, ``auto`` or ``full``).
 
-    ``auto`` runs the video layer's detector on the first ``config.roi_frames`` frames, as extraction
-    does; when it finds no moving scan region (a still clip, a single image) the whole frame is used.
+    ``auto`` runs extraction's own detector (:func:`usvid.video.roi.scan_region_of`, on the same
+    limited-range luma statistics) on the first ``config.roi_frames`` frames: a second copy of the
+    statistics on converted grey frames drew a different region (on one clinical clip it took in the
+    ECG strip below the scan). When it finds no moving scan region (a still clip, a single image) the
+    whole frame is used.
     """
     if config.roi is not None:
         return config.roi, "fixed"
     if not config.detect_roi:
         return None, "full"
-    from usvid.video.roi import MotionStats, region_from_stats
+    from usvid.video.roi import scan_region_of
 
-    stats = MotionStats()
-    with FrameReader(source.path) as reader:
-        for frames, _ in reader.batches(min(32, config.roi_frames)):
-            stats.update(frames[:, 0].numpy())
-            if stats.count >= config.roi_frames:
-                break
-    if stats.count < 2:
-        return None, "full"
     try:
-        region = region_from_stats(stats, source=str(source.path))
+        region = scan_region_of(source.path, roi_frames=config.roi_frames)
     except ProcessingError as err:
         log.warning("%s; using the whole frame", err)
+        return None, "full"
+    if region.method == "full":
         return None, "full"
     return Roi.from_scan_region(region), "auto"
 
@@ -427,7 +461,9 @@ class _Outputs:
         self.writer = None
         if self.overlay_path is not None:
             tmp = stack.enter_context(atomic_path(self.overlay_path))
-            self.writer = stack.enter_context(_Mp4Writer(tmp, clip.fps, clip.width, clip.height))
+            # The overlay canvas: the frame under its label bar (even sides).
+            width, height = overlay_layout(clip.width, clip.height).size
+            self.writer = stack.enter_context(_Mp4Writer(tmp, clip.fps, width, height))
 
 
 def predict_video(
@@ -444,7 +480,8 @@ def predict_video(
     start = time.perf_counter()
     names = predictor.class_names
     roi, roi_method = scan_region(source, config)
-    smoother = TemporalSmoother.per_frame(config.smoothing) if config.smoothing else None
+    smoother = _smoother(config)
+    style = config.overlay_style
     sum_probs = torch.zeros(len(names), dtype=torch.float64)
     count = lesion = 0
     with ExitStack() as stack:
@@ -458,10 +495,13 @@ def predict_video(
             for i in range(len(frames)):
                 probs, box = pred.probs[i], pred.boxes[i]
                 if smoother is not None:
-                    probs, box = smoother.update_lesion(count, probs, box)
+                    # the older per-frame EMA counts frames; the source-time one reads the frame's timestamp
+                    t = count if config.smoothing_alpha is not None else stamps[i]
+                    probs, box = smoother.update_lesion(t, probs, box)
                 files.lines.write(_jsonl_line(count, stamps[i], names, probs, box) + "\n")
                 if files.writer is not None:
-                    files.writer.write(render_prediction(frames[i, 0].numpy(), names, probs, box, roi=roi))
+                    image = _overlay(predictor, frames[i, 0].numpy(), pred, i, probs, box, roi, style)
+                    files.writer.write(image)
                 sum_probs += probs.double()
                 lesion += box is not None
                 count += 1
@@ -473,6 +513,25 @@ def predict_video(
     return VideoResult(source, count, float(clip.fps), clip.width, clip.height, names[int(np.argmax(mean))],
                        tuple(mean), lesion, roi, roi_method, files.jsonl_path, files.overlay_path,
                        time.perf_counter() - start)
+
+
+def _smoother(config: PredictConfig) -> TemporalSmoother | None:
+    if not config.smoothing:
+        return None
+    if config.smoothing_alpha is not None:
+        return TemporalSmoother.per_frame(config.smoothing_alpha)
+    return TemporalSmoother(config.smoothing_tau_s)  # the one usvid stream uses
+
+
+def _overlay(predictor: BasePredictor, grey: np.ndarray, pred, i: int, probs: torch.Tensor,
+             box: LesionBox | None, roi: Roi | None, style: OverlayStyle) -> np.ndarray:
+    """The overlay canvas of frame ``i`` of a batch; ``grey`` ``(H, W)`` uint8. The mask outline is the
+    model's own for this frame (not smoothed), at the threshold the box used."""
+    contours = ()
+    if box is not None and pred.mask is not None:
+        contours = lesion_contours(pred.mask[i], (grey.shape[1], grey.shape[0]), roi, predictor.threshold,
+                                   input_size=predictor.info.preprocess.size)
+    return render_prediction(grey, predictor.class_names, probs, box, roi=roi, style=style, contours=contours)
 
 
 def _summary_csv(report: PredictReport) -> str:
@@ -520,7 +579,8 @@ def predict_videos(
             replace an input (checked before any work).
     """
     src = check_path_text(src, "SRC")
-    model_path = check_path_text(model_path, "--model")
+    # A shipped model's name becomes its verified file here, so the done-records fingerprint that file.
+    model_path = resolve_model(check_path_text(model_path, "--model"), predictor_role(config.backend))
     out = check_output_dir(out, inputs=[src, model_path], option="--out")
     sources = collect_sources(src)
     inputs = [src, model_path, *([src / MANIFEST_NAME] if src.is_dir() else [])]

@@ -7,8 +7,9 @@ smoothing behaves the same whether the model keeps up with 30 fps or the newest-
 * box corners: EMA while consecutive boxes overlap (IoU >= ``reset_iou``), otherwise the box jumps to the
   new lesion at once instead of sliding across the image.
 
-:meth:`TemporalSmoother.per_frame` is the plain per-frame EMA of ``usvid predict`` (off by default there, so
-per-frame results stay the paper's): a fixed weight per frame, and a frame with no lesion drops the box at once.
+:meth:`TemporalSmoother.per_frame` is the plain per-frame EMA of the older ``usvid predict --smooth ALPHA``: a
+fixed weight per frame, and a frame with no lesion drops the box at once. Smoothing is off by default in both
+``usvid predict`` and ``usvid stream``, so per-frame results are the model's own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import torch
 
 from usvid.errors import ConfigError
 from usvid.inference.postprocess import LesionBox
+
+
+#: Time constant of the smoothing of ``usvid predict --smoothing`` and ``usvid stream --smoothing``, seconds.
+DEFAULT_TAU_S = 0.15
 
 
 class Smoothed(NamedTuple):
@@ -54,7 +59,7 @@ class TemporalSmoother:
     """
 
     def __init__(
-        self, tau_s: float = 0.15, reset_iou: float = 0.1, *, alpha: float | None = None, hysteresis: bool = True
+        self, tau_s: float = DEFAULT_TAU_S, reset_iou: float = 0.1, *, alpha: float | None = None, hysteresis: bool = True
     ) -> None:
         if tau_s <= 0:
             raise ValueError(f"tau_s must be positive, got {tau_s}")

@@ -50,7 +50,7 @@ from usvid.inference.export_onnx import (
 )
 from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
 from usvid.inference.postprocess import DEFAULT_THRESHOLD
-from usvid.inference.predictor import BasePredictor
+from usvid.inference.base import BasePredictor
 from usvid.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)

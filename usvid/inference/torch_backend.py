@@ -19,7 +19,7 @@ from usvid.cpu import cpu_info
 from usvid.errors import ConfigError, InputError
 from usvid.inference.metadata import ModelInfo, model_hash
 from usvid.inference.postprocess import DEFAULT_THRESHOLD
-from usvid.inference.predictor import BasePredictor, resolve_device
+from usvid.inference.base import BasePredictor, resolve_device
 
 log = logging.getLogger(__name__)
 

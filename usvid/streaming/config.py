@@ -9,7 +9,11 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from usvid.errors import ConfigError, InputError
+from usvid.inference.overlay import BOX_MIN_SCORE, UNCERTAIN_BELOW, OverlayStyle
+from usvid.inference.postprocess import DEFAULT_THRESHOLD
+from usvid.inference.smoothing import DEFAULT_TAU_S
 from usvid.outputs import check_output_file, check_path_text
+from usvid.shipped import DEFAULT_MODEL, predictor_role, resolve_model
 from usvid.video.roi import ROI_FRAMES
 
 #: Default address of the browser view: loopback only, so nothing leaves the machine unless asked.
@@ -68,8 +72,10 @@ class StreamConfig:
         source: ``/dev/videoN`` (V4L2 capture card), a network URL (``rtsp://``, ``udp://``, ``rtp://``,
             ``srt://``, ``tcp://``, ``http(s)://``), a recorded video file, a folder of frame images or a
             DICOM cine.
-        model: a checkpoint, ``.onnx`` file or TensorRT engine (see :func:`usvid.inference.load_predictor`).
-        backend, device: passed to ``load_predictor`` (``'auto'`` picks the fastest available backend).
+        model: a checkpoint, ``.onnx`` file or TensorRT engine (see :func:`usvid.inference.load_predictor`), or
+            a shipped model's name (default: :data:`usvid.shipped.DEFAULT_MODEL`).
+        backend, device: passed to ``load_predictor`` (``'auto'``: the fastest available backend; CUDA when
+            present, else the CPU, as in every command).
         realtime: play recorded sources (file, folder, DICOM) at their native frame rate and apply the live
             newest-frame policy; otherwise every recorded frame is processed as fast as possible.
             Live sources (device, network) are always real time.
@@ -87,19 +93,26 @@ class StreamConfig:
         detect_roi: when ``roi`` is ``None``, detect the scan region (``False`` infers on the whole frame).
         roi_frames: how many frames the scan-region detector looks at per attempt (as ``usvid extract``;
             inference runs on the whole frame until then, so the overlay starts at once).
-        smoothing: temporal smoothing of probabilities and boxes (on by default: no flicker in a live view).
+        threshold: mask probability a lesion pixel must exceed (as ``usvid predict --threshold``).
+        smoothing: temporal smoothing of probabilities and boxes; off by default, as in ``usvid predict``, so
+            what is shown is the model's per-frame output (on: no flicker in a live view).
         smoothing_tau_s: time constant of the exponential smoothing, in seconds of source time, so the
             smoothing means the same whatever the inference rate.
         fps: frame rate for sources that carry none (image folders); ``None`` uses the source's own or 30.
         open_timeout_s: how long opening a source may take before it counts as failed.
         read_timeout_s: how long a live source may stay silent before it counts as lost.
         reconnect_initial_s, reconnect_max_s: exponential backoff between reconnection attempts.
+        keep_ui: show the whole frame in recordings, the browser and the window; by default everything
+            outside the scan region is blanked, and nothing of the frame is shown until it is found.
+        record_status: burn the fps / latency / dropped line into ``record`` too (the window and browser
+            always show it).
+        uncertain_below, box_min_score: see :class:`usvid.inference.overlay.OverlayStyle`.
     """
 
     source: str
-    model: Path
+    model: Path | str = DEFAULT_MODEL
     backend: str = "auto"
-    device: str = "cpu"
+    device: str = "auto"
     realtime: bool = False
     record: Path | None = None
     jsonl: Path | None = None
@@ -113,19 +126,27 @@ class StreamConfig:
     roi: tuple[int, int, int, int] | None = None
     detect_roi: bool = True
     roi_frames: int = ROI_FRAMES
-    smoothing: bool = True
-    smoothing_tau_s: float = 0.15
+    threshold: float = DEFAULT_THRESHOLD
+    smoothing: bool = False
+    smoothing_tau_s: float = DEFAULT_TAU_S
     fps: float | None = None
     open_timeout_s: float = 5.0
     read_timeout_s: float = 1.0
     reconnect_initial_s: float = 0.25
     reconnect_max_s: float = 4.0
+    keep_ui: bool = False
+    record_status: bool = False
+    uncertain_below: float = UNCERTAIN_BELOW
+    box_min_score: float = BOX_MIN_SCORE
 
     def __post_init__(self) -> None:
+        self.overlay_style  # noqa: B018 - checks the thresholds now, not on the first frame
         if not str(self.source).strip():
             raise ConfigError(
                 "stream source is empty; give a device, URL, video file, image folder or DICOM file"
             )
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"--threshold must lie strictly between 0 and 1, got {self.threshold}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames must be at least 1, got {self.max_frames}")
         if self.roi is not None:
@@ -168,6 +189,10 @@ class StreamConfig:
             raise ConfigError(f"serve_max_clients must be at least 1, got {self.serve_max_clients}")
 
     @property
+    def overlay_style(self) -> OverlayStyle:
+        return OverlayStyle(self.keep_ui, self.uncertain_below, self.box_min_score)
+
+    @property
     def serve_address(self) -> ServeAddress | None:
         return None if self.serve is None else parse_serve_address(self.serve)
 
@@ -195,8 +220,8 @@ def check_paths(config: StreamConfig) -> dict[str, Path]:
     when the stream ends and the statistics are lost. All fail here in one line instead.
     """
     check_path_text(config.source, "source")
-    check_path_text(config.model, "--model")
-    inputs = [p for p in (source_path(config.source), Path(config.model)) if p is not None]
+    model = resolve_model(check_path_text(config.model, "--model"), predictor_role(config.backend))
+    inputs = [p for p in (source_path(config.source), model) if p is not None]
     outputs: dict[str, Path] = {}
     for option, path in (("--record", config.record), ("--jsonl", config.jsonl), ("--stats", config.stats)):
         if path is None:

@@ -1,8 +1,10 @@
 """The streaming-only parts of the overlay: the live fps/latency line and the "signal lost" screen.
 
-The prediction itself (lesion box, class and probability coloured by class, "no lesion", scan-region
-outline) is drawn by :mod:`usvid.inference.overlay`, shared with ``usvid predict``; :func:`render_result`
-adds the stream's status line on top. Images are ``(H, W, 3)`` uint8 BGR.
+The prediction itself (de-identified frame, label bar, lesion box and mask outline, "uncertain",
+"detecting scan region") is drawn by :mod:`usvid.inference.overlay`, shared with ``usvid predict``;
+:func:`render_result` calls it for a :class:`FrameResult`. The status line goes on the bar's last line
+(:func:`~usvid.inference.overlay.draw_status`): the pipeline adds it for the window and the browser, and
+to recordings only when asked (``record_status``). Images are ``(H, W, 3)`` uint8 BGR canvases.
 """
 
 from __future__ import annotations
@@ -10,24 +12,21 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from usvid.inference.overlay import put_label, render_prediction, text_metrics
+from usvid.inference.overlay import OverlayStyle, draw_status, render_prediction
 from usvid.inference.postprocess import LesionBox
 from usvid.streaming.results import FrameResult
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-STATUS_FILL = (30, 30, 30)  # RGB, as put_label takes it
 LOST_COLOUR = (40, 40, 255)  # BGR red
 
-
-def draw_status(image: np.ndarray, text: str) -> None:
-    """The live fps / latency / dropped line, in place, bottom-right (class labels sit top-left)."""
-    scale, thick = text_metrics(image)
-    (width, height), base = cv2.getTextSize(text, FONT, scale, thick)
-    put_label(image, text, (image.shape[1] - width - 4, image.shape[0] - height - base - 4), STATUS_FILL)
+__all__ = ["draw_signal_lost", "draw_status", "render_result", "status_text"]
 
 
 def draw_signal_lost(image: np.ndarray, message: str = "SIGNAL LOST") -> np.ndarray:
-    """A dimmed copy of the last frame ``(H, W, 3)`` uint8 BGR with a red banner across the middle."""
+    """A dimmed copy of the last overlay canvas ``(H, W, 3)`` uint8 BGR with a red banner across the middle.
+
+    Give it the last *rendered* canvas (already de-identified), never the raw captured frame.
+    """
     out = (image * 0.4).astype(np.uint8)
     scale = max(0.7, out.shape[0] / 500.0)
     thickness = max(2, round(scale * 2))
@@ -46,16 +45,20 @@ def status_text(fps: float, p50_ms: float | None, p95_ms: float | None, dropped:
     return f"{fps:.1f} fps | {lat} | dropped {dropped}"
 
 
-def render_result(result: FrameResult, status_line: str = "") -> np.ndarray:
-    """A new ``(H, W, 3)`` uint8 BGR image: the frame with its (smoothed) prediction, scan region, status."""
+def render_result(
+    result: FrameResult, style: OverlayStyle = OverlayStyle(), detecting: bool = False
+) -> np.ndarray:
+    """The overlay canvas of one frame result (see :func:`usvid.inference.overlay.render_prediction`).
+
+    ``detecting``: the region is unknown because the detector is still looking (shown as such).
+    """
     box = None
     if result.box is not None:
         x0, y0, x1, y1 = result.box
         box = LesionBox(
             round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)), result.box_score
         )
-    image = render_prediction(result.frame.image, result.class_names, result.probs, box, roi=result.roi)
-    if status_line:
-        draw_status(image, status_line)
-    return image
-
+    return render_prediction(
+        result.frame.image, result.class_names, result.probs, box, roi=result.roi, style=style,
+        contours=result.contours, detecting=detecting,
+    )

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from usvid.errors import ProcessingError, UsvidError
+from usvid.inference.overlay import lesion_contours
+from usvid.inference.postprocess import DEFAULT_THRESHOLD
 from usvid.inference.smoothing import TemporalSmoother
 from usvid.io import write_json_atomic
 from usvid.streaming import overlay as stream_overlay
@@ -35,7 +37,7 @@ from usvid.streaming.config import StreamConfig, check_paths
 from usvid.streaming.queues import LatestSlot
 from usvid.streaming.results import FrameResult, OverlayFrame, StreamEvent
 from usvid.streaming.scan_region import ScanRegionTracker, model_input
-from usvid.streaming.server import BrowserView
+from usvid.streaming.server import BrowserView, display_source
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, Sink, SinkRunner, WindowSink
 from usvid.streaming.sources import CapturedFrame, CaptureWorker, FrameReader, SourceState, make_reader
 from usvid.streaming.stats import StatsSnapshot, StreamStats
@@ -82,14 +84,7 @@ def build_sinks(
     if config.jsonl is not None:
         sinks.append(JsonlWriter(config.jsonl))
     if config.serve is not None:
-        sinks.append(
-            BrowserView(
-                config.serve_address,
-                stats=stats,
-                max_clients=config.serve_max_clients,
-                idle_timeout_s=config.serve_idle_timeout_s,
-            )
-        )
+        sinks.append(BrowserView.for_config(config, stats))
     if config.window:
         sinks.append(WindowSink(request_stop))
     return sinks
@@ -129,6 +124,7 @@ class StreamPipeline:
         self._threads: list[threading.Thread] = []
         self._capture: CaptureWorker | None = None
         self._signals = 0
+        self._style = config.overlay_style
 
     # ---------------------------------------------------------------- public API
     def start(self) -> None:
@@ -281,6 +277,7 @@ class StreamPipeline:
         raw_box = pred.boxes[0]
         box = None if raw_box is None else tuple(float(v) for v in raw_box.as_xyxy())
         score = 0.0 if raw_box is None else raw_box.score
+        contours = self._contours(pred, frame, roi) if raw_box is not None else ()
         probs = raw_probs
         if smoother is not None:
             probs, box, score = smoother.update(frame.pts_seconds, raw_probs, box, score)
@@ -296,10 +293,23 @@ class StreamPipeline:
             pred.timing.inference_ms,
             predict_ms,
             (t0 - frame.captured_at) * 1e3,
+            contours,
+        )
+
+    def _contours(self, pred, frame: CapturedFrame, roi) -> tuple[np.ndarray, ...]:
+        # Outlined in the inference thread: the overlay thread only draws.
+        if pred.mask is None:
+            return ()
+        return lesion_contours(
+            pred.mask[0], (frame.grey.shape[1], frame.grey.shape[0]), roi,
+            getattr(self.predictor, "threshold", DEFAULT_THRESHOLD),
+            input_size=self.predictor.info.preprocess.size,
         )
 
     def _overlay_loop(self) -> None:
         status_line, status_at = "", 0.0
+        # Without a region the tracker is still looking unless detection is off (then there is none to find).
+        detecting = self.config.roi is None and self.config.detect_roi
         last_image: np.ndarray | None = None
         idle_at = 0.0
         while True:
@@ -325,13 +335,18 @@ class StreamPipeline:
                     snap.recent_fps, snap.recent_latency_p50_ms, snap.recent_latency_p95_ms, snap.dropped
                 )
                 status_at = now
-            image = stream_overlay.render_result(result, status_line)
+            clean = stream_overlay.render_result(result, self._style, detecting=detecting)
+            live = clean.copy()
+            if status_line:
+                size = (result.frame.grey.shape[1], result.frame.grey.shape[0])
+                stream_overlay.draw_status(live, status_line, size)
             done = time.perf_counter()
             latency_ms = (done - result.frame.captured_at) * 1e3
             self.stats.record(latency_ms, result.forward_ms, done)
             self._latest = result
-            last_image = result.frame.image
-            self._dispatch(OverlayFrame(image, result, latency_ms, SourceState.LIVE))
+            last_image = clean  # the "signal lost" screen dims this: de-identified, like every frame shown
+            recording = live if self.config.record_status else clean
+            self._dispatch(OverlayFrame(live, result, latency_ms, SourceState.LIVE, recording))
 
     def _dispatch(self, item: OverlayFrame | StreamEvent, idle: bool = False) -> None:
         for runner in self._runners:
@@ -343,10 +358,10 @@ class StreamPipeline:
         previous, self._state = self._state, state
         if state is SourceState.SIGNAL_LOST:
             self._signal_lost_events += 1
-            log.warning("signal lost from %s: %s", self.config.source, message)
+            log.warning("signal lost from %s: %s", display_source(self.config.source), message)
             self._dispatch(StreamEvent("signal_lost", message))
         elif state is SourceState.LIVE and previous is SourceState.SIGNAL_LOST:
-            log.info("signal back from %s: %s", self.config.source, message)
+            log.info("signal back from %s: %s", display_source(self.config.source), message)
             self._dispatch(StreamEvent("reconnected", message))
         elif state is SourceState.ENDED:
             self._frames.close()  # lets inference finish the frame in hand, then the stages wind down
@@ -414,7 +429,7 @@ class StreamPipeline:
             {
                 **snap.to_dict(),
                 "stopped_by": self._stop_reason,
-                "source": self.config.source,
+                "source": display_source(self.config.source),  # never credentials in a file
                 "model": str(self.config.model),
                 "class_names": list(self.class_names),
             },
@@ -454,7 +469,7 @@ def run_stream(
 
     check_paths(config)  # an output that is an input, a folder or unwritable fails before anything opens
     reader = make_reader(config)  # a missing file or unknown scheme fails here, before the model loads
-    predictor = load_predictor(config.model, config.backend, config.device)
+    predictor = load_predictor(config.model, config.backend, config.device, threshold=config.threshold)
     if hasattr(predictor, "warmup"):
         predictor.warmup()  # lazy initialisation would otherwise land in the first frames' latency
     return StreamPipeline(config, predictor, reader=reader).run(on_status=on_status, on_started=on_started)

@@ -27,6 +27,8 @@ class FrameResult:
         forward_ms: the network forward alone, as the predictor timed it.
         predict_ms: ROI blanking and the whole predict call (preprocess, forward, post-process).
         queued_ms: how long the frame waited between capture and the start of inference.
+        contours: outlines of the model's own lesion mask for this frame, in frame pixels (drawn with the
+            shown box; not smoothed), empty without a mask.
     """
 
     frame: CapturedFrame
@@ -40,6 +42,7 @@ class FrameResult:
     forward_ms: float
     predict_ms: float
     queued_ms: float = 0.0
+    contours: tuple[np.ndarray, ...] = ()
 
     @property
     def class_index(self) -> int:
@@ -65,13 +68,16 @@ class OverlayFrame:
     """An overlaid frame ready for the sinks.
 
     ``image`` is ``(H, W, 3)`` uint8 BGR. ``result`` is ``None`` for the "signal lost" screens shown while a
-    live source is away. ``latency_ms`` runs from capture to overlay ready.
+    live source is away. ``latency_ms`` runs from capture to overlay ready. ``recording`` is what the
+    recorder writes when it differs from ``image`` (the live views' image carries the status line, a
+    recording only with ``record_status``); ``None``: ``image``.
     """
 
     image: np.ndarray
     result: FrameResult | None
     latency_ms: float
     state: SourceState
+    recording: np.ndarray | None = None
 
     def record(self) -> dict:
         """The JSONL line of this frame."""

@@ -3,8 +3,9 @@
 Detection is :mod:`usvid.video.roi`'s (the same as ``usvid extract``, so the model sees frames cropped and
 blanked as in training): it needs a few seconds of frames, because the scan is the part that changes.
 The tracker hands frames to a background thread that accumulates motion statistics; inference uses the
-whole frame until the region is known, so the overlay starts at once. When detection fails (a frozen
-image, say) it tries again on the next frames. When the frame size changes (a capture card switching
+whole frame until the region is known, so predictions start at once, but the overlay shows none of the
+frame until then (it says "detecting scan region"; see :mod:`usvid.inference.overlay`). When detection
+fails (a frozen image, say) it tries again on the next frames. When the frame size changes (a capture card switching
 mode, a reconnection at another resolution) the region is detected again, and a fixed one re-checked.
 """
 
@@ -153,11 +154,13 @@ class _Detector:
 def model_input(grey: np.ndarray, region: ScanRegion | None) -> tuple[np.ndarray, Roi | None]:
     """The frame and ROI to give the predictor: blanked outside the scan, as ``usvid extract`` stores frames.
 
-    ``grey`` ``(H, W)`` uint8 is copied only when the region blanks some of its pixels.
+    ``grey`` ``(H, W)`` uint8 is copied only when the region blanks some of its pixels. The ROI carries the
+    region's mask, so the overlay blanks what the model did not see (the predictor's own blanking is then a
+    no-op on the already-blanked crop).
     """
     if region is None:
         return grey, None
-    roi = Roi(region.x, region.y, region.w, region.h)
+    roi = Roi.from_scan_region(region)
     if not region.blanks:
         return grey, roi
     out = grey.copy()

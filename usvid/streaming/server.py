@@ -1,9 +1,33 @@
 """The browser view of a stream: ``--serve 127.0.0.1:8080``.
 
-A small page with the overlaid video as MJPEG (``/stream.mjpg``: plain ``<img>``, no script needed for the
-video) and a status line (class, probability, latency, fps, dropped, source state) that polls
-``/status.json``. Also ``/frame.jpg``, the latest overlaid frame. Built on the standard library's
-``ThreadingHTTPServer``; binds to loopback by default (another address only with ``serve_public``).
+A page with the overlaid video as MJPEG (``/stream.mjpg``: a plain ``<img>``, scaled to the window with
+its aspect ratio kept) under a status panel that polls ``/status.json`` four times a second, and a fixed
+"Research use only, not for diagnosis" notice. The page puts every value in with ``textContent``, so a
+source name holding markup shows as text. Also ``/frame.jpg``, the latest overlaid frame. Built on the
+standard library's ``ThreadingHTTPServer``; binds to loopback by default (another address only with
+``serve_public``).
+
+``/status.json`` fields (``null`` where not known yet):
+
+- ``source``: the source as the user gave it, less credentials (:func:`display_source`); ``model``: the
+  shipped model's name or the model file's name.
+- ``signal``: the source's state, :class:`~usvid.streaming.sources.SourceState`: ``connecting``, ``live``,
+  ``signal lost`` (the stream keeps reconnecting with backoff) or ``ended``.
+- ``frame``: index of the frame the prediction belongs to (the last overlaid one; while the signal is
+  lost, the last before the loss). ``class``, ``probability`` (its top-class probability, 4 decimals),
+  ``probability_text`` (as the overlay writes it, :func:`usvid.inference.overlay.percent`), ``uncertain``
+  (below the overlay's ``uncertain_below``: the overlay labels it "uncertain"), ``probs`` (every class),
+  ``box`` (``[x0, y0, x1, y1]`` frame pixels, or ``null`` for no lesion).
+- ``latency_ms_p50_recent``, ``latency_ms_p95_recent``: capture-to-overlay latency percentiles over the
+  last ``latency_window_frames`` overlaid frames: the ``recent_latency_p50_ms`` / ``recent_latency_p95_ms``
+  of :class:`~usvid.streaming.stats.StatsSnapshot`, the same figures ``--stats`` writes.
+  ``latency_ms_last_frame``: the latest frame's alone. ``fps_recent``: overlaid frames a second over the
+  same window.
+- ``frames``, ``dropped``: frames overlaid and frames dropped by the newest-frame policy so far, as in
+  ``--stats``.
+- ``scan_region``: ``detecting`` (the detector is still looking; the model sees the whole frame),
+  ``found`` (detected), ``fixed`` (``--roi``) or ``full frame`` (detection off); ``scan_region_box``:
+  ``[x, y, w, h]`` in frame pixels for ``found`` and ``fixed``.
 
 The page shows a patient's scan, so it answers only to the names it was bound to: a request whose ``Host``
 is another name (a web page the user visits pointing its own domain at 127.0.0.1, "DNS rebinding") gets
@@ -20,14 +44,19 @@ import ipaddress
 import json
 import logging
 import socket
+import re
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode
 
 from usvid.errors import InputError
-from usvid.streaming.config import SERVE_IDLE_TIMEOUT_S, SERVE_MAX_CLIENTS, ServeAddress
-from usvid.streaming.results import OverlayFrame, StreamEvent
+from usvid.inference.overlay import OverlayStyle, percent
+from usvid.streaming.config import SERVE_IDLE_TIMEOUT_S, SERVE_MAX_CLIENTS, ServeAddress, StreamConfig
+from usvid.streaming.results import FrameResult, OverlayFrame, StreamEvent
 from usvid.streaming.sinks import Sink
 from usvid.streaming.stats import StatsSnapshot
 
@@ -46,48 +75,131 @@ BUSY_RESPONSE = (
     + BUSY_BODY
 )
 
+NOTICE = "Research use only, not for diagnosis"
+
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>usvid stream</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>usvid stream</title>
 <style>
- body { margin: 0; background: #111; color: #eee; font: 16px/1.4 system-ui, sans-serif; }
- #status { padding: 6px 10px; background: #222; white-space: nowrap; }
- #status b { color: #fff; }
- #video { display: block; max-width: 100vw; max-height: calc(100vh - 40px); }
- .lost { color: #f44; font-weight: bold; }
+ html, body { height: 100%; margin: 0; }
+ body { display: flex; flex-direction: column; background: #111; color: #eee;
+        font: 15px/1.35 system-ui, sans-serif; }
+ #notice { flex: none; padding: 3px 10px; background: #6b4f00; color: #fff; font-weight: bold; }
+ #panel { flex: none; display: flex; flex-wrap: wrap; gap: 0 18px; padding: 4px 10px; background: #222; }
+ #panel > div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 100%; }
+ #panel .k { color: #aaa; }
+ #panel b { color: #fff; font-weight: 600; }
+ #panel b.bad { color: #f55; }
+ #panel .old { opacity: 0.55; }
+ /* Letterbox lighter than black, so the picture's own black (blanked outside the scan) shows its extent. */
+ #stage { flex: 1 1 auto; min-height: 0; position: relative; background: #2b2b2b; }
+ /* The whole picture in the space left, scaled up or down, aspect ratio kept. */
+ #video { position: absolute; inset: 0; width: 100%; height: 100%; object-fit: contain; }
 </style></head>
 <body>
-<div id="status">state <b id="state">connecting</b> | class <b id="class">-</b>
- | probability <b id="probability">-</b> | latency <b id="latency">-</b>
- | <span id="fps">-</span> fps | dropped <span id="dropped">0</span></div>
-<img id="video" src="/stream.mjpg" alt="overlaid ultrasound stream">
+<div id="notice">__NOTICE__</div>
+<div id="panel">
+ <div><span class="k">signal</span> <b id="signal">connecting</b></div>
+ <div id="prediction"><span class="k">class</span> <b id="class">-</b> <b id="probability">-</b>
+  <span id="uncertain"></span></div>
+ <div><span class="k">latency p50/p95</span> <b id="latency-p50">-</b>/<b id="latency-p95">-</b> ms
+  <span class="k">(last <span id="latency-window">0</span> frames)</span></div>
+ <div><b id="fps">-</b> <span class="k">fps</span></div>
+ <div><span class="k">frames</span> <b id="frames">0</b>
+  <span class="k">dropped</span> <b id="dropped">0</b></div>
+ <div><span class="k">scan region</span> <b id="scan-region">-</b></div>
+ <div><span class="k">source</span> <b id="source">-</b></div>
+ <div><span class="k">model</span> <b id="model">-</b></div>
+</div>
+<div id="stage"><img id="video" src="/stream.mjpg" alt="overlaid ultrasound stream"></div>
 <script>
+"use strict";
 const $ = (id) => document.getElementById(id);
+// textContent only: the source is the user's text and may hold markup.
+const put = (id, value) => { $(id).textContent = value == null ? "-" : String(value); };
+const fixed = (v, digits) => (v == null ? null : v.toFixed(digits));
 async function poll() {
   try {
     const s = await (await fetch("/status.json", {cache: "no-store"})).json();
-    $("state").textContent = s.state;
-    $("state").className = s.state === "signal lost" ? "lost" : "";
-    $("class").textContent = s.class ?? "-";
-    $("probability").textContent = s.probability == null ? "-" : s.probability.toFixed(3);
-    $("latency").textContent = s.latency_ms == null ? "-" : s.latency_ms.toFixed(1) + " ms";
-    $("fps").textContent = s.fps.toFixed(1);
-    $("dropped").textContent = s.dropped;
-  } catch (e) { $("state").textContent = "disconnected"; }
+    put("signal", s.signal === "signal lost" ? "signal lost, reconnecting" : s.signal);
+    $("signal").className = s.signal === "live" ? "" : "bad";
+    put("class", s.class);
+    put("probability", s.probability_text);
+    put("uncertain", s.uncertain ? "(uncertain)" : "");
+    $("prediction").className = s.signal === "live" ? "" : "old";
+    put("latency-p50", fixed(s.latency_ms_p50_recent, 2));
+    put("latency-p95", fixed(s.latency_ms_p95_recent, 2));
+    put("latency-window", s.latency_window_frames);
+    put("fps", fixed(s.fps_recent, 1));
+    put("frames", s.frames);
+    put("dropped", s.dropped);
+    const box = s.scan_region_box;
+    put("scan-region", box ? s.scan_region + " (" + box.join(", ") + ")" : s.scan_region);
+    put("source", s.source);
+    $("source").title = s.source;
+    put("model", s.model);
+  } catch (e) {
+    put("signal", "disconnected from usvid");
+    $("signal").className = "bad";
+  }
   setTimeout(poll, 250);
 }
 poll();
 </script>
 </body></html>
-"""
+""".replace("__NOTICE__", NOTICE)
+
+#: The ``user:password@`` of a URL (greedy up to the last ``@`` before the path: passwords may hold ``@``).
+URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+#: Query parameters of a source URL that hold secrets (SRT's ``passphrase``, tokens some encoders take).
+SECRET_QUERY = re.compile(r"pass|pwd|secret|token|key|auth", re.IGNORECASE)
+
+ScanRegionMode = Literal["detect", "fixed", "full frame"]
+
+
+def display_source(source: str) -> str:
+    """``source`` as the user gave it, less any credentials: ``rtsp://user:pw@cam/live`` ->
+    ``rtsp://cam/live``; secret query values (``?passphrase=...``) become ``***``. Paths and devices stay."""
+    shown = URL_USERINFO.sub(r"\1", source)
+    base, sep, query = shown.partition("?")
+    if not sep or "://" not in base:
+        return shown
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(SECRET_QUERY.search(k) for k, _ in pairs):
+        return shown
+    return base + "?" + urlencode([(k, "***" if SECRET_QUERY.search(k) else v) for k, v in pairs], safe="*/:")
+
+
+def model_name(model: str | Path) -> str:
+    """What the page calls the model: a shipped model's name as given, or the model file's name."""
+    return Path(str(model)).name
+
+
+def scan_region_state(mode: ScanRegionMode, result: FrameResult | None) -> tuple[str, list[int] | None]:
+    """``(state, [x, y, w, h] or None)`` of the region the model saw for ``result`` (see the module doc)."""
+    roi = None if result is None else result.roi
+    box = None if roi is None else [roi.x, roi.y, roi.w, roi.h]
+    if mode == "full frame":
+        return "full frame", None
+    if mode == "fixed":
+        return "fixed", box
+    return ("detecting", None) if roi is None else ("found", box)
 
 
 class _Latest:
-    """The newest overlaid frame and its lazily encoded JPEG, shared by the handler threads."""
+    """The newest overlaid frame and its lazily encoded JPEG, shared by the handler threads.
+
+    ``result`` and ``latency_ms`` are the last frame's that carried a prediction (a "signal lost" screen
+    carries none).
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.seq = 0
         self.frame: OverlayFrame | None = None
+        self.result: FrameResult | None = None
+        self.latency_ms: float | None = None
         self.state = "connecting"
         self.closed = False
         self._jpeg: tuple[int, bytes] | None = None
@@ -96,6 +208,8 @@ class _Latest:
         with self.cond:
             self.frame = frame
             self.state = frame.state.value
+            if frame.result is not None:
+                self.result, self.latency_ms = frame.result, frame.latency_ms
             self.seq += 1
             self.cond.notify_all()
 
@@ -220,9 +334,19 @@ class BrowserView(Sink):
         *,
         max_clients: int = SERVE_MAX_CLIENTS,
         idle_timeout_s: float = SERVE_IDLE_TIMEOUT_S,
+        source: str = "",
+        model: str = "",
+        scan_region: ScanRegionMode = "detect",
+        style: OverlayStyle | None = None,
     ) -> None:
+        """``source`` and ``model`` as the page names them (:func:`display_source`, :func:`model_name`);
+        ``style``: the overlay's, whose rule marks a prediction "uncertain" (None: never)."""
         self.address = address
         self.stats = stats
+        self.source = source
+        self.model = model
+        self.scan_region = scan_region
+        self.style = style if style is not None else OverlayStyle(uncertain_below=0.0)
         self.max_clients = max_clients
         self.idle_timeout_s = idle_timeout_s
         self.latest = _Latest()
@@ -232,6 +356,23 @@ class BrowserView(Sink):
         self._warned: set[str] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_config(cls, config: StreamConfig, stats: Callable[[], StatsSnapshot] | None) -> BrowserView:
+        """The view ``config.serve`` asks for, naming ``config``'s source, model and scan-region mode."""
+        mode: ScanRegionMode = (
+            "fixed" if config.roi is not None else "detect" if config.detect_roi else "full frame"
+        )
+        return cls(
+            config.serve_address,
+            stats=stats,
+            max_clients=config.serve_max_clients,
+            idle_timeout_s=config.serve_idle_timeout_s,
+            source=display_source(config.source),
+            model=model_name(config.model),
+            scan_region=mode,
+            style=config.overlay_style,
+        )
 
     @property
     def url(self) -> str:
@@ -280,26 +421,34 @@ class BrowserView(Sink):
                 self.latest.state = "signal lost" if event.kind == "signal_lost" else "live"
 
     def status(self) -> dict:
-        """The ``/status.json`` document."""
+        """The ``/status.json`` document (fields in the module docstring)."""
         with self.latest.cond:
-            frame, state = self.latest.frame, self.latest.state
+            result, latency_ms, state = self.latest.result, self.latest.latency_ms, self.latest.state
         snap = self.stats() if self.stats else None
-        result = frame.result if frame is not None else None
+        region, region_box = scan_region_state(self.scan_region, result)
         return {
-            "state": state,
+            "source": self.source,
+            "model": self.model,
+            # The pipeline's own state when there is a pipeline; else what the frames and events said.
+            "signal": snap.state if snap else state,
             "frame": None if result is None else result.frame.index,
             "class": None if result is None else result.class_name,
             "probability": None if result is None else round(result.probability, 4),
+            "probability_text": None if result is None else percent(result.probability),
+            "uncertain": None if result is None else self.style.is_uncertain(result.probability),
             "probs": None
             if result is None
             else {n: round(float(p), 4) for n, p in zip(result.class_names, result.probs, strict=True)},
             "box": None if result is None or result.box is None else [round(v, 1) for v in result.box],
-            "latency_ms": None if result is None else round(frame.latency_ms, 2),
-            "fps": snap.recent_fps if snap else 0.0,
-            "latency_p50_ms": snap.recent_latency_p50_ms if snap else None,
-            "latency_p95_ms": snap.recent_latency_p95_ms if snap else None,
+            "latency_ms_last_frame": None if latency_ms is None else round(latency_ms, 2),
+            "latency_ms_p50_recent": snap.recent_latency_p50_ms if snap else None,
+            "latency_ms_p95_recent": snap.recent_latency_p95_ms if snap else None,
+            "latency_window_frames": snap.recent_frames if snap else 0,
+            "fps_recent": snap.recent_fps if snap else 0.0,
             "frames": snap.frames if snap else 0,
             "dropped": snap.dropped if snap else 0,
+            "scan_region": region,
+            "scan_region_box": region_box,
         }
 
     def close(self) -> None:

@@ -170,7 +170,7 @@ class Mp4Recorder(Sink):
 
         if frame.result is None:
             return  # "signal lost" screens are for live views; the recording keeps the source's own frames
-        image = frame.image
+        image = frame.image if frame.recording is None else frame.recording  # no status line unless asked
         if self._container is None:
             self._start(image.shape[1], image.shape[0])
         w, h = self._size

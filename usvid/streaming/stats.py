@@ -80,7 +80,9 @@ class StatsSnapshot:
     frames skipped by the newest-frame policy (never inferred). ``fps``: sustained rate of overlaid frames.
     ``latency_ms``: capture to overlay ready. ``forward_ms``: the network forward alone (as the predictor
     timed it). ``overhead_ms``: latency minus forward, i.e. everything the pipeline adds (queues, decode
-    hand-off, preprocessing, post-processing, smoothing, drawing).
+    hand-off, preprocessing, post-processing, smoothing, drawing). ``recent_*``: the last ``recent_frames``
+    overlaid frames only (at most :data:`RECENT_FRAMES`), what the live status line, the overlay and the
+    browser view show.
     """
 
     frames: int
@@ -99,15 +101,21 @@ class StatsSnapshot:
     reconnects: int = 0
     signal_lost_events: int = 0
     state: str = "starting"
+    recent_frames: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+#: Overlaid frames the ``recent_*`` figures cover: about 4 s at 30 fps, long enough for a steady p95, short
+#: enough to follow a change of load.
+RECENT_FRAMES = 120
+
+
 class StreamStats:
     """Thread-safe accumulator; the overlay thread records frames, anyone may take a snapshot."""
 
-    def __init__(self, recent: int = 120, clock=time.perf_counter) -> None:
+    def __init__(self, recent: int = RECENT_FRAMES, clock=time.perf_counter) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._latency = LatencyHistogram()
@@ -173,4 +181,5 @@ class StreamStats:
             reconnects=reconnects,
             signal_lost_events=signal_lost_events,
             state=state,
+            recent_frames=len(recent),
         )

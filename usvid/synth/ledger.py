@@ -11,7 +11,6 @@ Each entry is recorded *before* the new file is renamed into place, keeping the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -20,27 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usvid.io import atomic_path, write_json_atomic
+from usvid.io import atomic_path, file_digest, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 MARKER_NAME = ".usvid-synth.json"
 MARKER_FORMAT = "usvid-synth-files"
-_CHUNK = 1 << 20
 # Entries of a marker are only ever plain names synth writes: a marker edited to name "../x" cannot make a
 # re-run delete a file outside OUT.
 _ENTRY = re.compile(r"^(?:[A-Za-z0-9_.-]+|videos/[A-Za-z0-9_.-]+\.mp4)$")
-
-
-def file_digest(path: Path) -> dict:
-    """``{"size", "sha256"}`` of a file's whole content."""
-    sha = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            sha.update(chunk)
-            size += len(chunk)
-    return {"size": size, "sha256": sha.hexdigest()}
 
 
 def temporary_names(names: Iterable[str]) -> re.Pattern:

@@ -115,6 +115,10 @@ class TrainConfig:
     #: the variants that ship ImageNet weights (EfficientNet-Lite); None = the paper's Xavier init.
     #: No downloads happen at run time.
     pretrained: str | None = None
+    #: Whole-network starting weights (fine-tuning): a usvid checkpoint or a shipped model's name such as
+    #: ``lanet-effl0-bus``. The network is then the checkpoint's (``model`` must name the same one or be left
+    #: at the checkpoint's), its classes must be the store's, and ``pretrained`` is not used.
+    init: str | None = None
     seed: int = 0
     device: Device = "auto"
     #: Mixed precision: bf16 autocast on CUDA and on CPUs with native bf16 units (avx512_bf16 / amx_bf16; fp32 on

@@ -5,7 +5,9 @@ preprocessed with THE shared :func:`usvid.preprocess.preprocess` and classified.
 the argmax of the mean of its frames' probabilities. Both levels report the positive class's sensitivity,
 specificity, PPV, NPV (95% Wilson intervals) and AUC (95% DeLong interval), plus macro averages (see
 :func:`usvid.training.metrics.classification_metrics`). Localisation as in the paper's section 3.3 (see
-:mod:`usvid.training.predictions`). Writes ``report.json``, ``report.md`` and PNG plots into ``out``.
+:mod:`usvid.training.predictions`). Writes ``report.json``, ``report.md`` and PNG plots into ``out`` (see
+:mod:`usvid.training.report`). Grad-CAM explains each example frame's predicted class and is 0 on the letterbox
+padding the store added around the scan (its geometry: the video's crop size and the store size).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import torch.nn.functional as F
 
 from usvid import __version__
 from usvid.checkpoint import Checkpoint, load_checkpoint
+from usvid.data.store import Letterbox
 from usvid.errors import ConfigError, InputError
 from usvid.outputs import check_output_dir, check_path_text
 from usvid.preprocess import preprocess
 from usvid.training import metrics, report
 from usvid.training.ddp import resolve_device
 from usvid.training.frames import (
+    empty_split_advice,
     BatchReader,
     SplitFrames,
     open_store,
@@ -85,6 +89,8 @@ def evaluate_checkpoint(
     _check_classes(ckpt, store, checkpoint)
     _check_positive(ckpt, positive, checkpoint)
     frames = split_frames(store, split, ckpt.class_names)
+    if len(frames) == 0:
+        raise InputError(empty_split_advice(store, split))
     require_frames(frames, store)
     dev = resolve_device(device)
     try:
@@ -99,8 +105,8 @@ def evaluate_checkpoint(
     _check_finite(preds, checkpoint)
     result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta)
     examples = _examples(model, reader, sample, preds, ckpt, dev)
-    images = _plots(result, preds, frames, examples)
-    files = report.write_report(out, result, images)
+    figures = _plots(result, preds, examples)
+    files = report.write_report(out, result, figures)
     log.info("wrote %s", files["report.json"])
     return EvalResult(report=result, files=files)
 
@@ -163,6 +169,8 @@ def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Prediction
         "videos": len(video_ids),
         "frames_per_video": frames_per_video,
         "positive_class": positive,
+        "operating_point": report.operating_rule(frames.class_names, positive),
+        "gradcam_target": "each example frame's predicted class",
         "tta": tta,
         "box_jsi_rule": "IoU of the unions of the bounding rectangles of every 8-connected region, prediction "
                         "vs ground truth, as pixel masks at the input size",
@@ -190,27 +198,47 @@ def _examples(model, reader: BatchReader, sample: list[int], preds: Predictions,
         return []
     size = ckpt.preprocess.size
     batch = reader.read(sample)
+    records = [reader.frames.records[idx] for idx in sample]
+    content = np.stack([content_mask(reader.store, rec.video_id, size) for rec in records])
     x = preprocess(batch.images.to(dev), ckpt.preprocess)
-    cams = grad_cam(model, x).cpu().numpy()
+    row_of = {int(idx): row for row, idx in enumerate(preds.indices)}
+    # The reported prediction (with TTA, if any) is the class explained, so the tile's caption names its target.
+    predicted = torch.tensor([int(preds.probs[row_of[idx]].argmax()) for idx in sample])
+    cams = grad_cam(model, x, predicted, valid=torch.from_numpy(content)).cpu().numpy()
     grey = F.interpolate(batch.images.float(), size=(size, size), mode="bilinear", align_corners=False)
     grey = grey[:, 0].round().clamp(0, 255).byte().numpy()
-    row_of = {int(idx): row for row, idx in enumerate(preds.indices)}
     names = reader.frames.class_names
     out = []
-    for k, idx in enumerate(sample):
-        rec = reader.frames.records[idx]
+    for k, (idx, rec) in enumerate(zip(sample, records, strict=True)):
         probs = preds.probs[row_of[idx]]
+        predicted = names[int(probs.argmax())]
         truth = _truth(batch.masks[k, 0].numpy(), size) if rec.annotated else None
         scale = size / batch.images.shape[-1]
         true_box = tuple(v * scale for v in rec.box) if rec.annotated and rec.box is not None else None
         pred = _upsampled(preds.masks.get(idx), size)
         out.append(report.Example(
             image=grey[k],
-            caption=f"{rec.video_id}: {names[rec.label]} -> {names[int(probs.argmax())]} {probs.max():.2f}",
+            caption=f"{rec.video_id}: true {names[rec.label]}, predicted {predicted} (P {probs.max():.2f})",
             truth=truth, true_box=true_box, pred=pred,
             pred_box=metrics.largest_region_box(pred) if pred is not None else None, cam=cams[k],
+            content=content[k], cam_class=predicted,
         ))
     return out
+
+
+def content_mask(store: Any, video_id: str, size: int) -> np.ndarray:
+    """``(size, size)`` bool: True where a stored frame of ``video_id``, resized to ``size``, shows image.
+
+    The store letterboxed each crop (:class:`usvid.data.store.Letterbox`: longer side scaled to the store size,
+    centred, black padding); a network pixel is content when its centre falls inside the scaled crop.
+    """
+    video = next(v for v in store.videos if v.video_id == video_id)
+    box = Letterbox(int(video.roi[2]), int(video.roi[3]), int(store.size))
+    (nw, nh), (ox, oy) = box.scaled, box.offset
+    centres = (np.arange(size) + 0.5) * store.size / size
+    cols = (centres >= ox) & (centres < ox + nw)
+    rows = (centres >= oy) & (centres < oy + nh)
+    return rows[:, None] & cols[None, :]
 
 
 def _truth(mask: np.ndarray, size: int) -> np.ndarray:
@@ -225,20 +253,16 @@ def _upsampled(prob: np.ndarray | None, size: int) -> np.ndarray | None:
     return (up[0, 0] >= MASK_THRESHOLD).numpy()
 
 
-def _plots(result: dict, preds: Predictions, frames: SplitFrames, examples: list[report.Example]) -> dict[str, np.ndarray]:
-    names = frames.class_names
+def _plots(result: dict, preds: Predictions, examples: list[report.Example]) -> dict[str, Any]:
+    """The report's figures by file name (without ``.png``)."""
     _, video_labels, video_probs = preds.video_level()
-    images = {}
+    figures = {}
     for level, labels, probs in (("frame", preds.labels, preds.probs), ("video", video_labels, video_probs)):
-        curves = []
-        for c, name in enumerate(names):
-            positive = labels == c
-            if positive.any() and (~positive).any():
-                fpr, tpr = metrics.roc_curve(positive, probs[:, c])
-                curves.append((name, fpr, tpr, result[f"{level}_level"]["per_class"][name]["auc"]))
-        images[f"roc_{level}"] = report.roc_plot(curves, f"ROC, {level} level ({len(labels)} {level}s)")
-        images[f"confusion_{level}"] = report.confusion_plot(
-            result[f"{level}_level"]["confusion"], names, f"confusion matrix, {level} level")
-    images["examples"] = report.example_grid(examples, heatmap=False)
-    images["gradcam"] = report.example_grid(examples, heatmap=True)
-    return images
+        m = result[f"{level}_level"]
+        curves, point = report.roc_curves(labels, probs, m)
+        figures[f"roc_{level}"] = report.roc_plot(curves, point, f"ROC, {level} level ({len(labels)} {level}s)")
+        figures[f"confusion_{level}"] = report.confusion_plot(
+            m["confusion"], m["class_names"], f"confusion matrix, {level} level ({len(labels)} {level}s)")
+    figures["examples"] = report.example_figure(examples, heatmap=False)
+    figures["gradcam"] = report.example_figure(examples, heatmap=True)
+    return figures

@@ -6,6 +6,7 @@ resizing happen per batch on the training device (:mod:`usvid.training.augment`)
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from usvid.data.splits import SPLITS, SplitFractions, fractions_giving, percent_text
 from usvid.errors import InputError, UsvidError
 from usvid.outputs import check_path_text
 
@@ -132,10 +134,10 @@ def _is_annotated(frame: Any) -> bool:
 def require_frames(frames: SplitFrames, store: Any, *, min_classes: int = 1) -> None:
     """Clear errors for an empty split or one holding fewer classes than the task needs."""
     if len(frames) == 0:
-        raise InputError(
-            f"{store_name(store)}: split '{frames.name}' has no frames; re-extract with a non-zero share for it "
-            "(e.g. `usvid extract ... --split 70,15,15`)"
-        )
+        if not any(v.split == frames.name for v in store.videos):
+            raise InputError(empty_split_advice(store, frames.name))
+        raise InputError(f"{store_name(store)}: split '{frames.name}' has videos but none of their frames is "
+                         "stored; re-extract the store")
     present = sorted({frames.class_names[r.label] for r in frames.records})
     if len(present) < min_classes:
         raise InputError(
@@ -224,3 +226,43 @@ def step_loader(reader: BatchReader, steps: Sequence[Sequence[int]], num_workers
         pin_memory=pin_memory,
         prefetch_factor=4 if num_workers else None,
     )
+
+
+def empty_split_advice(store: Any, split: str) -> str:
+    """One line for an empty split: the splits that have videos, and a re-extraction that fills this one.
+
+    The suggested ``--split`` is checked by splitting the store's own patients (per source, with its seed) as
+    extraction would (:func:`usvid.data.splits.fractions_giving`).
+    """
+    name = store_name(store)
+    videos = list(store.videos)
+    held = {s: sum(v.split == s for v in videos) for s in SPLITS}
+    having = ", ".join(f"{s} ({n} video{'s' if n != 1 else ''})" for s, n in held.items() if n)
+    config = getattr(store, "meta", {}).get("config", {})
+    seed = int(config.get("seed", 0))
+    current = SplitFractions(*config["split"]) if "split" in config else None
+    sources: dict[str, dict[str, str]] = {}
+    for v in videos:
+        sources.setdefault(v.dataset, {})[v.patient_id] = v.label
+    patients = sum(len(p) for p in sources.values())
+    line = f"{name}: split '{split}' has no videos; splits with videos: {having or 'none'}"
+    others = [s for s, n in held.items() if n and s != split]
+    evaluate = f"evaluate one of them (--split {others[0]}) or " if others else ""
+    fractions = fractions_giving(list(sources.values()), split, seed, current)
+    if fractions is None:
+        return (f"{line}; the store holds {patients} patient{'s' if patients != 1 else ''}, too few to hold one "
+                f"out: {evaluate.replace(' or ', ', or ')}extract more scans")
+    return (f"{line}; {evaluate}re-extract the {patients} patients into a new folder with "
+            f"`usvid extract {_sources_text(store)} NEW_STORE --size {store.size} --split {percent_text(fractions)} "
+            f"--seed {seed}` (and the other options used before), which gives '{split}' patients")
+
+
+def _sources_text(store: Any) -> str:
+    """The sources the store was extracted from (its ``extract.json``), or SRC when it does not say."""
+    path = Path(store_name(store)) / "extract.json"
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "SRC"
+    paths = [settings["source"]] if "source" in settings else [s["path"] for s in settings.get("sources", [])]
+    return " ".join(paths) or "SRC"

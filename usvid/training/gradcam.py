@@ -2,7 +2,9 @@
 
 The class score's gradient with respect to f4 (the output of the models' ``gradcam_layer()``: ResNet's
 ``backbone.layer4[-1]``, EfficientNet-Lite's head BN + activation), averaged over space, weights f4's channels; the ReLU of the weighted sum, upsampled to
-the input and scaled to [0, 1] per frame, is the map. In eval mode every frame's score depends only on its own
+the input and scaled to [0, 1] per frame, is the map. Pixels outside ``valid`` (the letterbox padding of a stored
+frame: black bars, no image) are set to 0 before scaling, so neither the heat drawn there nor the peak the map is
+scaled by comes from where there is no image. In eval mode every frame's score depends only on its own
 features, so a whole batch is explained with one backward pass.
 """
 
@@ -23,13 +25,15 @@ def target_layer(model: nn.Module) -> nn.Module:
     return convs[-1]
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, class_index: torch.Tensor | None = None) -> torch.Tensor:
+def grad_cam(model: nn.Module, x: torch.Tensor, class_index: torch.Tensor | None = None,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
     """Grad-CAM maps.
 
     Args:
         model: a usvid network (its output has ``logits``); put in eval mode here and restored after.
         x: ``(B, C, H, W)`` float network input (preprocessed).
         class_index: ``(B,)`` int64 classes to explain; None = each frame's predicted class.
+        valid: ``(B, H, W)`` bool, True where the frame shows image; the map is exactly 0 elsewhere. None = all.
     Returns:
         ``(B, H, W)`` float32 in [0, 1].
     """
@@ -53,5 +57,9 @@ def grad_cam(model: nn.Module, x: torch.Tensor, class_index: torch.Tensor | None
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * feats).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    if valid is not None:
+        if valid.shape != cam.shape:
+            raise ValueError(f"valid must be (B, H, W) = {tuple(cam.shape)}, got {tuple(valid.shape)}")
+        cam = cam * valid.to(device=cam.device, dtype=cam.dtype)
     peak = cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
     return (cam / peak).float()

@@ -33,7 +33,7 @@ from torch import nn
 
 from usvid import __version__
 from usvid.cpu import cpu_info
-from usvid.errors import InputError, UsvidError
+from usvid.errors import ConfigError, InputError, UsvidError
 from usvid.outputs import check_output_dir, check_path_text
 from usvid.preprocess import PreprocessConfig
 from usvid.training import checkpointing as ckpt
@@ -359,7 +359,7 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
     saved = ckpt.check_run_folder(run, resume)
 
     torch.manual_seed(config.seed)
-    model = _build_model(config, len(class_names))
+    model = _build_model(config, class_names)
     has_mask = model.mask_branch is not None
     stage1_epochs = config.stage1_epochs if has_mask else 0
     if stage1_epochs and not train.annotated_indices:
@@ -371,7 +371,9 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
     position = ckpt.resume_position(saved, run, config, class_names, model) if saved else ckpt.Position()
     # The FEX's expected input scaling (EfficientNet-Lite: 0.5, 0.5); stored in the checkpoint's preprocessing.
     mean, std = input_normalization(model.config)
-    preprocess = PreprocessConfig(size=config.size, mean=mean, std=std, in_channels=model.config.in_channels)
+    # store_size: the frame path S -> M this network is trained on, repeated by every predictor.
+    preprocess = PreprocessConfig(size=config.size, mean=mean, std=std, in_channels=model.config.in_channels,
+                                  store_size=int(store.size))
     compute = compute_settings(config, ctx.device)
     if ctx.is_main:
         run.mkdir(parents=True, exist_ok=True)
@@ -411,12 +413,33 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
                      model=weight_ema.model if weight_ema is not None else model)
 
 
-def _build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+def _build_model(config: TrainConfig, class_names: list[str]) -> nn.Module:
     from usvid.models import create_model
 
+    if config.init is not None:
+        return _init_model(config, class_names)
+    num_classes = len(class_names)
     names = ("use_cam", "use_sam", "use_mam", "fusion_pool")
     overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
     return create_model(config.model, num_classes=num_classes, in_channels=1, pretrained=config.pretrained, **overrides)
+
+
+def _init_model(config: TrainConfig, class_names: list[str]) -> nn.Module:
+    """The network of checkpoint ``config.init`` with its weights, in training mode (fine-tuning)."""
+    from usvid.checkpoint import load_checkpoint
+
+    start = load_checkpoint(config.init)
+    trained_as = start.trained_model_name
+    if trained_as is not None and config.model != trained_as:
+        raise ConfigError(f"--init {config.init}: holds a {trained_as} network, but the model is {config.model}; "
+                          f"drop --model (or give --model {trained_as})")
+    if [c.lower() for c in start.class_names] != [c.lower() for c in class_names]:
+        raise ConfigError(f"--init {config.init}: was trained on classes {start.class_names}, the store has "
+                          f"{class_names}; extract the store with --classes {','.join(start.class_names)}")
+    if start.preprocess.size != config.size:
+        raise ConfigError(f"--init {config.init}: was trained at {start.preprocess.size} px; give --size "
+                          f"{start.preprocess.size} (not {config.size})")
+    return start.build_model().train()
 
 
 def _make_env(config: TrainConfig, ctx: ddp.DistContext, preprocess: PreprocessConfig, run: Path,

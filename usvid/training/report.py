@@ -1,32 +1,48 @@
-"""Evaluation report files: ``report.json``, ``report.md`` and PNG plots drawn with OpenCV (no matplotlib).
+"""Evaluation report files: ``report.json``, ``report.md`` and PNG plots drawn with matplotlib.
 
-Plots: ROC curves (one-vs-rest per class, frame and video level), confusion matrices, example overlays
-(ground truth in green, prediction in red: mask outline and box) and Grad-CAM overlays.
+Plots are built as :class:`matplotlib.figure.Figure` objects on the Agg canvas (no pyplot, so no global figure
+state and no display needed) and written as PNG by :func:`write_report`:
+
+- ROC: for two classes ONE curve, the positive class's (the other class's curve is its mirror image and would only
+  repeat it); for more classes one one-vs-rest curve per class. The operating point (the argmax rule the reported
+  sensitivity and specificity come from) is marked; the legend carries the AUC with its 95% DeLong interval.
+- confusion matrices: rows = true class, columns = predicted class; each cell shows the count and the share of
+  its row (the true class), the colour encodes that share (colour bar).
+- example overlays: ground truth in green, prediction in red (mask outline and box; legend); full captions.
+- Grad-CAM: the map over the frame with a colour bar, the explained class named, no heat on letterbox padding.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from usvid.io import atomic_path, write_text_atomic
+from usvid.training import metrics
 
-# BGR colours.
-GREEN, RED, BLACK, GREY, WHITE = (40, 170, 40), (40, 40, 220), (0, 0, 0), (200, 200, 200), (255, 255, 255)
-PALETTE = [(200, 110, 30), (30, 120, 230), (60, 170, 60), (160, 60, 160), (40, 40, 200), (120, 120, 20)]
-FONT = cv2.FONT_HERSHEY_SIMPLEX
+TRUTH_COLOUR, PRED_COLOUR = "#1fa01f", "#e02020"
+FPR_LABEL = "false positive rate (1 - specificity)"
+TPR_LABEL = "true positive rate (sensitivity)"
+#: Characters per caption line under an example tile (wrapped at spaces, never cut).
+CAPTION_WIDTH = 30
 
 
 class Example(NamedTuple):
     """One frame shown in the overlays.
 
     image: ``(M, M)`` uint8 network input; truth: ``(M, M)`` bool or None; true_box / pred_box: ``(x0, y0, x1, y1)``
-    at M or None; pred: ``(M, M)`` bool or None; cam: ``(M, M)`` float in [0, 1] or None.
+    at M or None; pred: ``(M, M)`` bool or None; cam: ``(M, M)`` float in [0, 1] or None; content: ``(M, M)`` bool,
+    True where the frame shows image (False on letterbox padding), or None; cam_class: the class Grad-CAM explains.
     """
 
     image: np.ndarray
@@ -36,117 +52,234 @@ class Example(NamedTuple):
     pred: np.ndarray | None
     pred_box: tuple[float, float, float, float] | None
     cam: np.ndarray | None
+    content: np.ndarray | None = None
+    cam_class: str | None = None
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
+@dataclass(frozen=True)
+class RocCurve:
+    """One ROC curve: ``fpr``/``tpr`` ``(T,)`` float in [0, 1] from (0, 0) to (1, 1)."""
+
+    name: str
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float | None
+    auc_ci95: Sequence[float] | None = None
 
 
-def roc_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float | None]], title: str, size: int = 480) -> np.ndarray:
-    """ROC axes with one polyline per ``(name, fpr, tpr, auc)``; ``(size, size, 3)`` uint8 BGR."""
-    img = np.full((size, size, 3), 255, np.uint8)
-    left, top, side = 60, 40, size - 90
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where the reported predictions sit on the positive class's ROC curve."""
 
-    def pt(fx: float, fy: float) -> tuple[int, int]:
-        return int(left + fx * side), int(top + (1 - fy) * side)
-
-    for t in np.linspace(0, 1, 6):
-        cv2.line(img, pt(t, 0), pt(t, 1), GREY, 1)
-        cv2.line(img, pt(0, t), pt(1, t), GREY, 1)
-        cv2.putText(img, f"{t:.1f}", (pt(t, 0)[0] - 12, pt(t, 0)[1] + 18), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
-        cv2.putText(img, f"{t:.1f}", (left - 35, pt(0, t)[1] + 4), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
-    cv2.line(img, pt(0, 0), pt(1, 1), GREY, 1, cv2.LINE_AA)
-    cv2.rectangle(img, pt(0, 1), pt(1, 0), BLACK, 1)
-    for i, (name, fpr, tpr, auc) in enumerate(curves):
-        colour = PALETTE[i % len(PALETTE)]
-        pts = np.array([pt(float(x), float(y)) for x, y in zip(fpr, tpr, strict=True)], np.int32)
-        cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
-        label = f"{name}: AUC {auc:.3f}" if auc is not None else f"{name}: AUC n/a"
-        cv2.putText(img, label, (left + side // 3, top + side - 12 - 18 * i), FONT, 0.45, colour, 1, cv2.LINE_AA)
-    cv2.putText(img, title, (left, 25), FONT, 0.55, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(img, "false positive rate", (left + side // 3, size - 8), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(img, "TPR", (5, top + side // 2), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
-    return img
+    fpr: float
+    tpr: float
+    rule: str
 
 
-def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str, cell: int = 90) -> np.ndarray:
-    """Confusion matrix (rows = truth, columns = prediction) with counts; BGR uint8."""
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def operating_rule(class_names: Sequence[str], positive: str) -> str:
+    """The decision rule the reported sensitivity/specificity come from, in words."""
+    if len(class_names) == 2:
+        return f"argmax, i.e. P({positive}) > 0.5"
+    return f"argmax over {len(class_names)} classes, {positive} vs rest"
+
+
+def roc_curves(labels: np.ndarray, probs: np.ndarray, level: dict[str, Any]) -> tuple[list[RocCurve],
+                                                                                        OperatingPoint | None]:
+    """The curves to draw for one level and the operating point of its positive class.
+
+    Args:
+        labels: ``(N,)`` int class indices; probs: ``(N, K)`` float in [0, 1].
+        level: that level's :func:`usvid.training.metrics.classification_metrics` dict.
+    Returns:
+        for K = 2 the positive class's curve only; for K > 2 one one-vs-rest curve per class (each needs both
+        members and non-members present, else it is left out); the operating point, or None when undefined.
+    """
+    names = list(level["class_names"])
+    positive = level["positive_class"] or names[-1]
+    pos = names.index(positive)
+    wanted = [pos] if len(names) == 2 else range(len(names))
+    curves = []
+    for c in wanted:
+        member = labels == c
+        if not (member.any() and (~member).any()):
+            continue
+        fpr, tpr = metrics.roc_curve(member, probs[:, c])
+        if c == pos:
+            auc, ci = level["auc_positive"], level["auc_positive_ci95"]
+        else:
+            auc, ci = level["per_class"][names[c]]["auc"], None
+        label = positive if len(names) == 2 else f"{names[c]} vs rest"
+        curves.append(RocCurve(label, fpr, tpr, auc, ci))
+    point = None
+    if level["sensitivity"] is not None and level["specificity"] is not None:
+        point = OperatingPoint(1.0 - level["specificity"], level["sensitivity"], operating_rule(names, positive))
+    return curves, point
+
+
+def _auc_text(curve: RocCurve) -> str:
+    if curve.auc is None:
+        return f"{curve.name}: AUC n/a"
+    ci = f" [{curve.auc_ci95[0]:.3f}, {curve.auc_ci95[1]:.3f}] (95% DeLong)" if curve.auc_ci95 else ""
+    return f"{curve.name}: AUC {curve.auc:.3f}{ci}"
+
+
+def roc_plot(curves: Sequence[RocCurve], point: OperatingPoint | None, title: str) -> Figure:
+    """ROC axes: one line per curve (gid ``roc:NAME``), the chance diagonal and the operating point."""
+    fig = _figure(5.2, 5.4)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1, label="chance", gid="chance")
+    for curve in curves:
+        ax.plot(curve.fpr, curve.tpr, linewidth=2, drawstyle="default", label=_auc_text(curve),
+                gid=f"roc:{curve.name}")
+    if point is not None:
+        ax.plot([point.fpr], [point.tpr], "o", color="black", markersize=7, gid="operating_point",
+                label=f"operating point ({point.rule}): sensitivity {point.tpr:.3f}, specificity {1 - point.fpr:.3f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel=FPR_LABEL, ylabel=TPR_LABEL, title=title, aspect="equal")
+    ax.grid(True, color="0.9")
+    ax.legend(loc="lower right", fontsize=7)
+    return fig
+
+
+def confusion_cells(matrix: Sequence[Sequence[int]]) -> tuple[np.ndarray, list[list[str]]]:
+    """Row percentages ``(K, K)`` float (NaN for a class absent from the truth) and each cell's text."""
     cm = np.asarray(matrix, dtype=np.int64)
+    rows = cm.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = np.where(rows > 0, 100.0 * cm / np.maximum(rows, 1), np.nan)
+    texts = [[f"{cm[i, j]}\n{pct[i, j]:.1f}%" if rows[i, 0] else f"{cm[i, j]}\n-" for j in range(len(cm))]
+             for i in range(len(cm))]
+    return pct, texts
+
+
+def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> Figure:
+    """Confusion matrix: rows = true class, columns = predicted class; count and row % per cell; colour bar."""
+    pct, texts = confusion_cells(matrix)
     k = len(class_names)
-    margin_l, margin_t = 110, 70
-    img = np.full((margin_t + k * cell + 40, margin_l + k * cell + 20, 3), 255, np.uint8)
-    peak = max(int(cm.max()), 1)
+    fig = _figure(2.2 + 1.2 * k, 1.6 + 1.1 * k)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.nan_to_num(pct), cmap="Blues", vmin=0, vmax=100)
     for i in range(k):
         for j in range(k):
-            shade = int(255 - 200 * cm[i, j] / peak)
-            x0, y0 = margin_l + j * cell, margin_t + i * cell
-            cv2.rectangle(img, (x0, y0), (x0 + cell, y0 + cell), (255, shade, shade), -1)
-            cv2.rectangle(img, (x0, y0), (x0 + cell, y0 + cell), BLACK, 1)
-            colour = WHITE if shade < 130 else BLACK
-            cv2.putText(img, str(cm[i, j]), (x0 + cell // 3, y0 + cell // 2 + 6), FONT, 0.6, colour, 1, cv2.LINE_AA)
-        cv2.putText(img, class_names[i][:12], (5, margin_t + i * cell + cell // 2), FONT, 0.45, BLACK, 1, cv2.LINE_AA)
-        cv2.putText(img, class_names[i][:10], (margin_l + i * cell + 5, margin_t - 8), FONT, 0.45, BLACK, 1,
-                    cv2.LINE_AA)
-    cv2.putText(img, title, (5, 20), FONT, 0.5, BLACK, 1, cv2.LINE_AA)
-    cv2.putText(img, "rows: truth, columns: prediction", (5, 42), FONT, 0.4, BLACK, 1, cv2.LINE_AA)
-    return img
+            dark = not np.isnan(pct[i, j]) and pct[i, j] > 60
+            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=9, color="white" if dark else "black",
+                    gid=f"cell:{i},{j}")
+    ax.set_xticks(range(k), labels=list(class_names), rotation=30 if k > 3 else 0)
+    ax.set_yticks(range(k), labels=list(class_names))
+    ax.set(xlabel="predicted class", ylabel="true class")
+    fig.suptitle(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label="share of the true class (row %)", shrink=0.8)
+    return fig
 
 
-def _outline(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], scale: float) -> None:
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    for c in contours:
-        cv2.polylines(img, [(c * scale).astype(np.int32)], True, colour, 1, cv2.LINE_AA)
-
-
-def _tile(example: Example, side: int, heatmap: bool) -> np.ndarray:
-    grey = cv2.resize(example.image, (side, side), interpolation=cv2.INTER_LINEAR)
-    img = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    scale = side / example.image.shape[0]
-    if heatmap and example.cam is not None:
-        cam = cv2.resize((example.cam * 255).astype(np.uint8), (side, side), interpolation=cv2.INTER_LINEAR)
-        img = cv2.addWeighted(img, 0.55, cv2.applyColorMap(cam, cv2.COLORMAP_JET), 0.45, 0)
-    for mask, box, colour in ((example.truth, example.true_box, GREEN), (example.pred, example.pred_box, RED)):
-        if mask is not None and not heatmap:
-            _outline(img, mask, colour, scale)
+def _boxes(ax, example: Example) -> None:
+    for box, colour in ((example.true_box, TRUTH_COLOUR), (example.pred_box, PRED_COLOUR)):
         if box is not None:
-            x0, y0, x1, y1 = (round(v * scale) for v in box)
-            cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), colour, 1)
-    strip = np.full((22, side, 3), 255, np.uint8)
-    cv2.putText(strip, example.caption[: side // 6], (3, 15), FONT, 0.36, BLACK, 1, cv2.LINE_AA)
-    return np.vstack([img, strip])
+            x0, y0, x1, y1 = box
+            # Pixel centres sit at integers, so a box covering pixels x0..x1-1 spans x0-0.5 .. x1-0.5.
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
+                                   linewidth=1))
 
 
-def example_grid(examples: Sequence[Example], *, heatmap: bool, side: int = 192, columns: int = 4) -> np.ndarray:
+def caption_text(caption: str) -> str:
+    """The caption wrapped at spaces to :data:`CAPTION_WIDTH` characters; nothing is cut."""
+    return textwrap.fill(caption, CAPTION_WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def example_figure(examples: Sequence[Example], *, heatmap: bool, columns: int = 4) -> Figure:
     """Tiles of examples: outlines and boxes (green = truth, red = prediction), or Grad-CAM heatmaps."""
-    tiles = [_tile(e, side, heatmap) for e in examples]
-    if not tiles:
-        return np.full((60, 320, 3), 255, np.uint8)
-    blank = np.full_like(tiles[0], 255)
-    rows = []
-    for start in range(0, len(tiles), columns):
-        row = tiles[start : start + columns]
-        row += [blank] * (columns - len(row))
-        rows.append(np.hstack([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in row]))
-    return np.vstack(rows)
+    if not examples:
+        fig = _figure(4, 1)
+        fig.text(0.5, 0.5, "no examples (--examples 0)", ha="center", va="center")
+        return fig
+    columns = min(columns, len(examples))
+    rows = -(-len(examples) // columns)
+    fig = _figure(2.3 * columns + (1.0 if heatmap else 0.0), 2.9 * rows + 0.6)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    heat = None
+    for ax, example in zip(axes.flat, examples):
+        ax.imshow(example.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        if heatmap and example.cam is not None:
+            # Padding is masked out: it shows the black frame, not the colour of 0.
+            hidden = ~example.content if example.content is not None else np.zeros(example.cam.shape, bool)
+            heat = ax.imshow(np.ma.masked_array(example.cam, hidden), cmap="jet", vmin=0, vmax=1, alpha=0.45,
+                             interpolation="bilinear")
+        for mask, colour in ((example.truth, TRUTH_COLOUR), (example.pred, PRED_COLOUR)):
+            if mask is not None and mask.any() and not mask.all() and not heatmap:
+                ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1)
+        _boxes(ax, example)
+        caption = example.caption
+        if heatmap and example.cam_class is not None:
+            caption += f"; Grad-CAM of class {example.cam_class}"
+        ax.set_title(caption_text(caption), fontsize=7, gid="caption")
+        ax.set_axis_off()
+    for ax in axes.flat[len(examples):]:
+        ax.set_axis_off()
+    handles = [Line2D([], [], color=TRUTH_COLOUR, label="ground truth (mask outline, box)"),
+               Line2D([], [], color=PRED_COLOUR, label="prediction (mask outline at P >= 0.5, largest region's box)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7)
+    if heatmap:
+        fig.suptitle("Grad-CAM on the last FEX block for each frame's predicted class (named under each frame); "
+                     "none on the letterbox padding", fontsize=8)
+        if heat is not None:
+            fig.colorbar(heat, ax=axes, label="Grad-CAM, scaled to [0, 1] per frame", shrink=0.8)
+    return fig
+
+
+def write_png(path: Path, figure: Figure) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
 
 
-def _with_ci(m: dict[str, Any], key: str) -> str:
-    ci = m.get(f"{key}_ci95")
+def with_ci(m: dict[str, Any], key: str, ci_key: str | None = None) -> str:
+    """``value [lo, hi]`` of ``m[key]`` and its interval ``m[ci_key]`` (default ``KEY_ci95``)."""
+    ci = m.get(ci_key or f"{key}_ci95")
     return _fmt(m.get(key)) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+#: (column, key, interval key) of the headline table: the positive class's figures.
+HEADLINE = (("sensitivity", "sensitivity", None), ("specificity", "specificity", None), ("PPV", "ppv", None),
+            ("NPV", "npv", None), ("accuracy", "accuracy", None), ("AUC", "auc_positive", "auc_positive_ci95"))
+
+
+def headline_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (frame, video) of the positive class's figures with 95% intervals, and macro F1."""
+    positive = report["positive_class"]
+    header = ["level", "n", *(f"{name} ({positive})" if key != "accuracy" else name for name, key, _ in HEADLINE),
+              "F1 (macro)"]
+    rows = []
+    for level, unit in (("frame_level", "frames"), ("video_level", "videos")):
+        m = report[level]
+        rows.append([level.split("_")[0], f"{m['count']} {unit if m['count'] != 1 else unit[:-1]}", *(with_ci(m, key, ci) for _, key, ci in HEADLINE),
+                     _fmt(m["f1_macro"])])
+    return header, rows
+
+
+def interval_note(report: dict[str, Any]) -> str:
+    """One sentence naming the interval methods and their caveat."""
+    note = report["frame_level"]["ci_method"]["note"]
+    return f"95% intervals in brackets: Wilson score for proportions, DeLong for the AUC; {note}."
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The human-readable report: summary tables, per-class tables, localisation, plots."""
+    """The human-readable report: headline (positive class) table, macro table, per-class tables, plots."""
     fl = report["frame_level"]
-    positive = fl.get("positive_class")
+    positive = report["positive_class"]
+    header, rows = headline_table(report)
+    counts = []
+    for level in ("frame_level", "video_level"):
+        c = report[level]["positive_counts"]
+        if c:
+            counts.append(f"{level.split('_')[0]} {c['tp']} TP, {c['fn']} FN, {c['fp']} FP, {c['tn']} TN")
     lines = [
         f"# Evaluation: {report['model']['arch']} (depth {report['model']['depth']}) on split '{report['split']}'",
         "",
@@ -156,20 +289,20 @@ def markdown(report: dict[str, Any]) -> str:
         f"- input {report['preprocess']['size']} px; video-level class = argmax of the mean frame probabilities",
         f"- test-time augmentation: {report.get('tta', 'none')}",
         "",
-        (f"Positive class **{positive}** (one-vs-rest when there are more than two classes). 95% intervals in "
-         f"brackets: Wilson score for proportions, DeLong for AUC ({fl['auc_kind']}). "
-         f"{fl['ci_method']['note'].capitalize()}."),
+        (f"Positive class **{positive}** (one-vs-rest when there are more than two classes); predictions by "
+         f"{operating_rule(report['class_names'], positive)}. {interval_note(report)}"),
         "",
-        "| level | accuracy | sensitivity | specificity | PPV | NPV | AUC |",
-        "|---|---|---|---|---|---|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        f"Confusion ({positive}): " + "; ".join(counts) + "." if counts else "",
+        "",
+        "Macro averages over the classes (each class counted once, whatever its size; no intervals):",
+        "",
+        "| level | sensitivity (macro) | specificity (macro) | precision (macro) | F1 (macro) | AUC (macro) |",
+        "|---|---|---|---|---|---|",
     ]
-    for level in ("frame_level", "video_level"):
-        m = report[level]
-        lines.append(f"| {level.split('_')[0]} | " + " | ".join(
-            _with_ci(m, k) for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "auc")) + " |")
-    lines += ["", "Macro averages over the classes:", "",
-              "| level | sensitivity (macro) | specificity (macro) | precision (macro) | F1 (macro) | AUC (macro) |",
-              "|---|---|---|---|---|---|"]
     for level in ("frame_level", "video_level"):
         m = report[level]
         lines.append(f"| {level.split('_')[0]} | " + " | ".join(_fmt(m[f"{k}_macro"]) for k in
@@ -183,7 +316,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for level in ("frame_level", "video_level"):
         lines += ["", f"## Per class ({level.replace('_', ' ')})", "",
-                  "| class | support | sensitivity | specificity | precision | F1 | AUC |", "|---|---|---|---|---|---|---|"]
+                  "| class | support | sensitivity | specificity | precision | F1 | AUC (one-vs-rest) |",
+                  "|---|---|---|---|---|---|---|"]
         for name, m in report[level]["per_class"].items():
             lines.append(f"| {name} | {m['support']} | {_fmt(m['sensitivity'])} | {_fmt(m['specificity'])} | "
                          f"{_fmt(m['precision'])} | {_fmt(m['f1'])} | {_fmt(m['auc'])} |")
@@ -191,14 +325,14 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, report: dict[str, Any], images: dict[str, np.ndarray]) -> dict[str, Path]:
+def write_report(out: Path, report: dict[str, Any], figures: dict[str, Figure]) -> dict[str, Path]:
     """Write the PNGs, ``report.json`` and ``report.md`` into ``out``; returns every written path."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, image in images.items():
-        write_png(out / f"{name}.png", image)
+    for name, figure in figures.items():
+        write_png(out / f"{name}.png", figure)
         paths[name] = out / f"{name}.png"
-    report["plots"] = {name: f"{name}.png" for name in images}
+    report["plots"] = {name: f"{name}.png" for name in figures}
     write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(out / "report.md", markdown(report))
     paths["report.json"], paths["report.md"] = out / "report.json", out / "report.md"

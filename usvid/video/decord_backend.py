@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from usvid.errors import InputError, ProcessingError, optional_import
-from usvid.video.reader import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, rgb_to_grey
+from usvid.video.base import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, rgb_to_grey
 
 
 def _codec_name(path: Path) -> str:
@@ -20,7 +20,7 @@ def _codec_name(path: Path) -> str:
 
 
 class DecordReader(ReaderBase):
-    """A video file read with decord; see :class:`usvid.video.reader.VideoReader`."""
+    """A video file read with decord; see :class:`usvid.video.base.VideoReader`."""
 
     def __init__(self, path: Path, threads: int = 0) -> None:
         decord = optional_import("decord", "decord")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from usvid.errors import InputError, ProcessingError, optional_import
-from usvid.video.reader import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, rgb_to_grey
+from usvid.video.base import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, rgb_to_grey
 
 DEFAULT_DICOM_FPS = 25.0
 
@@ -28,7 +28,7 @@ def _frame_rate(ds) -> float:
 
 
 class DicomReader(ReaderBase):
-    """A DICOM cine; see :class:`usvid.video.reader.VideoReader`."""
+    """A DICOM cine; see :class:`usvid.video.base.VideoReader`."""
 
     def __init__(self, path: Path) -> None:
         pydicom = optional_import("pydicom", "dicom")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from usvid.errors import MissingDependencyError
-from usvid.video.reader import FrameBatch
+from usvid.video.base import FrameBatch
 
 
 def to_device(batch: FrameBatch, device: str | torch.device) -> FrameBatch:
@@ -57,7 +57,7 @@ def nvdec_available() -> bool:
 
 
 def open_nvdec(path: str | Path, device: str | torch.device = "cuda"):
-    """A :class:`~usvid.video.reader.VideoReader` decoding on the GPU (NVDEC) via torchcodec.
+    """A :class:`~usvid.video.base.VideoReader` decoding on the GPU (NVDEC) via torchcodec.
 
     Batches come back as CUDA tensors. Raises :class:`MissingDependencyError` without CUDA or torchcodec.
     """

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from usvid.errors import InputError, ProcessingError
-from usvid.video.reader import DEFAULT_BATCH_SIZE, IMAGE_SUFFIXES, FrameBatch, ReaderBase, VideoInfo
+from usvid.video.base import (
+    DEFAULT_BATCH_SIZE,
+    IMAGE_SUFFIXES,
+    FrameBatch,
+    ReaderBase,
+    VideoInfo,
+    check_frame_size,
+)
 
 DEFAULT_FOLDER_FPS = 25.0
 
@@ -35,7 +42,6 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
     """
     import cv2
 
-    from usvid.video.reader import check_frame_size
     from usvid.video.sniff import content_mismatch, header_frame_size
 
     problem = content_mismatch(path)
@@ -60,7 +66,7 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
 
 
 class ImageFolderReader(ReaderBase):
-    """Frames from image files; see :class:`usvid.video.reader.VideoReader`."""
+    """Frames from image files; see :class:`usvid.video.base.VideoReader`."""
 
     def __init__(self, folder: Path, fps: float | None = None) -> None:
         self.path = folder

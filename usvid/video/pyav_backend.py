@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from usvid.errors import InputError, ProcessingError
-from usvid.video.reader import (
+from usvid.video.base import (
     DEFAULT_BATCH_SIZE,
     FrameBatch,
     GreyFrame,
@@ -99,7 +99,7 @@ def frame_to_grey(frame, out: np.ndarray | None = None, expand: bool = True) -> 
 
 
 class PyAVReader(ReaderBase):
-    """A video file read with PyAV; see :class:`usvid.video.reader.VideoReader`."""
+    """A video file read with PyAV; see :class:`usvid.video.base.VideoReader`."""
 
     def __init__(self, path: Path, threads: int = 0) -> None:
         """``threads``: FFmpeg decoding threads; 0 lets FFmpeg pick (frame threads, one per core + 1)."""

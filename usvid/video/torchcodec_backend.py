@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from usvid.errors import InputError, MissingDependencyError, ProcessingError
-from usvid.video.reader import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, rgb_to_grey
+from usvid.video.base import DEFAULT_BATCH_SIZE, FrameBatch, ReaderBase, VideoInfo, rgb_to_grey
 
 
 def load_torchcodec():

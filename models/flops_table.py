@@ -1,0 +1,45 @@
+"""Parameters and FLOPs (batch 1, square inputs) of the registered variants, counted by
+usvid.models.flops; written by `python -m usvid.models.flops`, do not edit by hand.
+usvid 0.1.0, torch 2.14.1+cu130.
+"""
+
+TABLE = {
+    "0.1.0:a2782a90f89aae61": {
+        "name": "effl0_cls", "params": 3372994, "flops": {"256": 983991296, "512": 3935949824}},
+    "0.1.0:c26ee17ffbe857a5": {
+        "name": "effl2_cls", "params": 4813058, "flops": {"256": 1483770880, "512": 5935068160}},
+    "0.1.0:f0e431db174264af": {
+        "name": "lanet_effl0", "params": 3597566, "flops": {"256": 997936576, "512": 3989252032}},
+    "0.1.0:c87945358249dff4": {
+        "name": "lanet_effl2", "params": 5038031, "flops": {"256": 1497901440, "512": 5989108608}},
+    "0.1.0:ec1edaedbb25038d": {
+        "name": "lanet_r101", "params": 43236292, "flops": {"256": 20215115264, "512": 80852080640}},
+    "0.1.0:a31faaadb6b9f332": {
+        "name": "lanet_r18", "params": 11227792, "flops": {"256": 4549590528, "512": 18197833728}},
+    "0.1.0:61b6905a53210b52": {
+        "name": "lanet_r34", "params": 21335952, "flops": {"256": 9381428736, "512": 37525186560}},
+    "0.1.0:001547555bd133a7": {
+        "name": "lanet_r50", "params": 24244164, "flops": {"256": 10517884416, "512": 42063157248}},
+    "0.1.0:19130f72e4db0de4": {
+        "name": "lanet_tiny", "params": 181300, "flops": {"256": 91781568, "512": 367117248}},
+    "0.1.0:6bbee8f52acb153b": {
+        "name": "resnet101_cls", "params": 42497986, "flops": {"256": 20168318976, "512": 80673251328}},
+    "0.1.0:e532c3a4b3eda7b2": {
+        "name": "resnet18_cls", "params": 11171266, "flops": {"256": 4531947520, "512": 18127783936}},
+    "0.1.0:c56b41d293e97abb": {
+        "name": "resnet34_cls", "params": 21279426, "flops": {"256": 9363785728, "512": 37455136768}},
+    "0.1.0:d0e5385e5e4ddab6": {
+        "name": "resnet50_cls", "params": 23505858, "flops": {"256": 10471088128, "512": 41884327936}},
+    "0.1.0:eaf53d9c660e7fd1": {
+        "name": "resnet_tiny_cls", "params": 176058, "flops": {"256": 82051328, "512": 328204544}},
+    "0.1.0:f9689a232cf71586": {
+        "name": "rmtl_effl0", "params": 9272195, "flops": {"256": 2192475136, "512": 8769885184}},
+    "0.1.0:ff75c3d234273185": {
+        "name": "rmtl_effl2", "params": 10712259, "flops": {"256": 2692254720, "512": 10769003520}},
+    "0.1.0:9e5bfc237df74682": {
+        "name": "rmtl_r18", "params": 13924739, "flops": {"256": 5337778176, "512": 21351106560}},
+    "0.1.0:f687ea8af6d24a53": {
+        "name": "rmtl_r50", "params": 32550787, "flops": {"256": 12082225152, "512": 48328876032}},
+    "0.1.0:d2cfbf5cf138c7fb": {
+        "name": "rmtl_tiny", "params": 219187, "flops": {"256": 94699776, "512": 378798336}},
+}
