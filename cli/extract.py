@@ -64,6 +64,7 @@ def extract(
     from usvid.data.splits import SplitFractions
     from usvid.errors import InputError
     from usvid.outputs import check_path_text
+    from usvid.video.roi import RegionConfig
 
     if len(paths) < 2:
         raise InputError(
@@ -76,7 +77,7 @@ def extract(
         fps=fps,
         split=SplitFractions.from_percent(parse_ints(split, 3, "--split", "70,15,15")),
         seed=seed,
-        roi=parse_ints(roi, 4, "--roi", "40,60,560,400") if roi else None,
+        region=RegionConfig(parse_ints(roi, 4, "--roi", "40,60,560,400") if roi else None),
         dedupe=dedupe,
         strict=strict,
         groups=check_path_text(groups, "--groups") if groups is not None else None,

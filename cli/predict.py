@@ -50,12 +50,12 @@ def predict(
 
     A re-run into the same --out skips videos already done with the same source, model and settings.
     """
-    from usvid.inference.postprocess import Roi
     from usvid.inference.predict import PredictConfig, predict_videos
+    from usvid.video.roi import RegionConfig
 
     config = PredictConfig(
         backend=backend, device=device, batch_size=batch_size, threshold=threshold, overlay=overlay,
-        roi=Roi(*parse_ints(roi, 4, "--roi", "40,60,600,400")) if roi else None, detect_roi=detect_roi,
+        region=RegionConfig(parse_ints(roi, 4, "--roi", "40,60,600,400") if roi else None, detect_roi),
         smoothing=smoothing, smoothing_tau_s=smoothing_tau, smoothing_alpha=smooth,
         precision=precision, threads=threads, keep_ui=keep_ui,
     )

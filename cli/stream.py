@@ -65,6 +65,7 @@ def stream(
 ) -> None:
     """Overlay lesion box, class and probability on every frame of a feed, live."""
     from usvid.streaming import StreamConfig, run_stream
+    from usvid.video.roi import RegionConfig
 
     config = StreamConfig(
         source=source,
@@ -79,8 +80,7 @@ def stream(
         window=window,
         stats=stats,
         max_frames=max_frames,
-        roi=parse_ints(roi, 4, "--roi", "40,60,600,400") if roi else None,
-        detect_roi=detect_roi,
+        region=RegionConfig(parse_ints(roi, 4, "--roi", "40,60,600,400") if roi else None, detect_roi),
         threshold=threshold,
         smoothing=smoothing,
         smoothing_tau_s=smoothing_tau,

@@ -115,7 +115,7 @@ class ScanLetterbox:
 
     @classmethod
     def of(cls, region, size: int) -> ScanLetterbox:
-        """For a region with ``x, y, w, h`` and ``mask`` (a :class:`usvid.video.roi.ScanRegion` or an inference ROI)."""
+        """For a :class:`usvid.video.roi.ScanRegion` (``x, y, w, h`` and ``mask``); see :meth:`ScanRegion.letterbox`."""
         return cls(region.x, region.y, region.w, region.h, region.mask, size)
 
     @property

@@ -196,7 +196,7 @@ def test_real_busbra(shared_data, tmp_path):
 
 
 def test_each_source_is_split_as_if_alone():
-    from usvid.data.extract import _plan
+    from usvid.data.extract.plan import plan_items
     from usvid.data.sources import SourceItem, SourceList
 
     def source(name: str, n: int) -> tuple[Path, str, SourceList]:
@@ -208,9 +208,9 @@ def test_each_source_is_split_as_if_alone():
 
     a, b = source("a", 60), source("b", 40)
     config = ExtractConfig(seed=3)
-    items, both = _plan([a, b], config, [{"v0", "v7"}])
+    items, both = plan_items([a, b], config, [{"v0", "v7"}])
     assert len(items) == 100 and len({it.patient_id for it in items}) == 50
-    alone = {f"a:{p}": s for p, s in _plan([a], config, [{"v0", "v7"}])[1].items()}
-    alone |= {f"b:{p}": s for p, s in _plan([b], config, [{"v0", "v7"}])[1].items()}
+    alone = {f"a:{p}": s for p, s in plan_items([a], config, [{"v0", "v7"}])[1].items()}
+    alone |= {f"b:{p}": s for p, s in plan_items([b], config, [{"v0", "v7"}])[1].items()}
     assert both == alone and set(both.values()) == {"train", "val", "test"}
     assert both["a:p0"] == both["a:p3"] and both["b:p0"] == both["b:p3"]  # bare ids: a group in every source

@@ -20,6 +20,7 @@ from usvid.data.manifest import Box, VideoEntry, write_annotations, write_manife
 from usvid.data.splits import SplitFractions
 from usvid.data.store import FrameStore, Letterbox
 from usvid.errors import ConfigError, InputError, ProcessingError
+from usvid.video.roi import RegionConfig
 from usvid.video.testvideos import ultrasound_layout, write_test_video
 
 from .conftest import H, N, W, make_busi
@@ -146,12 +147,12 @@ def test_fixed_roi_and_dedupe(tmp_path):
         for f in frames:
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="gray")))
         c.mux(s.encode())
-    summary = extract(path, tmp_path / "store", ExtractConfig(roi=(3, 4, 60, 40), dedupe=True, **SMALL))
+    summary = extract(path, tmp_path / "store", ExtractConfig(region=RegionConfig((3, 4, 60, 40)), dedupe=True, **SMALL))
     store = FrameStore(tmp_path / "store")
     assert summary.deduped == 12 and len(store.frames) == 8
     assert store.videos[0].roi == (3, 4, 60, 40) and store.videos[0].label == "unknown"
     with pytest.raises(InputError, match="outside the 71x45 frame"):
-        extract(path, tmp_path / "bad", ExtractConfig(roi=(30, 4, 60, 40), strict=True, **SMALL))
+        extract(path, tmp_path / "bad", ExtractConfig(region=RegionConfig((30, 4, 60, 40)), strict=True, **SMALL))
 
 
 def _faulty_dataset(root: Path) -> Path:
@@ -248,18 +249,19 @@ def test_strict_stops_at_first_failing_video(tmp_path):
 KILLER = """
 import os, signal, sys
 from usvid.data.extract import ExtractConfig, extract
+from usvid.video.roi import RegionConfig
 def progress(event):
     # SIGKILL in the middle of the second video, after some of its frames went to the temp file.
     if event.video_number == 2 and not event.finished and event.frames_done >= 16:
         os.kill(os.getpid(), signal.SIGKILL)
-config = ExtractConfig(size=64, batch_size=8, roi_frames=8, workers=int(sys.argv[3]))
+config = ExtractConfig(size=64, batch_size=8, region=RegionConfig(frames=8), workers=int(sys.argv[3]))
 extract(sys.argv[1], sys.argv[2], config, progress=progress)
 """
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_and_resume_gives_the_same_store(dataset, tmp_path, workers):
-    config = ExtractConfig(size=64, batch_size=8, roi_frames=8, workers=workers)
+    config = ExtractConfig(size=64, batch_size=8, region=RegionConfig(frames=8), workers=workers)
     extract(dataset, tmp_path / "reference", replace(config, workers=1))
     killed = tmp_path / "killed"
     proc = subprocess.run(

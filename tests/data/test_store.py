@@ -75,9 +75,9 @@ def test_clean_mask_lets_nothing_outside_the_scan_bleed_in(w, h, size):
 
 @pytest.mark.parametrize(("estimate", "count"), [(1000, 3), (1, 2), (5, 10**3)])
 def test_npy_writer_fixes_its_header(tmp_path, estimate, count):
-    from usvid.data.extract import _NpyWriter
+    from usvid.data.extract.frames import NpyWriter
 
-    writer = _NpyWriter(tmp_path / "a.npy", 4, estimate=estimate)
+    writer = NpyWriter(tmp_path / "a.npy", 4, estimate=estimate)
     frames = np.arange(count * 16, dtype=np.int64).reshape(count, 4, 4).astype(np.uint8)
     for frame in frames:
         writer.append(frame[None])

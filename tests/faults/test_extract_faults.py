@@ -22,11 +22,12 @@ from usvid.data.extract import ExtractConfig, extract, file_stem
 from usvid.data.manifest import Box, VideoEntry, write_annotations, write_manifest
 from usvid.data.store import FrameStore
 from usvid.errors import ConfigError, InputError, ProcessingError
+from usvid.video.roi import RegionConfig
 from usvid.video.testvideos import write_test_video
 
 pytestmark = pytest.mark.timeout(120)
 W, H, N = 150, 98, 12
-SMALL = {"size": 64, "batch_size": 8, "roi_frames": 8}
+SMALL = {"size": 64, "batch_size": 8, "region": RegionConfig(frames=8)}
 CLI_SMALL = ["--size", "64"]
 
 
@@ -482,7 +483,7 @@ def test_unwritable_out_is_refused_before_work(tmp_path, monkeypatch):
     root = _dataset(tmp_path / "ds", n=2)
     listed = []
     monkeypatch.setattr(
-        "usvid.data.extract.list_sources", lambda *a, **k: listed.append(a) or pytest.fail("work started")
+        "usvid.data.extract.plan.list_sources", lambda *a, **k: listed.append(a) or pytest.fail("work started")
     )
 
     def refuse(*args, **kwargs):
@@ -561,7 +562,7 @@ def test_bad_roi_is_refused_before_anything_is_written(tmp_path, roi, pattern):
     _one_error(_cli(root, tmp_path / "store", *CLI_SMALL, "--roi", roi), pattern)
     assert not (tmp_path / "store").exists()
     with pytest.raises(ConfigError):
-        extract(root, tmp_path / "store", ExtractConfig(roi=tuple(int(v) for v in roi.split(",")), **SMALL))
+        extract(root, tmp_path / "store", ExtractConfig(**{**SMALL, "region": RegionConfig(tuple(int(v) for v in roi.split(",")), frames=8)}))
     assert not (tmp_path / "store").exists()
 
 
@@ -570,7 +571,7 @@ def test_roi_that_fits_some_videos_fails_only_the_others(tmp_path):
     _video(root / "big.mp4")
     write_test_video(root / "small.mp4", width=64, height=48, num_frames=N)
     _manifest(root, [("big", "p0", "big.mp4", "benign"), ("small", "p1", "small.mp4", "malignant")])
-    summary = extract(root, tmp_path / "store", ExtractConfig(roi=(10, 10, 100, 60), **SMALL))
+    summary = extract(root, tmp_path / "store", ExtractConfig(**{**SMALL, "region": RegionConfig((10, 10, 100, 60), frames=8)}))
     assert len(summary.failures) == 1 and "outside the 64x48 frame" in str(summary.failures[0])
     assert _stored(tmp_path / "store") == {"big": N}
 

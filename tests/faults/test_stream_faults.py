@@ -39,6 +39,7 @@ from usvid.streaming.results import OverlayFrame
 from usvid.streaming.server import BrowserView, allowed_hosts, is_ip_literal
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder
 from usvid.streaming.sources import SourceLost, SourceState
+from usvid.video.roi import RegionConfig
 
 runner = CliRunner()
 WIDTH, HEIGHT = 96, 64
@@ -292,7 +293,7 @@ def test_more_signals_during_shutdown_do_not_lose_outputs(tmp_path, caplog, sig)
     cfg = StreamConfig(
         source=LostFeed.spec,
         model=Path("m.pt"),
-        detect_roi=False,
+        region=RegionConfig(detect=False),
         stats=stats,
         read_timeout_s=0.2,
         reconnect_initial_s=0.01,

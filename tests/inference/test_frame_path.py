@@ -1,6 +1,6 @@
 """The frame a network sees in deployment is the frame it was trained and scored on, bit for bit.
 
-Extraction's own per-video code (``_VideoJob``: crop, letterbox, blank, range) stores ``S x S`` frames; training
+Extraction's own per-video code (``StoredFrames``: crop, letterbox, blank, range) stores ``S x S`` frames; training
 reads them and resizes ``S -> M`` (:class:`TrainAugment`, :func:`preprocess`); a predictor gets the decoded
 frames and the scan region. For the same decoded frames both must give the same uint8 ``S``-frames and the same
 network input, for ``S = M`` and ``S != M``, on synthetic scans and on real clinical clips.
@@ -23,10 +23,11 @@ import pytest
 import torch
 
 from usvid.checkpoint import checkpoint_from_model, load_checkpoint, save_checkpoint
-from usvid.data.extract import ExtractConfig, FrameSelector, _VideoJob
+from usvid.data.extract import ExtractConfig
+from usvid.data.extract.frames import StoredFrames
 from usvid.data.sources import SourceItem
 from usvid.errors import ConfigError
-from usvid.inference.geometry import Roi, network_frames
+from usvid.inference.geometry import network_frames
 from usvid.inference.torch_backend import TorchPredictor
 from usvid.models import create_model
 from usvid.preprocess import PreprocessConfig
@@ -54,12 +55,11 @@ class _Frames:
 def extracted(frames: np.ndarray, region: ScanRegion, size: int, limited_range: bool = False) -> np.ndarray:
     """``(T, H, W)`` uint8 decoded frames -> ``(T, S, S)`` uint8 exactly as ``usvid extract`` stores them."""
     item = SourceItem("v", "p", "benign", Path("v.mp4"), "test")
-    job = _VideoJob(item, "train", ExtractConfig(size=size, batch_size=3), Path("unused"), "v")
-    job.set_region(region)
-    writer, keep_all = _Frames(), FrameSelector(job.config, set())
+    stored = StoredFrames(item, "train", region, ExtractConfig(size=size, batch_size=3))
+    writer = _Frames()
     for i, grey in enumerate(frames):
-        job.take(writer, GreyFrame(i, i / 25, grey, limited_range), keep_all)
-    job.commit(writer)
+        stored.take(writer, GreyFrame(i, i / 25, grey, limited_range))
+    stored.flush(writer)
     return np.concatenate(writer.written)
 
 
@@ -84,7 +84,7 @@ def check_same_path(frames: np.ndarray, region: ScanRegion, predictor: TorchPred
     """Stored frames == predictor's S-frames, and training's input == predictor's input, exactly."""
     pre = predictor.info.preprocess
     stored = extracted(frames, region, pre.frame_size)
-    roi = Roi.from_scan_region(region)
+    roi = region
     batch = torch.from_numpy(frames)[:, None]
     seen = network_frames(batch, roi, pre.frame_size)[:, 0].numpy()  # what predictors letterbox
     differ = int((seen != stored).sum())
@@ -222,3 +222,24 @@ def test_clinical_raw_luma_extraction_differs_by_rounding_only(shared_data):
     stored = extracted(raw, region, 128, limited_range=True).astype(int)
     deployed = extracted(full, region, 128).astype(int)
     assert np.abs(stored - deployed).max() <= 2
+
+
+@pytest.mark.parametrize(("store_size", "size"), [(256, 320), (320, 256), (256, 256)])
+@pytest.mark.parametrize("region", [ScanRegion(127, 40, 600, 420), ScanRegion(200, 10, 300, 480)], ids=["wide", "tall"])
+def test_lesion_box_maps_back_to_frame_pixels_when_s_differs_from_m(store_size, size, region):
+    """A mask with a known box, through the deployed geometry (letterbox to S, resize S -> M), maps back to
+    that box in frame pixels within 2 px, also when the store side S is not the network side M."""
+    from usvid.inference.postprocess import mask_to_box
+    from usvid.preprocess import preprocess
+
+    truth = (300, 150, 120, 90)  # x, y, w, h in frame pixels, inside both regions
+    x, y, w, h = truth
+    frame = np.zeros((1, 500, 854), np.uint8)
+    frame[0, y : y + h, x : x + w] = 255
+    stored = region.letterbox(store_size).frames(frame)  # (1, S, S): what the network's input is made from
+    net = preprocess(torch.from_numpy(stored)[:, None], PreprocessConfig(size=size, store_size=store_size))
+    mask = net[0, 0].numpy()  # (M, M) in [0, 1]: a network mask that is exactly the lesion
+    box = mask_to_box(mask, (854, 500), region, 0.5, input_size=size)
+    assert box is not None
+    got = (box.x, box.y, box.w, box.h)
+    assert max(abs(a - b) for a, b in zip(got, truth)) <= 2, (got, truth)

@@ -18,12 +18,14 @@ from usvid.inference.overlay import (
     overlay_layout,
     render_prediction,
 )
-from usvid.inference.postprocess import LesionBox, Roi, mask_to_box
+from usvid.inference.postprocess import LesionBox, mask_to_box
+from usvid.video.roi import ScanRegion
+
 
 NAMES = ("benign", "malignant")
 # Odd, non-square: an H/W swap or a missing even-padding shows.
 W, H = 181, 123
-ROI = Roi(40, 30, 110, 80)
+ROI = ScanRegion(40, 30, 110, 80)
 
 
 def frame_with_text() -> np.ndarray:
@@ -36,7 +38,7 @@ def frame_with_text() -> np.ndarray:
     return grey
 
 
-def outside(roi: Roi, mask: np.ndarray | None = None) -> np.ndarray:
+def outside(roi: ScanRegion, mask: np.ndarray | None = None) -> np.ndarray:
     keep = np.zeros((H, W), bool)
     keep[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w] = True if mask is None else mask > 0
     return ~keep
@@ -60,7 +62,7 @@ def test_text_outside_the_region_is_blanked_and_kept_only_with_keep_ui():
 def test_the_region_mask_blanks_inside_the_rectangle_too():
     mask = np.ones((ROI.h, ROI.w), np.uint8)
     mask[:20, :30] = 0  # a sector's corner, where a marker sits
-    roi = Roi(ROI.x, ROI.y, ROI.w, ROI.h, mask)
+    roi = ScanRegion(ROI.x, ROI.y, ROI.w, ROI.h, mask)
     _, part = render(roi=roi)
     assert part[outside(roi, mask)].max() == 0
     assert (part[ROI.y + 40, ROI.x + 50] > 0).all()  # the scan itself is shown
@@ -194,9 +196,9 @@ def test_clinical_clip_overlay_shows_no_burned_in_text(shared_data, clip):
     from usvid.inference.predict import PredictConfig, VideoSource, scan_region
 
     path = shared_data / "videos" / "clinical-ui" / clip
-    roi, method = scan_region(VideoSource(clip, path), PredictConfig())
-    assert roi is not None and method == "auto"
     with FrameReader(path) as reader:
+        roi, method = scan_region(VideoSource(clip, path), PredictConfig(), reader.info.width, reader.info.height)
+        assert roi is not None and method == "auto"
         frames = np.concatenate([b[:, 0].numpy() for b, _ in reader.batches(32)])[:160:8]
     height, width = frames.shape[1:]
     keep = np.zeros((height, width), bool)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from usvid.errors import ConfigError
+from usvid.errors import ConfigError, InputError
 from usvid.inference.overlay import OverlayStyle, class_colour, overlay_layout, render_prediction, to_bgr
-from usvid.inference.postprocess import LesionBox, Roi, mask_to_box, masks_to_boxes
+from usvid.inference.postprocess import LesionBox, mask_to_box, masks_to_boxes
 from usvid.inference.smoothing import TemporalSmoother
+from usvid.video.roi import ScanRegion
 
 
 def _mask(*blobs: tuple[int, int, int, int, float], size: int = 8) -> torch.Tensor:
@@ -56,7 +57,7 @@ def test_no_lesion_when_nothing_passes():
 
 
 def test_roi_offsets_box_into_frame_pixels():
-    roi = Roi(x=30, y=10, w=80, h=40)
+    roi = ScanRegion(x=30, y=10, w=80, h=40)
     plain = mask_to_box(_mask((2, 5, 1, 3, 1.0)), frame_size=(80, 40))
     inside = mask_to_box(_mask((2, 5, 1, 3, 1.0)), frame_size=(200, 100), roi=roi)
     assert (inside.x, inside.y, inside.w, inside.h) == (plain.x + 30, plain.y + 10, plain.w, plain.h)
@@ -69,9 +70,9 @@ def test_batch_and_bad_values():
     with pytest.raises(ConfigError, match="threshold"):
         masks_to_boxes(masks, (64, 48), threshold=1.5)
     with pytest.raises(ConfigError, match="ROI"):
-        Roi(0, 0, 0, 10)
-    with pytest.raises(ConfigError, match="outside"):
-        Roi(50, 0, 20, 10).check_inside(64, 48)
+        ScanRegion(0, 0, 0, 10)
+    with pytest.raises(InputError, match="outside"):
+        ScanRegion(50, 0, 20, 10).check_inside(64, 48)
 
 
 def test_per_frame_smoother():
@@ -107,7 +108,7 @@ def test_overlay_draws_box_in_class_colour():
 
 def test_render_prediction_no_lesion_keeps_input():
     grey = torch.full((1, 64, 96), 50, dtype=torch.uint8)
-    roi = Roi(10, 5, 60, 40)
+    roi = ScanRegion(10, 5, 60, 40)
     out = render_prediction(grey, ("benign", "malignant"), torch.tensor([0.7, 0.3]), None, roi=roi,
                             style=OverlayStyle(keep_ui=True))
     layout = overlay_layout(96, 64)

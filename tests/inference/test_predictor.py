@@ -8,8 +8,8 @@ import torch
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.inference import Prediction, Predictor, load_predictor
 from usvid.inference.ort_backend import OrtPredictor
-from usvid.inference.postprocess import Roi
 from usvid.inference.torch_backend import TorchPredictor
+from usvid.video.roi import ScanRegion
 
 from .conftest import CLASSES, SIZE
 
@@ -65,7 +65,7 @@ def test_torch_and_onnxruntime_agree(name, tiny_checkpoints, tiny_onnx):
 def test_roi_equals_cropping_then_offsetting(tiny_onnx):
     predictor = load_predictor(tiny_onnx["lanet_tiny"], device="cpu")
     frames = _frames(b=2, h=90, w=140, seed=2)
-    roi = Roi(x=17, y=9, w=100, h=64)
+    roi = ScanRegion(x=17, y=9, w=100, h=64)
     full = predictor.predict(frames, roi)
     crop = predictor.predict(frames[..., 9:73, 17:117].contiguous())
     torch.testing.assert_close(full.probs, crop.probs)
@@ -84,7 +84,7 @@ def test_bad_frames_and_options(tiny_checkpoints, tiny_onnx, tmp_path):
     with pytest.raises(InputError, match=r"\(B, 1, H, W\)"):
         predictor.predict(torch.zeros(2, 2, 40, 40, dtype=torch.uint8))
     with pytest.raises(ConfigError, match="outside"):
-        predictor.predict(_frames(), Roi(100, 0, 50, 10))
+        predictor.predict(_frames(), ScanRegion(100, 0, 50, 10))
     with pytest.raises(ConfigError, match="threads"):
         load_predictor(tiny_onnx["lanet_tiny"], threads=0)
     if not torch.cuda.is_available():
@@ -164,12 +164,12 @@ def test_input_geometry_is_the_frame_store_letterbox(tiny_onnx):
     # blanking: pixels outside an ROI's mask do not reach the network
     mask = np.ones((40, 60), np.uint8)
     mask[:, :20] = 0
-    roi = Roi(10, 10, 60, 40, mask)
+    roi = ScanRegion(10, 10, 60, 40, mask)
     noisy = frames.clone()
     noisy[..., 10:50, 10:30] = 255  # only inside the blanked part of the ROI
     torch.testing.assert_close(predictor.predict(frames, roi).probs, predictor.predict(noisy, roi).probs)
-    assert not torch.allclose(predictor.predict(frames, Roi(10, 10, 60, 40)).probs,
-                              predictor.predict(noisy, Roi(10, 10, 60, 40)).probs)
+    assert not torch.allclose(predictor.predict(frames, ScanRegion(10, 10, 60, 40)).probs,
+                              predictor.predict(noisy, ScanRegion(10, 10, 60, 40)).probs)
 
 
 def test_cpu_bf16_needs_bf16_units(tiny_checkpoints, monkeypatch):
@@ -214,7 +214,7 @@ def test_one_numpy_frame_predicts_as_its_tensor_batch(backend, tiny_checkpoints,
     rgb = rng.integers(0, 256, (75, 121, 3), dtype=np.uint8)
     rgb[20:50, 30:80] = (200, 60, 20)  # a coloured patch: R, G and B weigh differently in the luma
     grey = rng.integers(0, 256, (75, 121), dtype=np.uint8)
-    roi = Roi(10, 5, 90, 60)
+    roi = ScanRegion(10, 5, 90, 60)
     for frame, as_grey in ((grey, grey), (rgb, rgb_to_grey(rgb))):
         got = predictor.predict(frame, roi)
         ref = predictor.predict(torch.from_numpy(as_grey)[None, None], roi)

@@ -51,7 +51,7 @@ def test_predict_with_no_flags_is_the_python_default(record):
     from usvid.inference.predict import PredictConfig
 
     assert _predict_config(record) == PredictConfig()  # scan region detected, no smoothing, device auto
-    assert PredictConfig().detect_roi and PredictConfig().roi is None
+    assert PredictConfig().region.detect and PredictConfig().region.roi is None
 
 
 def test_stream_with_no_flags_is_the_python_default(record):
@@ -62,13 +62,13 @@ def test_stream_with_no_flags_is_the_python_default(record):
 
 def test_predict_and_stream_share_device_smoothing_threshold_and_scan_region(record):
     predict, stream = _predict_config(record), _stream_config(record)
-    for field in ("device", "smoothing", "smoothing_tau_s", "threshold", "detect_roi"):
+    for field in ("device", "smoothing", "smoothing_tau_s", "threshold", "region"):
         assert getattr(predict, field) == getattr(stream, field), field
-    assert (predict.device, predict.smoothing, predict.detect_roi) == ("auto", False, True)
+    assert (predict.device, predict.smoothing, predict.region.detect) == ("auto", False, True)
     flags = ("--smoothing", "--smoothing-tau", "0.4", "--threshold", "0.7", "--full-frame", "--device", "cpu")
     predict, stream = _predict_config(record, *flags), _stream_config(record, *flags)
     for config in (predict, stream):
-        assert (config.smoothing, config.smoothing_tau_s, config.threshold, config.detect_roi, config.device) == (
+        assert (config.smoothing, config.smoothing_tau_s, config.threshold, config.region.detect, config.device) == (
             True, 0.4, 0.7, False, "cpu")
 
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from usvid.inference.metadata import ModelInfo
-from usvid.inference.postprocess import LesionBox, Roi
+from usvid.inference.postprocess import LesionBox
+from usvid.video.roi import RegionConfig, ScanRegion, full_frame_region
 from usvid.inference.predictor import Prediction, Timing
 from usvid.preprocess import PreprocessConfig
 from usvid.streaming.config import StreamConfig
@@ -46,12 +47,12 @@ class FakePredictor:
         self.box = box
         self.calls = 0
         self.sizes: list[tuple[int, int]] = []
-        self.rois: list[Roi | None] = []
+        self.rois: list[ScanRegion | None] = []
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
 
-    def predict(self, frames: torch.Tensor, roi: Roi | None = None) -> Prediction:
+    def predict(self, frames: torch.Tensor, roi: ScanRegion | None = None) -> Prediction:
         assert frames.dtype == torch.uint8 and frames.ndim == 4 and frames.shape[1] == 1, frames.shape
         with self._lock:
             self.active += 1
@@ -61,7 +62,7 @@ class FakePredictor:
             time.sleep(self.delay_s)
         forward_ms = (time.perf_counter() - t0) * 1e3
         h, w = frames.shape[-2:]
-        region = roi or Roi(0, 0, w, h)
+        region = roi or full_frame_region(w, h)
         boxes = [
             LesionBox(region.x + region.w // 4, region.y + region.h // 4, region.w // 2, region.h // 2, 0.9)
             if self.box
@@ -113,7 +114,7 @@ def live_config(source: str, **kwargs) -> StreamConfig:
     """A network source with short timeouts and backoff, so loss and reconnection happen within a test.
 
     The whole frame is shown (``keep_ui``): these tests check that real decoded pictures arrive."""
-    settings = {"detect_roi": False, "keep_ui": True, "read_timeout_s": 0.5, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4,
+    settings = {"region": RegionConfig(detect=False), "keep_ui": True, "read_timeout_s": 0.5, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.4,
                 "open_timeout_s": 8.0, **kwargs}
     return StreamConfig(source=source, model=Path("unused.pt"), **settings)
 

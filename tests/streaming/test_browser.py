@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from usvid.streaming import StreamConfig, StreamPipeline
+from usvid.video.roi import RegionConfig
 
 from .cdp import CHROMIUM
 from .conftest import FakePredictor, SyntheticLiveReader
@@ -43,7 +44,7 @@ def chromium(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProces
 def test_page_in_headless_chromium(tmp_path):
     width, height = 320, 180
     cfg = StreamConfig(
-        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", roi=(0, 0, width, height)
+        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", region=RegionConfig((0, 0, width, height))
     )
     pipe = StreamPipeline(
         cfg, FakePredictor(), reader=SyntheticLiveReader(fps=30, width=width, height=height)

@@ -8,6 +8,7 @@ import pytest
 
 from usvid.errors import ConfigError
 from usvid.streaming.config import StreamConfig, parse_serve_address
+from usvid.video.roi import RegionConfig
 
 
 def test_defaults_are_real_time_friendly():
@@ -21,7 +22,6 @@ def test_defaults_are_real_time_friendly():
     ("kwargs", "match"),
     [
         ({"max_frames": 0}, "--max-frames"),
-        ({"roi": (0, 0, 0, 10)}, "--roi"),
         ({"serve": "127.0.0.1:http"}, "--serve"),
         ({"serve": "127.0.0.1:70000"}, "--serve"),
         ({"fps": -1.0}, "fps"),
@@ -33,6 +33,19 @@ def test_bad_values(kwargs, match):
     base = {"source": "clip.mp4", "model": Path("m.pt")}
     with pytest.raises(ConfigError, match=match):
         StreamConfig(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"roi": (0, 0, 0, 10)}, "--roi"), ({"roi": (1, 2, 3)}, "--roi"),
+                                               ({"frames": 1}, "roi_frames")])
+def test_bad_region(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        RegionConfig(**kwargs)
+
+
+def test_region_keeps_the_flat_keys_of_the_config_file():
+    cfg = StreamConfig(source="clip.mp4", model=Path("m.pt"), region=RegionConfig((1, 2, 30, 40), frames=8))
+    assert {k: cfg.to_dict()[k] for k in ("roi", "detect_roi", "roi_frames")} == {
+        "roi": [1, 2, 30, 40], "detect_roi": True, "roi_frames": 8}
 
 
 def test_serve_address():

@@ -28,6 +28,7 @@ import pytest
 
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.server import NOTICE
+from usvid.video.roi import RegionConfig
 
 from .cdp import CHROMIUM, Chromium
 from .conftest import FakePredictor, SyntheticLiveReader
@@ -180,7 +181,7 @@ def test_live_page_of_usvid_stream_serve(tiny_checkpoint, tmp_path):
 def test_source_with_markup_and_credentials_shows_as_plain_text(tmp_path):
     source = "rtsp://admin:hunter2@cam/live<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
     shown = "rtsp://cam/live<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
-    cfg = StreamConfig(source=source, model=Path("unused.pt"), serve="127.0.0.1:0", detect_roi=False)
+    cfg = StreamConfig(source=source, model=Path("unused.pt"), serve="127.0.0.1:0", region=RegionConfig(detect=False))
     with Chromium(tmp_path / "profile") as browser:  # started first: no stream threads while it forks
         pipe = StreamPipeline(cfg, FakePredictor(), reader=SyntheticLiveReader(fps=30, width=320, height=180))
         pipe.start()

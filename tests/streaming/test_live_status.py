@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from usvid.inference.geometry import Roi
+from usvid.video.roi import RegionConfig, ScanRegion
 from usvid.inference.overlay import OverlayStyle
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.config import ServeAddress
@@ -46,7 +46,7 @@ def test_status_is_the_stats_recent_window_and_the_stats_file(tmp_path):
     stats_path, jsonl = tmp_path / "STATS.json", tmp_path / "pred.jsonl"
     cfg = StreamConfig(
         source="synthetic://admin:hunter2@feed/live", model=Path("runs/r18/best.pt"), serve="127.0.0.1:0",
-        detect_roi=False, stats=stats_path, jsonl=jsonl, smoothing=False,
+        region=RegionConfig(detect=False), stats=stats_path, jsonl=jsonl, smoothing=False,
     )
     # 100 fps for 2.4 s; the first 40 frames take 25 ms each, so some are dropped and they are slow.
     reader = SyntheticLiveReader(fps=100, lose_after=240)
@@ -89,7 +89,7 @@ def test_status_is_the_stats_recent_window_and_the_stats_file(tmp_path):
     assert status["model"] == "best.pt" and status["scan_region"] == "full frame"
 
 
-def result_with(probs, roi: Roi | None, index: int = 7) -> FrameResult:
+def result_with(probs, roi: ScanRegion | None, index: int = 7) -> FrameResult:
     grey = np.zeros((60, 80), np.uint8)
     frame = CapturedFrame(np.zeros((60, 80, 3), np.uint8), grey, index, index / 30, time.perf_counter())
     p = np.asarray(probs, np.float32)
@@ -107,8 +107,8 @@ def view_showing(result: FrameResult | None, **kwargs) -> BrowserView:
     ("mode", "roi", "state", "box"),
     [
         ("detect", None, "detecting", None),
-        ("detect", Roi(4, 6, 50, 40), "found", [4, 6, 50, 40]),
-        ("fixed", Roi(1, 2, 30, 20), "fixed", [1, 2, 30, 20]),
+        ("detect", ScanRegion(4, 6, 50, 40), "found", [4, 6, 50, 40]),
+        ("fixed", ScanRegion(1, 2, 30, 20), "fixed", [1, 2, 30, 20]),
         ("full frame", None, "full frame", None),
     ],
 )
@@ -119,7 +119,7 @@ def test_scan_region_state(mode, roi, state, box):
 
 def test_scan_region_states_from_a_running_pipeline():
     """``found`` only once the pipeline's detector has found the region the model then sees."""
-    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", roi_frames=8)
+    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", region=RegionConfig(frames=8))
     pipe = StreamPipeline(cfg, FakePredictor(), reader=SyntheticLiveReader(fps=60))
     pipe.start()
     try:
@@ -168,7 +168,7 @@ def test_display_source_strips_credentials(given, shown):
 def test_view_from_config_names_source_and_model():
     cfg = StreamConfig(
         source="rtsp://admin:hunter2@cam/live", model="lanet-effl0-bus", serve="127.0.0.1:0",
-        roi=(0, 0, 20, 10),
+        region=RegionConfig((0, 0, 20, 10)),
     )
     status = BrowserView.for_config(cfg, None).status()
     assert status["source"] == "rtsp://cam/live" and status["model"] == "lanet-effl0-bus"

@@ -14,6 +14,7 @@ from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.overlay import draw_signal_lost
 from usvid.streaming.sinks import Mp4Recorder
+from usvid.video.roi import RegionConfig
 
 from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 
@@ -52,7 +53,7 @@ def test_nothing_of_the_frame_is_shown_until_the_region_is_found_then_only_the_r
         return real(img, text, *args, **kwargs)
 
     monkeypatch.setattr(overlay.cv2, "putText", spy)
-    frames = run(roi_frames=16, max_frames=90)
+    frames = run(region=RegionConfig(frames=16), max_frames=90)
     assert any(t.startswith("detecting scan region") for t in texts)
     detecting = [f for f in frames if f.result.roi is None]
     found = [f for f in frames if f.result.roi is not None]
@@ -67,17 +68,17 @@ def test_nothing_of_the_frame_is_shown_until_the_region_is_found_then_only_the_r
 
 
 def test_keep_ui_shows_the_whole_frame():
-    frames = run(roi=FIXED, max_frames=10, keep_ui=True)
+    frames = run(region=RegionConfig(FIXED), max_frames=10, keep_ui=True)
     assert frames and all(abs(float(LAYOUT.frame_part(f.image)[2, WIDTH // 2].mean()) - 90) < 1
                           for f in frames)
-    blanked = run(roi=FIXED, max_frames=10)
+    blanked = run(region=RegionConfig(FIXED), max_frames=10)
     assert blanked and all(LAYOUT.frame_part(f.image)[UI_ROWS].max() == 0 for f in blanked)
 
 
 def test_signal_lost_screen_is_made_from_the_blanked_frame():
     view = CollectSink("view", idle=True)
     view.queue_size = 512
-    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), roi=FIXED, read_timeout_s=0.3,
+    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), region=RegionConfig(FIXED), read_timeout_s=0.3,
                        reconnect_initial_s=0.1, reconnect_max_s=0.2, max_frames=None)
     reader = SyntheticLiveReader(fps=60, lose_after=20)
     pipe = StreamPipeline(cfg, FakePredictor(), reader=reader, sinks=[view])
@@ -109,7 +110,7 @@ def decode(path: Path) -> list[np.ndarray]:
 @pytest.mark.parametrize("record_status", [False, True])
 def test_recording_carries_the_status_line_only_when_asked(tmp_path, record_status):
     path = tmp_path / "rec.mp4"
-    frames = run(roi=FIXED, max_frames=20, record_status=record_status, sinks=[Mp4Recorder(path)])
+    frames = run(region=RegionConfig(FIXED), max_frames=20, record_status=record_status, sinks=[Mp4Recorder(path)])
     # The live views always carry it ...
     assert all(status_rows(f.image).max() > 150 for f in frames)
     if not record_status:

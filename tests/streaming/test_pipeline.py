@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from usvid.errors import InputError, ProcessingError
-from usvid.inference.postprocess import Roi
+from usvid.video.roi import RegionConfig, ScanRegion
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder
 
@@ -18,7 +18,7 @@ from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveRe
 
 
 def config(source: str = "synthetic://live", **kwargs) -> StreamConfig:
-    kwargs.setdefault("detect_roi", False)
+    kwargs.setdefault("region", RegionConfig(detect=False))
     return StreamConfig(source=source, model=Path("unused.pt"), **kwargs)
 
 
@@ -124,14 +124,14 @@ def test_max_frames(clip_path):
 def test_fixed_roi_reaches_the_model_and_the_box(clip_path):
     predictor = FakePredictor()
     sink = CollectSink()
-    StreamPipeline(config(str(clip_path), roi=(10, 12, 100, 60), max_frames=3), predictor, sinks=[sink]).run()
-    assert predictor.rois == [Roi(10, 12, 100, 60)] * 3
+    StreamPipeline(config(str(clip_path), region=RegionConfig((10, 12, 100, 60)), max_frames=3), predictor, sinks=[sink]).run()
+    assert predictor.rois == [ScanRegion(10, 12, 100, 60)] * 3
     x0, y0, x1, y1 = sink.frames[0].result.box
     assert 10 <= x0 < x1 <= 110 and 12 <= y0 < y1 <= 72
 
 
 def test_roi_outside_the_frame_is_a_clear_error(clip_path):
-    pipe = StreamPipeline(config(str(clip_path), roi=(100, 0, 100, 60)), FakePredictor(), sinks=[])
+    pipe = StreamPipeline(config(str(clip_path), region=RegionConfig((100, 0, 100, 60))), FakePredictor(), sinks=[])
     with pytest.raises(InputError, match=r"--roi.*outside the 174x98 frame"):
         pipe.run()
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from usvid.errors import InputError
-from usvid.inference.postprocess import Roi
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.scan_region import ScanRegionTracker, model_input
-from usvid.video.roi import ScanRegion
+from usvid.video.roi import RegionConfig, ScanRegion
 
 from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader, synthetic_frames
 
@@ -29,7 +28,7 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
 
 def test_tracker_detects_the_changing_region_in_the_background():
     changes = []
-    tracker = ScanRegionTracker(None, frames_needed=16, on_change=lambda r, why: changes.append((r, why)))
+    tracker = ScanRegionTracker(RegionConfig(frames=16), on_change=lambda r, why: changes.append((r, why)))
     frames = synthetic_frames(40)[..., 0]
     assert tracker.update(frames[0]) is None  # whole frame until detection has enough frames
     for f in frames[1:]:
@@ -44,7 +43,7 @@ def test_tracker_detects_the_changing_region_in_the_background():
 
 
 def test_tracker_fixed_roi_is_rechecked_when_the_size_changes():
-    tracker = ScanRegionTracker((10, 10, 100, 50))
+    tracker = ScanRegionTracker(RegionConfig((10, 10, 100, 50)))
     assert tracker.update(np.zeros((HEIGHT, WIDTH), np.uint8)).box == (10, 10, 100, 50)
     with pytest.raises(InputError, match="outside the 80x60 frame.*frame size changed"):
         tracker.update(np.zeros((60, 80), np.uint8))
@@ -54,11 +53,10 @@ def test_model_input_blanks_outside_the_scan_only_in_a_copy():
     grey = np.full((HEIGHT, WIDTH), 200, np.uint8)
     mask = np.ones((40, 60), np.uint8)
     mask[:10, :10] = 0  # e.g. a corner beside a sector
-    out, roi = model_input(grey, ScanRegion(5, 7, 60, 40, mask))
-    assert roi == Roi(5, 7, 60, 40)
+    out = model_input(grey, ScanRegion(5, 7, 60, 40, mask))
     assert out[7:17, 5:15].max() == 0 and out[20, 30] == 200 and out[0, 0] == 200
     assert grey.min() == 200  # the frame shown and recorded keeps its pixels
-    same, _ = model_input(grey, ScanRegion(5, 7, 60, 40, np.ones((40, 60), np.uint8)))
+    same = model_input(grey, ScanRegion(5, 7, 60, 40, np.ones((40, 60), np.uint8)))
     assert same is grey  # nothing to blank: no copy
 
 
@@ -75,7 +73,7 @@ def test_pipeline_switches_to_the_detected_region_and_redetects_on_size_change()
     predictor = FakePredictor()
     sink = CollectSink()
     sink.queue_size = 256
-    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), roi_frames=16, max_frames=120)
+    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), region=RegionConfig(frames=16), max_frames=120)
     StreamPipeline(cfg, predictor, reader=Resizing(fps=60), sinks=[sink]).run()
     rois = [(size, roi) for size, roi in zip(predictor.sizes, predictor.rois, strict=True)]
     assert rois[0][1] is None

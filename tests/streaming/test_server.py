@@ -18,6 +18,7 @@ from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.config import ServeAddress
 from usvid.streaming.server import BOUNDARY, BrowserView
+from usvid.video.roi import RegionConfig
 
 from .conftest import FakePredictor, SyntheticLiveReader
 
@@ -33,7 +34,7 @@ def get(url: str, timeout: float = 5.0) -> tuple[str, bytes]:
 def served():
     # The whole frame as a fixed scan region: shown, box drawn (de-identification: test_overlay_states).
     cfg = StreamConfig(
-        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", roi=(0, 0, 240, 136)
+        source="synthetic://live", model=Path("unused.pt"), serve="127.0.0.1:0", region=RegionConfig((0, 0, 240, 136))
     )
     pipe = StreamPipeline(cfg, FakePredictor(), reader=SyntheticLiveReader(fps=30, width=240, height=136))
     pipe.start()

@@ -12,6 +12,7 @@ from usvid.errors import InputError, MissingDependencyError
 from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, WindowSink, display_available
+from usvid.video.roi import RegionConfig
 
 from .conftest import CollectSink, FakePredictor, SyntheticLiveReader
 
@@ -28,7 +29,7 @@ def test_recorder_keeps_source_timing_when_frames_drop(tmp_path):
     out = tmp_path / "rec.mp4"
     keep = CollectSink()
     keep.queue_size = 256
-    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), detect_roi=False, max_frames=60)
+    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), region=RegionConfig(detect=False), max_frames=60)
     pipe = StreamPipeline(
         cfg,
         FakePredictor(delay_s=0.04),
@@ -46,7 +47,7 @@ def test_recorder_keeps_source_timing_when_frames_drop(tmp_path):
 
 def test_recorder_of_odd_frame_sizes_is_even(tmp_path):
     out = tmp_path / "odd.mp4"
-    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), detect_roi=False, max_frames=8)
+    cfg = StreamConfig(source="synthetic://live", model=Path("unused.pt"), region=RegionConfig(detect=False), max_frames=8)
     reader = SyntheticLiveReader(fps=30, width=161, height=97)
     summary = StreamPipeline(cfg, FakePredictor(), reader=reader, sinks=[Mp4Recorder(out)]).run()
     times, size = decode(out)

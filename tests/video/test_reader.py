@@ -304,6 +304,7 @@ def test_memory_stays_bounded_on_a_long_video(tmp_path):
 
     from usvid.data.extract import ExtractConfig, extract
     from usvid.video.reader import prefetch
+    from usvid.video.roi import RegionConfig
 
     path = write_test_video(tmp_path / "long.mp4", width=320, height=240, num_frames=600, gop=50)
     whole = 600 * 320 * 240  # bytes of every grey frame at once
@@ -313,7 +314,7 @@ def test_memory_stays_bounded_on_a_long_video(tmp_path):
             n = sum(len(b) for b in prefetch(reader.batches(8), depth=2))
         _, peak_decode = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        extract(path, tmp_path / "store", ExtractConfig(size=64, batch_size=8, roi_frames=16))
+        extract(path, tmp_path / "store", ExtractConfig(size=64, batch_size=8, region=RegionConfig(frames=16)))
         _, peak_extract = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

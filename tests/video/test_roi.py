@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from usvid.errors import InputError, ProcessingError
+from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.video.reader import open_video
 from usvid.video.roi import (
     ROI_FRAMES,
@@ -79,8 +79,9 @@ def test_fixed_region_is_checked():
         fixed_scan_region((30, 6, 20, 10), width=40, height=30)
     with pytest.raises(InputError, match="width and height > 0"):
         fixed_scan_region((0, 0, 0, 10), width=40, height=30)
-    assert full_frame_region(7, 5).mask.shape == (5, 7)
-    with pytest.raises(ValueError, match="mask must be"):
+    full = full_frame_region(7, 5)
+    assert full.box == (0, 0, 7, 5) and full.method == "full" and not full.blanks
+    with pytest.raises(ConfigError, match="mask must be"):
         ScanRegion(0, 0, 4, 4, np.ones((4, 5), np.uint8))
 
 

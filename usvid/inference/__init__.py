@@ -13,10 +13,10 @@ Export with :func:`usvid.inference.export.export_model` (``usvid export``); pred
 
 from usvid.inference.base import BasePredictor, Prediction, Predictor, Timing
 from usvid.inference.metadata import ModelInfo
-from usvid.inference.postprocess import LesionBox, Roi, mask_to_box, masks_to_boxes
+from usvid.inference.postprocess import LesionBox, mask_to_box, masks_to_boxes
 from usvid.inference.predictor import load_predictor
 
 __all__ = [
-    "BasePredictor", "LesionBox", "ModelInfo", "Prediction", "Predictor", "Roi", "Timing", "load_predictor",
+    "BasePredictor", "LesionBox", "ModelInfo", "Prediction", "Predictor", "Timing", "load_predictor",
     "mask_to_box", "masks_to_boxes",
 ]

@@ -24,8 +24,9 @@ import torch
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.inference.geometry import network_frames
 from usvid.inference.metadata import ModelInfo
-from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi, masks_to_boxes
+from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, masks_to_boxes
 from usvid.preprocess import preprocess
+from usvid.video.roi import ScanRegion
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Predictor(Protocol):
     info: ModelInfo
     device: torch.device
 
-    def predict(self, frames: torch.Tensor | np.ndarray, roi: Roi | None = None) -> Prediction: ...
+    def predict(self, frames: torch.Tensor | np.ndarray, roi: ScanRegion | None = None) -> Prediction: ...
 
 
 class NonFiniteOutputError(InputError):
@@ -120,7 +121,7 @@ class BasePredictor:
     def class_names(self) -> tuple[str, ...]:
         return self.info.class_names
 
-    def predict(self, frames: torch.Tensor | np.ndarray, roi: Roi | None = None) -> Prediction:
+    def predict(self, frames: torch.Tensor | np.ndarray, roi: ScanRegion | None = None) -> Prediction:
         """Classify frames and locate the lesion.
 
         Args:
@@ -156,7 +157,7 @@ class BasePredictor:
         for _ in range(iterations):
             self.predict(frames)
 
-    def _check_frames(self, frames: torch.Tensor, roi: Roi | None) -> None:
+    def _check_frames(self, frames: torch.Tensor, roi: ScanRegion | None) -> None:
         in_ch = self.info.preprocess.in_channels
         if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4:
             got = f"{frames.dtype} {tuple(frames.shape)}" if isinstance(frames, torch.Tensor) else type(frames).__name__
@@ -182,7 +183,7 @@ class BasePredictor:
                 f"frame(s); the model is damaged{hint}; use another model file"
             )
 
-    def _prepare(self, frames: torch.Tensor, roi: Roi | None) -> torch.Tensor:
+    def _prepare(self, frames: torch.Tensor, roi: ScanRegion | None) -> torch.Tensor:
         """``(B, C, H, W)`` uint8 -> ``(B, in_channels, M, M)`` float32 network input on ``self.device``.
 
         Crop, letterbox and blank to the store side ``S`` the model was trained from, as the frame store does

@@ -1,71 +1,24 @@
 """Frame geometry at inference: the same crop, letterbox and blanking that ``usvid extract`` applies to stored frames.
 
 Networks are trained on the frame store, whose frames are the scan region cropped, letterboxed to ``S x S``
-and blanked outside the scan where the region has a mask (:class:`usvid.preprocess.ScanLetterbox`, the one
-definition extraction uses too). Inference calls that same code, letterboxing to the store side ``S`` the
-model was trained from; :func:`usvid.preprocess.preprocess` then resizes ``S -> M`` as training did, so a
+and blanked outside the scan where the region (:class:`usvid.video.roi.ScanRegion`) has a mask
+(:class:`usvid.preprocess.ScanLetterbox`, the one definition extraction uses too). Inference calls that same
+code, letterboxing to the store side ``S`` the model was trained from; :func:`usvid.preprocess.preprocess` then resizes ``S -> M`` as training did, so a
 network never sees a stretched, uncropped or differently resampled frame; :func:`mask_to_content` undoes the
 padding on the network's mask.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import cv2
 import numpy as np
 import torch
 
 from usvid.data.store import Letterbox
-from usvid.errors import ConfigError
-from usvid.preprocess import ScanLetterbox
+from usvid.video.roi import ScanRegion, full_frame_region
 
 
-@dataclass(frozen=True)
-class Roi:
-    """A scan region in frame pixels: top-left corner ``(x, y)``, width ``w``, height ``h``.
-
-    ``mask`` (optional, ``(h, w)`` uint8 in {0, 1}) marks the scan pixels inside the box; the others are
-    blanked to 0 as extraction does (a sector's corners, markers beside its apex).
-    """
-
-    x: int
-    y: int
-    w: int
-    h: int
-    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # ScanLetterbox per stored side: its blanking mask costs more than letterboxing a frame, and a stream
-    # predicts every frame with the same ROI.
-    _letterboxes: dict = field(default_factory=dict, init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.x < 0 or self.y < 0 or self.w <= 0 or self.h <= 0:
-            raise ConfigError(f"ROI needs x, y >= 0 and w, h > 0, got x={self.x} y={self.y} w={self.w} h={self.h}")
-        if self.mask is not None and self.mask.shape != (self.h, self.w):
-            raise ConfigError(f"ROI mask must be ({self.h}, {self.w}), got {self.mask.shape}")
-
-    @classmethod
-    def from_scan_region(cls, region) -> Roi:
-        """From a :class:`usvid.video.roi.ScanRegion` (its blanking mask kept when it blanks anything)."""
-        return cls(region.x, region.y, region.w, region.h, region.mask if region.blanks else None)
-
-    def letterbox(self, size: int) -> ScanLetterbox:
-        """The :class:`ScanLetterbox` of this ROI at stored side ``size`` (made once, then reused)."""
-        box = self._letterboxes.get(size)
-        if box is None:
-            box = self._letterboxes[size] = ScanLetterbox.of(self, size)
-        return box
-
-    def check_inside(self, width: int, height: int) -> None:
-        """Raise :class:`ConfigError` unless the ROI lies inside a ``width x height`` frame."""
-        if self.x + self.w > width or self.y + self.h > height:
-            raise ConfigError(
-                f"ROI x={self.x} y={self.y} w={self.w} h={self.h} reaches outside the {width}x{height} frame; "
-                "give a --roi inside the frame"
-            )
-
-
-def network_frames(frames: torch.Tensor, roi: Roi | None, size: int) -> torch.Tensor:
+def network_frames(frames: torch.Tensor, roi: ScanRegion | None, size: int) -> torch.Tensor:
     """Crop, letterbox and blank frames exactly as the frame store does (:class:`ScanLetterbox`).
 
     Args:
@@ -76,7 +29,7 @@ def network_frames(frames: torch.Tensor, roi: Roi | None, size: int) -> torch.Te
         ``(B, C, S, S)`` uint8.
     """
     b, c, h, w = frames.shape
-    box = (roi or Roi(0, 0, w, h)).letterbox(size)
+    box = (roi or full_frame_region(w, h)).letterbox(size)
     flat = frames.reshape(b * c, h, w).numpy()
     return torch.from_numpy(box.frames(flat)).reshape(b, c, size, size)
 

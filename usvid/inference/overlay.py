@@ -31,7 +31,8 @@ import torch
 
 from usvid.errors import ConfigError
 from usvid.inference.geometry import mask_to_content
-from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi
+from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox
+from usvid.video.roi import ScanRegion, full_frame_region
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 # RGB. Fixed colours for the class names the paper uses; other names take the palette by class index.
@@ -180,7 +181,7 @@ def put_label(
 def lesion_contours(
     mask: np.ndarray | torch.Tensor,
     frame_size: tuple[int, int],
-    roi: Roi | None = None,
+    roi: ScanRegion | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     *,
     input_size: int | None = None,
@@ -200,7 +201,7 @@ def lesion_contours(
     m = np.ascontiguousarray(m.reshape(m.shape[-2:]), dtype=np.float32)
     if not (m > threshold).any():
         return ()
-    region = roi or Roi(0, 0, *frame_size)
+    region = roi or full_frame_region(*frame_size)
     up, sx, sy = mask_to_content(m, region.w, region.h, input_size or 32 * m.shape[-1])
     found, _ = cv2.findContours((up > threshold).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     scale = np.array([1.0 / sx, 1.0 / sy])
@@ -208,7 +209,7 @@ def lesion_contours(
     return tuple(np.round(c * scale + offset).astype(np.int32) for c in found)
 
 
-def deidentify(image: np.ndarray, roi: Roi | None) -> np.ndarray:
+def deidentify(image: np.ndarray, roi: ScanRegion | None) -> np.ndarray:
     """A copy of ``image`` ``(H, W, 3)`` uint8 with every pixel outside the scan region set to 0.
 
     The region's mask is used where it has one, else its rectangle; ``roi=None`` (no region known) blanks
@@ -222,7 +223,7 @@ def deidentify(image: np.ndarray, roi: Roi | None) -> np.ndarray:
     return out
 
 
-def region_notice(roi: Roi | None, detecting: bool, keep_ui: bool) -> str | None:
+def region_notice(roi: ScanRegion | None, detecting: bool, keep_ui: bool) -> str | None:
     """What the bar says about the scan region: nothing once it is known."""
     if roi is not None:
         return None
@@ -237,7 +238,7 @@ def render_prediction(
     probs: np.ndarray | torch.Tensor | Sequence[float],
     box: Box | None,
     *,
-    roi: Roi | None = None,
+    roi: ScanRegion | None = None,
     style: OverlayStyle = OverlayStyle(),
     contours: Sequence[np.ndarray] = (),
     detecting: bool = False,

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from usvid.errors import ConfigError
-from usvid.inference.geometry import Roi, mask_to_content
+from usvid.inference.geometry import mask_to_content
+from usvid.video.roi import ScanRegion, full_frame_region
 
-__all__ = ["DEFAULT_THRESHOLD", "LesionBox", "Roi", "mask_to_box", "masks_to_boxes"]
+__all__ = ["DEFAULT_THRESHOLD", "LesionBox", "mask_to_box", "masks_to_boxes"]
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -49,7 +50,7 @@ class LesionBox:
 def mask_to_box(
     mask: np.ndarray | torch.Tensor,
     frame_size: tuple[int, int],
-    roi: Roi | None = None,
+    roi: ScanRegion | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     *,
     input_size: int | None = None,
@@ -71,7 +72,7 @@ def mask_to_box(
     if not (m > threshold).any():
         return None
     width, height = frame_size
-    region = roi or Roi(0, 0, width, height)
+    region = roi or full_frame_region(width, height)
     up, sx, sy = mask_to_content(m, region.w, region.h, input_size or 32 * m.shape[-1])
     binary = (up > threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -89,7 +90,7 @@ def mask_to_box(
 def masks_to_boxes(
     masks: torch.Tensor,
     frame_size: tuple[int, int],
-    roi: Roi | None = None,
+    roi: ScanRegion | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     *,
     input_size: int | None = None,

@@ -61,13 +61,13 @@ from usvid.inference.overlay import (
     overlay_layout,
     render_prediction,
 )
-from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, Roi
+from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox
 from usvid.inference.predictor import BasePredictor, NonFiniteOutputError, load_predictor
 from usvid.inference.smoothing import DEFAULT_TAU_S, TemporalSmoother
 from usvid.io import atomic_path, write_json_atomic, write_text_atomic
 from usvid.outputs import check_output_dir, check_path_text, refuse_inputs
 from usvid.shipped import predictor_role, resolve_model
-from usvid.video.roi import ROI_FRAMES
+from usvid.video.roi import RegionConfig, ScanRegion
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ _SPEED_ONLY = ("batch_size", "threads", "compile")
 class PredictConfig:
     """Settings of :func:`predict_videos`.
 
-    ``roi`` fixes the scan region for every video; otherwise ``detect_roi`` finds it per video from the
-    first ``roi_frames`` frames (as ``usvid extract`` does), or the whole frame is used.
+    ``region.roi`` fixes the scan region for every video; otherwise ``region.detect`` finds it per video from
+    the first ``region.frames`` frames (as ``usvid extract`` does), or the whole frame is used.
     ``smoothing`` turns on the temporal smoothing ``usvid stream`` uses (EMA of probabilities and boxes with
     time constant ``smoothing_tau_s`` seconds of video time; off by default, as in ``usvid stream``).
     ``smoothing_alpha`` is the older per-frame EMA (weight of the newest frame in (0, 1], ``--smooth``);
@@ -98,9 +98,7 @@ class PredictConfig:
     backend: str = "auto"
     device: str = "auto"
     batch_size: int = 8
-    roi: Roi | None = None
-    detect_roi: bool = True
-    roi_frames: int = ROI_FRAMES
+    region: RegionConfig = field(default_factory=RegionConfig)
     smoothing: bool = False
     smoothing_tau_s: float = DEFAULT_TAU_S
     smoothing_alpha: float | None = None
@@ -117,8 +115,6 @@ class PredictConfig:
         self.overlay_style  # noqa: B018 - checks the thresholds before any work
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.roi_frames < 2:
-            raise ConfigError(f"roi_frames must be at least 2, got {self.roi_frames}")
         if self.smoothing is None:  # older code's "off"
             object.__setattr__(self, "smoothing", False)
         elif not isinstance(self.smoothing, bool):  # older code's per-frame weight
@@ -159,7 +155,7 @@ class VideoResult:
     class_name: str
     mean_probs: tuple[float, ...]
     lesion_frames: int
-    roi: Roi | None
+    roi: ScanRegion | None
     roi_method: str
     jsonl: Path
     overlay: Path | None
@@ -399,7 +395,7 @@ def finished_result(out: Path, source: VideoSource, key: dict, overlay: bool) ->
             r["class"],
             tuple(float(p) for p in r["mean_probs"]),
             int(r["lesion_frames"]),
-            None if r["roi"] is None else Roi(*r["roi"]),
+            None if r["roi"] is None else ScanRegion(*r["roi"], method=r["roi_method"]),
             r["roi_method"],
             out / wanted[0],
             out / wanted[1] if overlay else None,
@@ -426,29 +422,30 @@ def _jsonl_line(index: int, stamp: float, names: tuple[str, ...], probs: torch.T
     })
 
 
-def scan_region(source: VideoSource, config: PredictConfig) -> tuple[Roi | None, str]:
-    """The region the network sees, and how it was found (``fixed``, ``auto`` or ``full``).
+def scan_region(source: VideoSource, config: PredictConfig, width: int, height: int) -> tuple[ScanRegion | None, str]:
+    """The region the network sees in ``width x height`` frames, and how it was found (``fixed``, ``auto``, ``full``).
 
-    ``auto`` runs extraction's own detector (:func:`usvid.video.roi.scan_region_of`, on the same
-    limited-range luma statistics) on the first ``config.roi_frames`` frames: a second copy of the
-    statistics on converted grey frames drew a different region (on one clinical clip it took in the
+    ``auto`` feeds extraction's own detector (:func:`usvid.video.roi.scan_region_of`: the same decoded
+    limited-range luma, the same :class:`~usvid.video.roi.RegionDetector`) the first ``config.region.frames``
+    frames: statistics on converted grey frames drew a different region (on one clinical clip it took in the
     ECG strip below the scan). When it finds no moving scan region (a still clip, a single image) the
     whole frame is used.
     """
-    if config.roi is not None:
-        return config.roi, "fixed"
-    if not config.detect_roi:
+    region = config.region
+    if region.roi is not None:
+        return region.fixed(width, height, where=f"--roi for {source.path.name}:"), "fixed"
+    if not region.detect:
         return None, "full"
     from usvid.video.roi import scan_region_of
 
     try:
-        region = scan_region_of(source.path, roi_frames=config.roi_frames)
+        found = scan_region_of(source.path, roi_frames=region.frames)
     except ProcessingError as err:
         log.warning("%s; using the whole frame", err)
         return None, "full"
-    if region.method == "full":
+    if found.method == "full":
         return None, "full"
-    return Roi.from_scan_region(region), "auto"
+    return found, "auto"
 
 
 class _Outputs:
@@ -479,7 +476,6 @@ def predict_video(
     """
     start = time.perf_counter()
     names = predictor.class_names
-    roi, roi_method = scan_region(source, config)
     smoother = _smoother(config)
     style = config.overlay_style
     sum_probs = torch.zeros(len(names), dtype=torch.float64)
@@ -487,8 +483,7 @@ def predict_video(
     with ExitStack() as stack:
         reader = stack.enter_context(FrameReader(source.path))
         clip = reader.info
-        if roi is not None:
-            roi.check_inside(clip.width, clip.height)
+        roi, roi_method = scan_region(source, config, clip.width, clip.height)
         files = _Outputs(stack, out, source.name, clip, config.overlay)
         for frames, stamps in reader.batches(config.batch_size):
             pred = predictor.predict(frames, roi)
@@ -524,7 +519,7 @@ def _smoother(config: PredictConfig) -> TemporalSmoother | None:
 
 
 def _overlay(predictor: BasePredictor, grey: np.ndarray, pred, i: int, probs: torch.Tensor,
-             box: LesionBox | None, roi: Roi | None, style: OverlayStyle) -> np.ndarray:
+             box: LesionBox | None, roi: ScanRegion | None, style: OverlayStyle) -> np.ndarray:
     """The overlay canvas of frame ``i`` of a batch; ``grey`` ``(H, W)`` uint8. The mask outline is the
     model's own for this frame (not smoothed), at the threshold the box used."""
     contours = ()
@@ -552,9 +547,12 @@ def _summary_csv(report: PredictReport) -> str:
 
 
 def _settings(config: PredictConfig) -> dict:
-    roi = config.roi
-    return {**{f.name: getattr(config, f.name) for f in fields(config) if f.name != "roi"},
-            "roi": None if roi is None else [roi.x, roi.y, roi.w, roi.h]}
+    """The resolved settings, flat: ``predict_config.json`` and the done-records have always had ``roi``,
+    ``detect_roi`` and ``roi_frames`` at the top level (records of earlier runs still match)."""
+    out = {}
+    for f in fields(config):
+        out.update(config.region.to_flat() if f.name == "region" else {f.name: getattr(config, f.name)})
+    return out
 
 
 def predict_videos(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -14,7 +14,7 @@ from usvid.inference.postprocess import DEFAULT_THRESHOLD
 from usvid.inference.smoothing import DEFAULT_TAU_S
 from usvid.outputs import check_output_file, check_path_text
 from usvid.shipped import DEFAULT_MODEL, predictor_role, resolve_model
-from usvid.video.roi import ROI_FRAMES
+from usvid.video.roi import RegionConfig
 
 #: Default address of the browser view: loopback only, so nothing leaves the machine unless asked.
 DEFAULT_SERVE = "127.0.0.1:8080"
@@ -89,10 +89,9 @@ class StreamConfig:
         window: show an OpenCV window (needs a display and an OpenCV build with GUI support).
         stats: write the run's statistics (frames, dropped, fps, latency percentiles) as JSON.
         max_frames: stop after this many frames have been captured from the source (processed or dropped).
-        roi: fixed scan region ``(x, y, w, h)`` in source pixels; ``None`` detects it from the first frames.
-        detect_roi: when ``roi`` is ``None``, detect the scan region (``False`` infers on the whole frame).
-        roi_frames: how many frames the scan-region detector looks at per attempt (as ``usvid extract``;
-            inference runs on the whole frame until then, so the overlay starts at once).
+        region: the scan region (``--roi``, ``--detect-roi/--full-frame``), as in ``usvid extract`` and
+            ``usvid predict``; the detector looks at ``region.frames`` frames per attempt (inference runs on the
+            whole frame until then, so the overlay starts at once).
         threshold: mask probability a lesion pixel must exceed (as ``usvid predict --threshold``).
         smoothing: temporal smoothing of probabilities and boxes; off by default, as in ``usvid predict``, so
             what is shown is the model's per-frame output (on: no flicker in a live view).
@@ -123,9 +122,7 @@ class StreamConfig:
     window: bool = False
     stats: Path | None = None
     max_frames: int | None = None
-    roi: tuple[int, int, int, int] | None = None
-    detect_roi: bool = True
-    roi_frames: int = ROI_FRAMES
+    region: RegionConfig = field(default_factory=RegionConfig)
     threshold: float = DEFAULT_THRESHOLD
     smoothing: bool = False
     smoothing_tau_s: float = DEFAULT_TAU_S
@@ -149,23 +146,10 @@ class StreamConfig:
             raise ConfigError(f"--threshold must lie strictly between 0 and 1, got {self.threshold}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames must be at least 1, got {self.max_frames}")
-        if self.roi is not None:
-            if (
-                len(self.roi) != 4
-                or self.roi[0] < 0
-                or self.roi[1] < 0
-                or self.roi[2] <= 0
-                or self.roi[3] <= 0
-            ):
-                raise ConfigError(f"--roi must be x,y,w,h with x, y >= 0 and w, h > 0, got {self.roi}")
         if self.serve is not None:
             self._check_serve(parse_serve_address(self.serve))
         if self.fps is not None and self.fps <= 0:
             raise ConfigError(f"fps must be positive, got {self.fps}")
-        if self.roi_frames < 2:
-            raise ConfigError(
-                f"roi_frames must be at least 2 (detection looks for changing pixels), got {self.roi_frames}"
-            )
         for name in (
             "smoothing_tau_s",
             "open_timeout_s",
@@ -198,6 +182,8 @@ class StreamConfig:
 
     def to_dict(self) -> dict:
         out = asdict(self)
+        out.update(self.region.to_flat())  # the keys this file has always had
+        del out["region"]
         for key in ("model", "record", "jsonl", "stats"):
             if out[key] is not None:
                 out[key] = str(out[key])

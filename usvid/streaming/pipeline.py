@@ -245,9 +245,7 @@ class StreamPipeline:
 
     def _infer_loop(self) -> None:
         smoother = TemporalSmoother(self.config.smoothing_tau_s) if self.config.smoothing else None
-        tracker = ScanRegionTracker(
-            self.config.roi, self.config.detect_roi, self.config.roi_frames, on_change=self._on_roi
-        )
+        tracker = ScanRegionTracker(self.config.region, on_change=self._on_roi)
         last_key = None
         try:
             while True:
@@ -270,7 +268,7 @@ class StreamPipeline:
         self, frame: CapturedFrame, region: ScanRegion | None, smoother: TemporalSmoother | None
     ) -> FrameResult:
         t0 = time.perf_counter()
-        grey, roi = model_input(frame.grey, region)
+        grey, roi = model_input(frame.grey, region), region
         pred = self.predictor.predict(torch.from_numpy(grey)[None, None], roi)
         predict_ms = (time.perf_counter() - t0) * 1e3
         raw_probs = pred.probs[0].numpy().astype(np.float32)
@@ -309,7 +307,7 @@ class StreamPipeline:
     def _overlay_loop(self) -> None:
         status_line, status_at = "", 0.0
         # Without a region the tracker is still looking unless detection is off (then there is none to find).
-        detecting = self.config.roi is None and self.config.detect_roi
+        detecting = self.config.region.detects
         last_image: np.ndarray | None = None
         idle_at = 0.0
         while True:

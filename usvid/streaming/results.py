@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usvid.inference.postprocess import LesionBox, Roi
+from usvid.inference.postprocess import LesionBox
 from usvid.streaming.sources import CapturedFrame, SourceState
+from usvid.video.roi import ScanRegion
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class FrameResult:
     box_score: float
     raw_probs: np.ndarray
     raw_box: LesionBox | None
-    roi: Roi | None
+    roi: ScanRegion | None
     forward_ms: float
     predict_ms: float
     queued_ms: float = 0.0

@@ -1,9 +1,9 @@
 """Which part of each frame the model sees: a fixed ``--roi`` or the scan region detected from the stream.
 
-Detection is :mod:`usvid.video.roi`'s (the same as ``usvid extract``, so the model sees frames cropped and
-blanked as in training): it needs a few seconds of frames, because the scan is the part that changes.
-The tracker hands frames to a background thread that accumulates motion statistics; inference uses the
-whole frame until the region is known, so predictions start at once, but the overlay shows none of the
+Detection is :class:`usvid.video.roi.RegionDetector`, the one ``usvid extract`` and ``usvid predict`` feed (so
+the model sees frames cropped and blanked as in training): it needs a few seconds of frames, because the scan
+is the part that changes. The tracker hands frames to a background thread that feeds the detector; inference
+uses the whole frame until the region is known, so predictions start at once, but the overlay shows none of the
 frame until then (it says "detecting scan region"; see :mod:`usvid.inference.overlay`). When detection
 fails (a frozen image, say) it tries again on the next frames. When the frame size changes (a capture card switching
 mode, a reconnection at another resolution) the region is detected again, and a fixed one re-checked.
@@ -19,15 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from usvid.errors import InputError
-from usvid.inference.postprocess import Roi
-from usvid.video.roi import (
-    ROI_FRAMES,
-    ROI_STRIDE,
-    MotionStats,
-    ScanRegion,
-    fixed_scan_region,
-    region_from_stats,
-)
+from usvid.video.roi import RegionConfig, RegionDetector, ScanRegion
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +28,23 @@ class ScanRegionTracker:
     """Call :meth:`update` with every frame that goes to the model; it returns the region to use.
 
     Args:
-        fixed: ``(x, y, w, h)`` from ``--roi`` (checked against every new frame size), or ``None``.
-        detect: detect the region when ``fixed`` is ``None`` (else the whole frame is used).
-        frames_needed: frames offered to the detector per attempt (every ``ROI_STRIDE``-th is used).
+        config: the run's region settings: a fixed ``--roi`` (checked against every new frame size), else
+            detection by :class:`~usvid.video.roi.RegionDetector` on ``config.frames`` frames per attempt
+            (unless ``config.detect`` is off: the whole frame).
         on_change: called with the new region (``None`` = whole frame) and a reason.
     """
 
     def __init__(
         self,
-        fixed: tuple[int, int, int, int] | None,
-        detect: bool = True,
-        frames_needed: int = ROI_FRAMES,
+        config: RegionConfig,
         on_change: Callable[[ScanRegion | None, str], None] | None = None,
     ) -> None:
-        self.fixed = fixed
-        self.detect = detect and fixed is None
-        self.frames_needed = frames_needed
+        self.config = config
         self.on_change = on_change or (lambda region, why: None)
         self.region: ScanRegion | None = None
         self._size: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self._detector: _Detector | None = None
+        self._detector: _DetectorThread | None = None
 
     def update(self, grey: np.ndarray) -> ScanRegion | None:
         """``grey``: ``(H, W)`` uint8 frame (not modified, kept by reference until used)."""
@@ -79,9 +67,10 @@ class ScanRegionTracker:
         self.close()
         with self._lock:
             self.region = None
-        if self.fixed is not None:
+        detector = self.config.detector("stream")
+        if self.config.roi is not None:
             try:
-                region = fixed_scan_region(self.fixed, *size)
+                region = self.config.fixed(*size)
             except InputError as err:
                 raise InputError(
                     f"{err}{' (the frame size changed during the stream)' if changed else ''}"
@@ -89,11 +78,11 @@ class ScanRegionTracker:
             with self._lock:
                 self.region = region
             self.on_change(region, "fixed --roi")
-        elif self.detect:
+        elif detector is not None:
             if changed:
                 log.info("frame size changed to %dx%d; detecting the scan region again", *size)
                 self.on_change(None, "frame size changed, detecting again")
-            self._detector = _Detector(size, self.frames_needed, self._found)
+            self._detector = _DetectorThread(size, detector, self._found)
 
     def _found(self, size: tuple[int, int], region: ScanRegion) -> None:
         with self._lock:
@@ -103,12 +92,15 @@ class ScanRegionTracker:
         self.on_change(region, "detected")
 
 
-class _Detector:
-    """Background thread accumulating :class:`MotionStats` until a region is found (then it exits)."""
+class _DetectorThread:
+    """Background thread feeding frames to a :class:`RegionDetector` until it finds a region (then it exits).
 
-    def __init__(self, size: tuple[int, int], frames_needed: int, found: Callable) -> None:
+    A failed attempt (a frozen image, say) starts again on the next frames.
+    """
+
+    def __init__(self, size: tuple[int, int], detector: RegionDetector, found: Callable) -> None:
         self.size = size
-        self.frames_needed = frames_needed
+        self.detector = detector
         self.found = found
         # Frames are only read here; a full queue just means detection samples fewer of them.
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=4)
@@ -131,38 +123,34 @@ class _Detector:
             pass
 
     def _run(self) -> None:
-        stats, warned = MotionStats(stride=ROI_STRIDE), False
+        warned = False
         while not self._done.is_set():
             grey = self._queue.get()
             if grey is None:
                 return
-            stats.update(grey[None])
-            if stats.seen < self.frames_needed:
+            if not self.detector.add(grey):
                 continue
             try:
-                region = region_from_stats(stats, "stream")
+                region = self.detector.region()
             except Exception as err:  # noqa: BLE001 - detection failing just means "whole frame for now"
                 if not warned:
                     log.warning("%s; inferring on the whole frame and trying again", err)
                     warned = True
-                stats = MotionStats(stride=ROI_STRIDE)
+                self.detector.restart()
                 continue
             self._done.set()
             self.found(self.size, region)
 
 
-def model_input(grey: np.ndarray, region: ScanRegion | None) -> tuple[np.ndarray, Roi | None]:
-    """The frame and ROI to give the predictor: blanked outside the scan, as ``usvid extract`` stores frames.
+def model_input(grey: np.ndarray, region: ScanRegion | None) -> np.ndarray:
+    """The frame to give the predictor with ``region``: blanked outside the scan, as ``usvid extract`` stores frames.
 
-    ``grey`` ``(H, W)`` uint8 is copied only when the region blanks some of its pixels. The ROI carries the
-    region's mask, so the overlay blanks what the model did not see (the predictor's own blanking is then a
-    no-op on the already-blanked crop).
+    ``grey`` ``(H, W)`` uint8 is copied only when the region blanks some of its pixels. The overlay blanks with
+    the same region what the model did not see (the predictor's own blanking is then a no-op on the
+    already-blanked crop).
     """
-    if region is None:
-        return grey, None
-    roi = Roi.from_scan_region(region)
-    if not region.blanks:
-        return grey, roi
+    if region is None or not region.blanks:
+        return grey
     out = grey.copy()
-    out[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w] *= region.mask
-    return out, roi
+    out[region.y : region.y + region.h, region.x : region.x + region.w] *= region.mask
+    return out

@@ -361,7 +361,7 @@ class BrowserView(Sink):
     def for_config(cls, config: StreamConfig, stats: Callable[[], StatsSnapshot] | None) -> BrowserView:
         """The view ``config.serve`` asks for, naming ``config``'s source, model and scan-region mode."""
         mode: ScanRegionMode = (
-            "fixed" if config.roi is not None else "detect" if config.detect_roi else "full frame"
+            "fixed" if config.region.roi is not None else "detect" if config.region.detect else "full frame"
         )
         return cls(
             config.serve_address,

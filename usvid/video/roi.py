@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usvid.errors import InputError, ProcessingError
+from usvid.errors import ConfigError, InputError, ProcessingError
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +40,37 @@ _UI_LEVEL = 12  # static pixels this much brighter than the background are UI, n
 _MIN_AREA_FRAC = 0.02
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class ScanRegion:
-    """A crop box ``(x, y, w, h)`` in source pixels and which pixels of the crop are scan.
+    """The part of a frame a network sees: a crop box ``(x, y, w, h)`` in frame pixels and which pixels of it are scan.
+
+    The one region type of usvid: extraction crops stored frames with it, predictors letterbox to it, boxes are
+    mapped back through it and overlays blank outside it. Two regions are equal when their boxes are.
 
     Attributes:
-        mask: ``(h, w)`` uint8 in {0, 1}; 0 marks pixels of the crop outside the scan (blanked).
-        method: ``"auto"`` (detected), ``"fixed"`` (``--roi``) or ``"full"`` (whole frame, a still image).
+        mask: ``(h, w)`` uint8 in {0, 1}, 0 for pixels of the crop outside the scan (blanked); ``None`` blanks
+            nothing (a ``--roi`` box, the whole frame).
+        method: ``"auto"`` (detected), ``"fixed"`` (``--roi``) or ``"full"`` (the whole frame).
     """
 
     x: int
     y: int
     w: int
     h: int
-    mask: np.ndarray = field(repr=False)
-    method: str = "auto"
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    method: str = field(default="auto", compare=False)
+    # ScanLetterbox per stored side: its blanking mask costs more than letterboxing a frame, and a stream
+    # letterboxes every frame to the same region.
+    _letterboxes: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.w <= 0 or self.h <= 0 or self.x < 0 or self.y < 0:
-            raise ValueError(f"invalid scan region {self.box}")
-        if self.mask.shape != (self.h, self.w) or self.mask.dtype != np.uint8:
-            raise ValueError(
-                f"mask must be ({self.h}, {self.w}) uint8, got {self.mask.shape} {self.mask.dtype}"
+            raise ConfigError(
+                f"scan region (ROI) x={self.x} y={self.y} w={self.w} h={self.h}: needs x, y >= 0 and w, h > 0"
+            )
+        if self.mask is not None and (self.mask.shape != (self.h, self.w) or self.mask.dtype != np.uint8):
+            raise ConfigError(
+                f"scan region mask must be ({self.h}, {self.w}) uint8, got {self.mask.shape} {self.mask.dtype}"
             )
 
     @property
@@ -70,16 +79,33 @@ class ScanRegion:
 
     @property
     def blanks(self) -> bool:
-        return not bool(self.mask.all())
+        return self.mask is not None and not bool(self.mask.all())
 
     def apply(self, frames: np.ndarray) -> np.ndarray:
         """Crop and blank: ``(..., H, W)`` uint8 -> ``(..., h, w)`` uint8 (a new array)."""
         crop = frames[..., self.y : self.y + self.h, self.x : self.x + self.w]
         return crop * self.mask if self.blanks else np.ascontiguousarray(crop)
 
+    def letterbox(self, size: int):
+        """The :class:`usvid.preprocess.ScanLetterbox` of this region at stored side ``size`` (made once, then reused)."""
+        box = self._letterboxes.get(size)
+        if box is None:
+            from usvid.preprocess import ScanLetterbox
+
+            box = self._letterboxes[size] = ScanLetterbox.of(self, size)
+        return box
+
+    def check_inside(self, width: int, height: int, where: str = "--roi") -> None:
+        """Raise :class:`ConfigError` (an :class:`InputError`) unless the region lies inside a ``width x height`` frame."""
+        if self.x + self.w > width or self.y + self.h > height:
+            raise ConfigError(
+                f"{where} {self.x},{self.y},{self.w},{self.h}: reaches ({self.x + self.w}, {self.y + self.h}), "
+                f"outside the {width}x{height} frame; give a box inside the frame"
+            )
+
 
 def full_frame_region(width: int, height: int) -> ScanRegion:
-    return ScanRegion(0, 0, width, height, np.ones((height, width), np.uint8), method="full")
+    return ScanRegion(0, 0, width, height, method="full")
 
 
 def fixed_scan_region(
@@ -89,12 +115,65 @@ def fixed_scan_region(
     x, y, w, h = (int(v) for v in box)
     if w <= 0 or h <= 0 or x < 0 or y < 0:
         raise InputError(f"{where} {x},{y},{w},{h}: x and y must be >= 0, width and height > 0")
-    if x + w > width or y + h > height:
-        raise InputError(
-            f"{where} {x},{y},{w},{h}: reaches ({x + w}, {y + h}), outside the {width}x{height} frame; "
-            "give a box inside the frame"
-        )
-    return ScanRegion(x, y, w, h, np.ones((h, w), np.uint8), method="fixed")
+    region = ScanRegion(x, y, w, h, method="fixed")
+    region.check_inside(width, height, where)
+    return region
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """Which part of each frame the network sees; the one region setting of ``extract``, ``predict`` and ``stream``.
+
+    Attributes:
+        roi: fixed scan region ``(x, y, w, h)`` in source pixels (``--roi``); ``None`` detects it.
+        detect: when ``roi`` is ``None``, detect the scan region (``False``, ``--full-frame``: the whole frame).
+        frames: how many first frames the detector looks at (:class:`RegionDetector`; a stream, per attempt).
+    """
+
+    roi: tuple[int, int, int, int] | None = None
+    detect: bool = True
+    frames: int = ROI_FRAMES
+
+    def __post_init__(self) -> None:
+        if self.roi is not None:
+            object.__setattr__(self, "roi", _checked_roi(tuple(self.roi)))
+        if not isinstance(self.frames, int) or self.frames < 2:
+            raise ConfigError(
+                f"roi_frames {self.frames}: must be a whole number >= 2 (detection looks for changing pixels); "
+                f"the default is {ROI_FRAMES}"
+            )
+
+    def fixed(self, width: int, height: int, where: str = "--roi") -> ScanRegion | None:
+        """The ``--roi`` region checked against a ``width x height`` frame, or ``None`` when there is none."""
+        return None if self.roi is None else fixed_scan_region(self.roi, width, height, where)
+
+    @property
+    def detects(self) -> bool:
+        """Whether the region is detected (no ``--roi``, not ``--full-frame``)."""
+        return self.roi is None and self.detect
+
+    def detector(self, source: str = "video") -> RegionDetector | None:
+        """A fresh detector when this config :attr:`detects`, else ``None``."""
+        return RegionDetector(self.frames, source) if self.detects else None
+
+    def to_flat(self) -> dict:
+        """The keys the commands have always written (``predict_config.json``, store fingerprints)."""
+        return {"roi": list(self.roi) if self.roi else None, "detect_roi": self.detect, "roi_frames": self.frames}
+
+
+def _checked_roi(roi: tuple) -> tuple[int, int, int, int]:
+    """A ``--roi`` by its own rule, before any frame is seen (its fit to a frame is checked per frame size)."""
+    from usvid.video.reader import MAX_FRAME_SIDE
+
+    text = ",".join(map(str, roi))
+    if len(roi) != 4 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in roi):
+        raise ConfigError(f"--roi {text}: expected four whole numbers x,y,w,h such as 40,60,560,400")
+    x, y, w, h = (int(v) for v in roi)
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise ConfigError(f"--roi {text}: x and y must be >= 0, width and height > 0, such as 40,60,560,400")
+    if x + w > MAX_FRAME_SIDE or y + h > MAX_FRAME_SIDE:
+        raise ConfigError(f"--roi {text}: reaches past {MAX_FRAME_SIDE} pixels, larger than any video usvid reads")
+    return (x, y, w, h)
 
 
 def _ellipse(k: int) -> np.ndarray:
@@ -203,33 +282,75 @@ def region_from_stats(stats: MotionStats, source: str = "video") -> ScanRegion:
     return ScanRegion(x, y, w, h, np.ascontiguousarray(mask[y : y + h, x : x + w]), method="auto")
 
 
+class RegionDetector:
+    """The one scan-region detector driver: feed it a video's first frames, then ask for its region.
+
+    ``extract``, ``predict`` and ``stream`` all feed one of these: it accumulates :class:`MotionStats` over
+    exactly the first ``frames`` frames offered (later ones are ignored), in the range they come in
+    (limited-range luma is converted once, in the statistics), and decides the region from them.
+
+    Args:
+        frames: frames to look at; :attr:`ready` once that many were offered.
+        source: names the video in errors.
+    """
+
+    def __init__(self, frames: int = ROI_FRAMES, source: str = "video") -> None:
+        self.frames, self.source = frames, source
+        self.stats = MotionStats()
+
+    @property
+    def ready(self) -> bool:
+        return self.stats.seen >= self.frames
+
+    def add(self, frames: np.ndarray, limited_range: bool = False) -> bool:
+        """Offer ``(T, H, W)`` or one ``(H, W)`` uint8 grey frame(s), consecutive; returns :attr:`ready`."""
+        if frames.ndim == 2:
+            frames = frames[None]
+        wanted = self.frames - self.stats.seen
+        if wanted > 0:
+            self.stats.update(frames[:wanted], limited_range=limited_range)
+        return self.ready
+
+    def region(self) -> ScanRegion:
+        """The region of the frames offered so far; one frame (a still image) is the whole frame.
+
+        Raises:
+            ProcessingError: no frame was offered, or no moving scan region is found in them.
+        """
+        stats = self.stats
+        if stats.seen == 0:
+            raise ProcessingError(f"{self.source}: no frame could be decoded; the file is corrupt")
+        if stats.count < 2:
+            if stats.seen >= 2:  # only with a stride > 1
+                raise ProcessingError(f"{self.source}: too few frames to detect the scan region; pass --roi x,y,w,h")
+            height, width = stats.frame_shape
+            return full_frame_region(width, height)
+        return region_from_stats(stats, self.source)
+
+    def restart(self) -> None:
+        """Forget the frames seen (a stream tries again on the next frames)."""
+        self.stats = MotionStats(self.stats.stride)
+
+
 def detect_scan_region(frames: np.ndarray, source: str = "video") -> ScanRegion:
-    """Detect the scan region of ``(T, H, W)`` uint8 grey frames (``T >= 2``; one frame -> whole frame)."""
+    """Detect the scan region of ``(T, H, W)`` uint8 grey frames (``T >= 1``; one frame -> whole frame)."""
     if frames.ndim != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W) uint8, got {frames.shape} {frames.dtype}")
-    if frames.shape[0] < 2:
-        return full_frame_region(frames.shape[2], frames.shape[1])
-    stats = MotionStats()
-    stats.update(frames)
-    return region_from_stats(stats, source)
+    detector = RegionDetector(len(frames), source)
+    detector.add(frames)
+    return detector.region()
 
 
 def scan_region_of(path, backend: str = "auto", roi_frames: int = ROI_FRAMES) -> ScanRegion:
     """Detect the scan region of a video file or frame folder from its first ``roi_frames`` frames.
 
-    The same statistics as ``usvid extract`` (limited-range luma where the source has it); one batch in memory.
+    The frames and statistics ``usvid extract`` uses (limited-range luma where the source has it).
     """
     from usvid.video.reader import open_video
 
-    stats = MotionStats()
+    detector = RegionDetector(roi_frames, str(path))
     with open_video(path, backend) as reader:
         for batch in reader.batches(32, grey=True, raw_luma=True):
-            stats.update(batch.data[:, 0].numpy(), limited_range=batch.limited_range)
-            if stats.seen >= roi_frames:
+            if detector.add(batch.data[:, 0].numpy(), limited_range=batch.limited_range):
                 break
-        width, height = reader.info.width, reader.info.height
-    if stats.seen < 2:
-        return full_frame_region(width, height)
-    if stats.count < 2:
-        raise ProcessingError(f"{path}: too few frames to detect the scan region; pass --roi x,y,w,h")
-    return region_from_stats(stats, source=str(path))
+    return detector.region()
