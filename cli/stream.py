@@ -51,7 +51,7 @@ def stream(
     ),
     detect_roi: bool = typer.Option(True, "--detect-roi/--full-frame",
                                     help="Detect the scan region as `usvid extract` does, or use whole frames."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability a lesion pixel must exceed."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability at or above which a pixel is lesion."),
     smoothing: bool = typer.Option(False, "--smoothing/--no-smoothing", help=SMOOTHING_HELP),
     smoothing_tau: float = typer.Option(0.15, "--smoothing-tau", metavar="SECONDS", help=SMOOTHING_TAU_HELP),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),

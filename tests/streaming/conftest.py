@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from usvid.boxes import Box
 from usvid.inference.metadata import ModelInfo
-from usvid.inference.postprocess import LesionBox, Roi
+from usvid.inference.postprocess import Roi
 from usvid.inference.predictor import Prediction, Timing
 from usvid.preprocess import PreprocessConfig
 from usvid.streaming.config import StreamConfig
@@ -63,7 +64,7 @@ class FakePredictor:
         h, w = frames.shape[-2:]
         region = roi or Roi(0, 0, w, h)
         boxes = [
-            LesionBox(region.x + region.w // 4, region.y + region.h // 4, region.w // 2, region.h // 2, 0.9)
+            Box(region.x + region.w // 4, region.y + region.h // 4, region.w // 2, region.h // 2, 0.9)
             if self.box
             else None
         ]

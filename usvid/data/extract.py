@@ -51,7 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-from usvid.data.manifest import LESION_CATEGORY, Box
+from usvid.boxes import Box
+from usvid.data.manifest import LESION_CATEGORY
 from usvid.data.sources import Failure, SourceItem, SourceList, file_signature, list_sources, source_name
 from usvid.data.splits import SPLITS, SplitFractions, assign_splits, read_groups, split_warnings
 from usvid.data.store import (
