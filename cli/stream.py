@@ -34,7 +34,7 @@ def stream(
     record: Path | None = typer.Option(None, "--record", show_default="none",
                                        help="Write the overlaid stream as H.264 mp4."),
     jsonl: Path | None = typer.Option(None, "--jsonl", show_default="none",
-                                      help="Write per-frame predictions as JSON lines."),
+                                      help="Write per-frame records as JSON lines (events: <name>.events.jsonl beside it)."),
     serve: str | None = typer.Option(None, "--serve", metavar="HOST:PORT", show_default="none",
                                      help="Browser view at HOST:PORT, e.g. 127.0.0.1:8080."),
     serve_public: bool = typer.Option(

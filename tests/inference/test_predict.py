@@ -152,6 +152,24 @@ def test_cli_predict_exit_codes(video_dir, tiny_onnx, tiny_videos, tmp_path):
     assert bad_roi.exit_code == 2 and "--roi" in bad_roi.output
 
 
+def test_cli_predict_coco_matches_the_records_and_survives_a_resume(video_dir, tiny_onnx, tmp_path):
+    args = ["predict", str(video_dir), "--model", str(tiny_onnx["lanet_tiny"]), "--out", str(tmp_path / "a"),
+            "--no-overlay", "--coco", str(tmp_path / "coco.json")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 1, first.output  # broken.mp4 fails; the other videos are in the results
+    results = json.loads((tmp_path / "coco.json").read_text())
+    records = [r for name in ("ntsc", "odd") for r in _jsonl(tmp_path / "a" / f"{name}.jsonl")]
+    boxed = [r for r in records if r["box"] is not None]
+    assert boxed, "the tiny model should find a lesion somewhere (frames without one: tests/streaming/test_records.py)"
+    assert [(c["video_id"], c["frame_index"], c["bbox"], c["score"]) for c in results] == [
+        (r["video_id"], r["frame_index"], r["box"], r["box_score"]) for r in boxed]
+    assert all(c["category_id"] == 1 and c["image_id"] % 1_000_000 == c["frame_index"] for c in results)
+    # sources broken, ntsc, odd: the failed first one keeps its number, so ntsc is video 2 and odd video 3
+    assert {c["video_id"]: c["image_id"] // 1_000_000 for c in results} == {"ntsc": 2, "odd": 3}
+    again = CliRunner().invoke(app, args)  # every video reused: the results are rebuilt from the JSONL files
+    assert "already done 2" in again.output and json.loads((tmp_path / "coco.json").read_text()) == results
+
+
 def test_cli_export_fp16_onnx(tiny_checkpoints, tmp_path):
     """One real export through the CLI, in fp16 (the graph TensorRT is built from)."""
     out = tmp_path / "half.onnx"

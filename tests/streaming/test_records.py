@@ -95,7 +95,7 @@ def test_smoothed_stream_keeps_the_models_own_values_as_extra_keys(clip_path, tm
 def test_coco_results_match_the_jsonl_records(clip_path, tmp_path):
     records = _predict(clip_path, tmp_path / "predict")
     coco = tmp_path / "coco" / "results.json"
-    write_coco(coco, [tmp_path / "predict" / "clip.jsonl", tmp_path / "predict" / "clip.jsonl"])
+    write_coco(coco, [(1, tmp_path / "predict" / "clip.jsonl"), (2, tmp_path / "predict" / "clip.jsonl")])
     results = json.loads(coco.read_text())
     boxed = [r for r in records if r["box"] is not None]
     assert len(results) == 2 * len(boxed)
@@ -122,4 +122,4 @@ def test_record_rules():
         FrameRecord("v", 0, 0.0, names, [0.5, 0.5], None, {"box": 1})
     with pytest.raises(ValueError, match="million frames"):
         coco_image_id(1, 1_000_000)
-    assert coco_results([[no_box]]) == []
+    assert coco_results([(1, [no_box])]) == []

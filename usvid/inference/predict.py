@@ -618,16 +618,18 @@ def predict_videos(
         report.results.append(result)
     write_text_atomic(out / SUMMARY_NAME, _summary_csv(report))
     if coco is not None:
-        write_coco(coco, [r.jsonl for r in report.results])
+        done = {r.source.name: r.jsonl for r in report.results}
+        write_coco(coco, [(n, done[s.name]) for n, s in enumerate(sources, start=1) if s.name in done])
     return report
 
 
-def write_coco(path: Path, jsonl_files: list[Path]) -> None:
-    """Write COCO detection results (:func:`~usvid.inference.records.coco_results`) of the videos whose
-    JSONL records are ``jsonl_files``, in that order, atomically to ``path``."""
+def write_coco(path: Path, jsonl_files: list[tuple[int, Path]]) -> None:
+    """Write COCO detection results (:func:`~usvid.inference.records.coco_results`) of ``(video number,
+    JSONL records file)`` pairs atomically to ``path``; a video's number is its 1-based place in the run's
+    list of sources (failed ones included), so a failure does not renumber the videos after it."""
     def records(file: Path):
         with open(file, encoding="utf-8") as fh:
             yield from (json.loads(line) for line in fh if line.strip())
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, coco_results(records(f) for f in jsonl_files))
+    write_json_atomic(path, coco_results((n, records(f)) for n, f in jsonl_files))

@@ -85,18 +85,18 @@ class FrameRecord:
 
 def coco_image_id(video_number: int, frame_index: int) -> int:
     """``video_number * 1_000_000 + frame_index``: the COCO ``image_id`` of a frame of the run's
-    ``video_number``-th video (1-based, in the order the run lists them)."""
+    ``video_number``-th source (1-based, in the order the run lists its sources, failed ones included)."""
     if not 0 <= frame_index < MAX_FRAMES_PER_VIDEO:
         raise ValueError(f"frame index {frame_index} is outside 0..{MAX_FRAMES_PER_VIDEO - 1}; COCO image ids "
                          "give each video a million frames")
     return video_number * MAX_FRAMES_PER_VIDEO + frame_index
 
 
-def coco_results(videos: Iterable[Iterable[Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """COCO detection results from the JSON records of each video, videos in run order: one entry per frame
-    with a box, ``{image_id, video_id, frame_index, category_id, bbox, score}``."""
+def coco_results(videos: Iterable[tuple[int, Iterable[Mapping[str, Any]]]]) -> list[dict[str, Any]]:
+    """COCO detection results from ``(video_number, JSON records)`` per video (see :func:`coco_image_id`): one
+    entry per frame with a box, ``{image_id, video_id, frame_index, category_id, bbox, score}``."""
     out = []
-    for number, records in enumerate(videos, start=1):
+    for number, records in videos:
         for r in records:
             if r["box"] is None:
                 continue
