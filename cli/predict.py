@@ -43,7 +43,7 @@ def predict(
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write <video>.overlay.mp4."),
     precision: str = typer.Option("auto", "--precision", help="Torch backend: auto, fp32, fp16 or bf16."),
     threads: int | None = typer.Option(None, "--threads", show_default="all cores", help="onnxruntime intra-op threads."),
-    coco: str | None = typer.Option(None, "--coco", metavar="FILE",
+    coco: str | None = typer.Option(None, "--coco", metavar="FILE", show_default="none",
                                     help="Also write COCO detection results of every video to FILE (JSON)."),
     keep_ui: bool = typer.Option(False, "--keep-ui", help="Overlays show the whole frame, burned-in text included "
                                  "(default: blanked outside the scan region)."),
