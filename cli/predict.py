@@ -39,10 +39,12 @@ def predict(
     smoothing_tau: float = typer.Option(0.15, "--smoothing-tau", metavar="SECONDS", help=SMOOTHING_TAU_HELP),
     # The older spelling: a per-frame EMA weight in (0, 1]; kept so scripts that use it still run.
     smooth: float | None = typer.Option(None, "--smooth", hidden=True),
-    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability a lesion pixel must exceed."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability at or above which a pixel is lesion."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write <video>.overlay.mp4."),
     precision: str = typer.Option("auto", "--precision", help="Torch backend: auto, fp32, fp16 or bf16."),
     threads: int | None = typer.Option(None, "--threads", show_default="all cores", help="onnxruntime intra-op threads."),
+    coco: str | None = typer.Option(None, "--coco", metavar="FILE", show_default="none",
+                                    help="Also write COCO detection results of every video to FILE (JSON)."),
     keep_ui: bool = typer.Option(False, "--keep-ui", help="Overlays show the whole frame, burned-in text included "
                                  "(default: blanked outside the scan region)."),
 ) -> None:
@@ -73,13 +75,15 @@ def predict(
                 bars.reset(frames, total=p.frames_total, description=f"[cyan]{p.video}[/]")
             bars.update(frames, completed=p.frames_done, total=p.frames_total)
 
-        report = predict_videos(src, model, out, config, progress=on_progress)
+        report = predict_videos(src, model, out, config, progress=on_progress, coco=coco)
     console.print(_table(report))
     failed = f", failed {len(report.failures)}" if report.failures else ""
     console.print(f"predicted {report.predicted}, already done {report.already_done}{failed}")
     for failure in report.failures:
         console.print(f"[bold red]failed:[/] {escape(str(failure.error))}", highlight=False, soft_wrap=True)
     console.print(f"summary: {report.summary_csv}")
+    if coco is not None:
+        console.print(f"COCO results: {coco}")
     next_step(f"usvid stream SOURCE --model {model} (the same model on a live feed)")
     if report.failures:
         raise typer.Exit(1)

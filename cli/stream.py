@@ -34,7 +34,7 @@ def stream(
     record: Path | None = typer.Option(None, "--record", show_default="none",
                                        help="Write the overlaid stream as H.264 mp4."),
     jsonl: Path | None = typer.Option(None, "--jsonl", show_default="none",
-                                      help="Write per-frame predictions as JSON lines."),
+                                      help="Write per-frame records as JSON lines (events: <name>.events.jsonl beside it)."),
     serve: str | None = typer.Option(None, "--serve", metavar="HOST:PORT", show_default="none",
                                      help="Browser view at HOST:PORT, e.g. 127.0.0.1:8080."),
     serve_public: bool = typer.Option(
@@ -51,7 +51,7 @@ def stream(
     ),
     detect_roi: bool = typer.Option(True, "--detect-roi/--full-frame",
                                     help="Detect the scan region as `usvid extract` does, or use whole frames."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability a lesion pixel must exceed."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability at or above which a pixel is lesion."),
     smoothing: bool = typer.Option(False, "--smoothing/--no-smoothing", help=SMOOTHING_HELP),
     smoothing_tau: float = typer.Option(0.15, "--smoothing-tau", metavar="SECONDS", help=SMOOTHING_TAU_HELP),
     backend: str = typer.Option("auto", "--backend", help="auto, torch, onnxruntime or tensorrt."),

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from usvid.boxes import Box
 from usvid.data.busbra import parse_bbox, read_busbra
 from usvid.data.extract import ExtractConfig, extract
-from usvid.data.manifest import Box
 from usvid.data.sources import list_sources
 from usvid.data.splits import SplitFractions
 from usvid.data.store import FrameStore, Letterbox

@@ -15,8 +15,9 @@ import av
 import numpy as np
 import pytest
 
+from usvid.boxes import Box
 from usvid.data.extract import ExtractConfig, extract
-from usvid.data.manifest import Box, VideoEntry, write_annotations, write_manifest
+from usvid.data.manifest import VideoEntry, write_annotations, write_manifest
 from usvid.data.splits import SplitFractions
 from usvid.data.store import FrameStore, Letterbox
 from usvid.errors import ConfigError, InputError, ProcessingError
@@ -195,10 +196,15 @@ def _faulty_dataset(root: Path) -> Path:
             "good0": {2: [Box(40, 30, 20, 10)]},
             "past": {12: [Box(40, 30, 20, 10)]},
             "outside": {1: [Box(140, 30, 20, 10)]},
-            "negative": {1: [Box(40, 30, -5, 10)]},
+            "negative": {1: [Box(40, 30, 5, 10)]},
         },
         {v: (W, H) for v, *_ in rows},
     )
+    # A Box cannot be negative, so the bad annotation is written into the file by hand.
+    coco = json.loads((root / "annotations.json").read_text())
+    negative = next(i["id"] for i in coco["images"] if i["video_id"] == "negative")
+    next(a for a in coco["annotations"] if a["image_id"] == negative)["bbox"][2] = -5
+    (root / "annotations.json").write_text(json.dumps(coco))
     return root
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from usvid.data.manifest import Box, VideoEntry, load_dataset, read_annotations, write_annotations, write_manifest
+from usvid.boxes import Box
+from usvid.data.manifest import VideoEntry, load_dataset, read_annotations, write_annotations, write_manifest
 from usvid.errors import InputError
 
 

@@ -18,8 +18,9 @@ import pytest
 from typer.testing import CliRunner
 from usvid.cli.app import app
 
+from usvid.boxes import Box
 from usvid.data.extract import ExtractConfig, extract, file_stem
-from usvid.data.manifest import Box, VideoEntry, write_annotations, write_manifest
+from usvid.data.manifest import VideoEntry, write_annotations, write_manifest
 from usvid.data.store import FrameStore
 from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.video.roi import RegionConfig

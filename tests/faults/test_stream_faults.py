@@ -26,18 +26,18 @@ import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
-
 from usvid.cli.app import app
+
+from usvid.boxes import Box
 from usvid.errors import ConfigError, InputError
 from usvid.inference.metadata import ModelInfo
-from usvid.inference.postprocess import LesionBox
 from usvid.inference.predictor import Prediction, Timing
 from usvid.preprocess import PreprocessConfig
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.config import ServeAddress, check_paths
 from usvid.streaming.results import OverlayFrame
 from usvid.streaming.server import BrowserView, allowed_hosts, is_ip_literal
-from usvid.streaming.sinks import JsonlWriter, Mp4Recorder
+from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, events_path
 from usvid.streaming.sources import SourceLost, SourceState
 from usvid.video.roi import RegionConfig
 
@@ -234,7 +234,7 @@ class FakePredictor:
 
     def predict(self, frames: torch.Tensor, roi=None) -> Prediction:
         h, w = frames.shape[-2:]
-        box = LesionBox(w // 4, h // 4, w // 2, h // 2, 0.9)
+        box = Box(w // 4, h // 4, w // 2, h // 2, 0.9)
         return Prediction(torch.tensor([[0.3, 0.7]]), None, [box], self.info.class_names, Timing(0, 0.1, 0))
 
 
@@ -326,7 +326,8 @@ def test_more_signals_during_shutdown_do_not_lose_outputs(tmp_path, caplog, sig)
     assert data["stopped_by"] == f"signal {name}" and data["frames"] == 20 == summary.stats.frames
     assert decoded_frames(rec) == 20  # the recording is whole, its last fragment included
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert sum("frame" in r for r in records) == 20 and records[-1] == {**records[-1], "event": "stopped"}
+    events = [json.loads(line) for line in events_path(jsonl).read_text().splitlines()]
+    assert sum("frame_index" in r for r in records) == len(records) == 20 and events[-1]["event"] == "stopped"
 
 
 @pytest.mark.slow
@@ -358,7 +359,7 @@ def test_cli_double_ctrl_c_after_a_lost_udp_feed(checkpoint, tmp_path):
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "300"}
     )
     try:
-        assert wait_for(lambda: jsonl_count(jsonl, '"frame"') >= 20, 60, proc), "no frames from the feed"
+        assert wait_for(lambda: jsonl_count(jsonl, '"frame_index"') >= 20, 60, proc), "no frames from the feed"
         sender.kill()
         assert wait_for(lambda: jsonl_count(jsonl, '"signal_lost"') >= 1, 10, proc), "loss not noticed"
         time.sleep(1.0)  # reconnecting now: FFmpeg blocks opening the silent feed, and shutdown waits for it

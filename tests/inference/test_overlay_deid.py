@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from usvid.boxes import Box
 from usvid.errors import ConfigError
 from usvid.inference import overlay
 from usvid.inference.overlay import (
@@ -18,9 +19,8 @@ from usvid.inference.overlay import (
     overlay_layout,
     render_prediction,
 )
-from usvid.inference.postprocess import LesionBox, mask_to_box
+from usvid.inference.postprocess import mask_to_box
 from usvid.video.roi import ScanRegion
-
 
 NAMES = ("benign", "malignant")
 # Odd, non-square: an H/W swap or a missing even-padding shows.
@@ -71,7 +71,7 @@ def test_the_region_mask_blanks_inside_the_rectangle_too():
 def test_no_region_known_shows_no_frame_pixel():
     # Detection still running (stream) or failed (predict): the model saw the whole frame, the viewer none.
     for detecting in (True, False):
-        canvas, part = render(roi=None, box=LesionBox(50, 40, 30, 20, 0.9), detecting=detecting)
+        canvas, part = render(roi=None, box=Box(50, 40, 30, 20, 0.9), detecting=detecting)
         assert part.max() == 0
         assert canvas[: overlay_layout(W, H).bar].max() > 0  # the bar says why
     _, kept = render(roi=None, style=OverlayStyle(keep_ui=True))
@@ -113,7 +113,7 @@ def test_box_is_drawn_only_at_or_above_the_box_score_threshold():
 
     def box_pixels(score: float) -> int:
         style = OverlayStyle(box_min_score=0.6)
-        _, part = render(probs=(0.1, 0.9), roi=ROI, box=LesionBox(*box, score), style=style)
+        _, part = render(probs=(0.1, 0.9), roi=ROI, box=Box(*box, score), style=style)
         return int((part == red).all(axis=-1).sum())
 
     assert box_pixels(0.59) == 0
@@ -147,8 +147,8 @@ def test_every_number_on_the_overlay_is_a_whole_percentage(monkeypatch):
 
     grey = frame_with_text()
     monkeypatch.setattr(overlay.cv2, "putText", spy)
-    render_prediction(grey, NAMES, (0.3, 0.7), LesionBox(50, 40, 30, 20, 0.734), roi=ROI)
-    render_prediction(grey, NAMES, (0.49, 0.51), LesionBox(50, 40, 30, 20, 0.41), roi=ROI)
+    render_prediction(grey, NAMES, (0.3, 0.7), Box(50, 40, 30, 20, 0.734), roi=ROI)
+    render_prediction(grey, NAMES, (0.49, 0.51), Box(50, 40, 30, 20, 0.41), roi=ROI)
     numbers = [n for t in texts for n in re.findall(r"\d+(?:\.\d+)?%?", t)]
     assert numbers and all(re.fullmatch(r"\d+%", n) for n in numbers), texts
     assert any("73%" in t for t in texts) and any("uncertain" in t for t in texts)
@@ -226,8 +226,8 @@ def test_clinical_clip_overlay_shows_no_burned_in_text(shared_data, clip):
 
 def test_predict_config_and_cli_carry_the_overlay_settings():
     from typer.testing import CliRunner
-
     from usvid.cli.app import app
+
     from usvid.inference.predict import PredictConfig
 
     assert PredictConfig().overlay_style == OverlayStyle()  # de-identified by default

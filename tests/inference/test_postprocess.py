@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from usvid.boxes import Box
 from usvid.errors import ConfigError, InputError
 from usvid.inference.overlay import OverlayStyle, class_colour, overlay_layout, render_prediction, to_bgr
-from usvid.inference.postprocess import LesionBox, mask_to_box, masks_to_boxes
+from usvid.inference.postprocess import mask_to_box, masks_to_boxes
 from usvid.inference.smoothing import TemporalSmoother
 from usvid.video.roi import ScanRegion
+
+
+def _fields(box):
+    return (box.x, box.y, box.w, box.h, box.score)
 
 
 def _mask(*blobs: tuple[int, int, int, int, float], size: int = 8) -> torch.Tensor:
@@ -53,7 +58,7 @@ def test_largest_region_wins_over_the_more_confident_one():
 def test_no_lesion_when_nothing_passes():
     assert mask_to_box(torch.zeros(1, 8, 8), (100, 60)) is None
     assert mask_to_box(torch.full((1, 8, 8), 0.49), (100, 60)) is None
-    assert mask_to_box(torch.full((8, 8), 0.51), (100, 60)) == LesionBox(0, 0, 100, 60, pytest.approx(0.51))
+    assert _fields(mask_to_box(torch.full((8, 8), 0.51), (100, 60))) == (0, 0, 100, 60, pytest.approx(0.51))
 
 
 def test_roi_offsets_box_into_frame_pixels():
@@ -77,17 +82,18 @@ def test_batch_and_bad_values():
 
 def test_per_frame_smoother():
     off = TemporalSmoother.per_frame(1.0)
-    p, b = off.update_lesion(0, torch.tensor([0.2, 0.8]), LesionBox(10, 10, 20, 20, 0.9))
-    assert torch.equal(p, torch.tensor([0.2, 0.8])) and b == LesionBox(10, 10, 20, 20, 0.9)
+    p, b = off.update(0, torch.tensor([0.2, 0.8]), Box(10, 10, 20, 20, 0.9))
+    assert np.array_equal(p, np.array([0.2, 0.8], np.float32))
+    assert _fields(b) == (10, 10, 20, 20, pytest.approx(0.9))
     s = TemporalSmoother.per_frame(0.5)
-    s.update_lesion(0, torch.tensor([1.0, 0.0]), LesionBox(0, 0, 10, 10, 1.0))
-    p, b = s.update_lesion(1, torch.tensor([0.0, 1.0]), LesionBox(20, 10, 30, 10, 0.5))
-    assert torch.allclose(p, torch.tensor([0.5, 0.5]))
-    assert b == LesionBox(10, 5, 20, 10, pytest.approx(0.75))  # no IoU snap: boxes always blend per frame
-    p, b = s.update_lesion(2, torch.tensor([0.0, 1.0]), None)
-    assert b is None and torch.allclose(p, torch.tensor([0.25, 0.75]))
-    _, b = s.update_lesion(3, torch.tensor([0.0, 1.0]), LesionBox(40, 40, 4, 4, 0.6))
-    assert b == LesionBox(40, 40, 4, 4, 0.6)  # history was reset by the no-lesion frame
+    s.update(0, np.array([1.0, 0.0]), Box(0, 0, 10, 10, 1.0))
+    p, b = s.update(1, np.array([0.0, 1.0]), Box(20, 10, 30, 10, 0.5))
+    assert np.allclose(p, [0.5, 0.5])
+    assert _fields(b) == (10, 5, 20, 10, pytest.approx(0.75))  # no IoU snap: boxes always blend per frame
+    p, b = s.update(2, np.array([0.0, 1.0]), None)
+    assert b is None and np.allclose(p, [0.25, 0.75])
+    _, b = s.update(3, np.array([0.0, 1.0]), Box(40, 40, 4, 4, 0.6))
+    assert b == Box(40, 40, 4, 4, 0.6)  # history was reset by the no-lesion frame
     with pytest.raises(ConfigError, match="alpha"):
         TemporalSmoother.per_frame(0.0)
 
@@ -96,7 +102,7 @@ def test_overlay_draws_box_in_class_colour():
     grey = np.full((73, 99), 30, np.uint8)
     img = to_bgr(grey)
     assert img.shape == (73, 99, 3)
-    box = LesionBox(20, 30, 40, 30, 0.8)
+    box = Box(20, 30, 40, 30, 0.8)
     out = render_prediction(grey, ("benign", "malignant"), np.array([0.1, 0.9]), box,
                             style=OverlayStyle(keep_ui=True))
     part = overlay_layout(99, 73).frame_part(out)

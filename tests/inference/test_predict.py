@@ -68,16 +68,17 @@ def test_predict_writes_real_outputs(video_dir, tiny_onnx, tmp_path):
                                  (report.results[1], 7, Fraction(15), (99, 73))):
         lines = _jsonl(result.jsonl)
         assert [r["frame_index"] for r in lines] == list(range(n))
-        stamps = [r["timestamp"] for r in lines]
+        stamps = [r["pts_seconds"] for r in lines]
         assert stamps[0] == 0.0 and np.allclose(np.diff(stamps), 1 / float(fps), atol=1e-3)
         # the JSONL holds what the predictor says about the decoded frames
         with FrameReader(result.source.path) as reader:
             frames = torch.cat([f for f, _ in reader.batches(16)])
         direct = predictor.predict(frames, result.roi)
         for row, probs, box, label in zip(lines, direct.probs, direct.boxes, direct.labels):
-            assert row["class"] == label
-            assert np.allclose([row["probabilities"][c] for c in CLASSES], probs.numpy(), atol=1e-5)
-            assert row["box"] == (None if box is None else [box.x, box.y, box.w, box.h])
+            assert row["label"] == label and row["video_id"] == result.source.name
+            assert np.allclose([row["probs"][c] for c in CLASSES], probs.numpy(), atol=1e-5)
+            assert row["box"] == (None if box is None else box.to_coco(2))
+            assert (row["box_score"] is None) == (row["box"] is None)
         mean = direct.probs.double().mean(0)
         assert result.class_name == CLASSES[int(mean.argmax())]
         assert result.lesion_frames == sum(b is not None for b in direct.boxes)
@@ -110,8 +111,8 @@ def test_manifest_source_and_smoothing(tiny_videos, tiny_checkpoints, tmp_path):
     assert raw.results[0].overlay is None and not (tmp_path / "raw" / "vid1.overlay.mp4").exists()
     assert next(csv.DictReader((tmp_path / "raw" / "summary.csv").open()))["label"] == "malignant"
     a, b = _jsonl(raw.results[0].jsonl), _jsonl(smooth.results[0].jsonl)
-    pa = np.array([[r["probabilities"][c] for c in CLASSES] for r in a])
-    pb = np.array([[r["probabilities"][c] for c in CLASSES] for r in b])
+    pa = np.array([[r["probs"][c] for c in CLASSES] for r in a])
+    pb = np.array([[r["probs"][c] for c in CLASSES] for r in b])
     expected = [pa[0]]
     for p in pa[1:]:
         expected.append(0.3 * p + 0.7 * expected[-1])
@@ -149,6 +150,24 @@ def test_cli_predict_exit_codes(video_dir, tiny_onnx, tiny_videos, tmp_path):
     bad_roi = runner.invoke(app, ["predict", str(tiny_videos["odd"]), "--model", str(tiny_onnx["lanet_tiny"]),
                                   "--out", str(tmp_path / "d"), "--roi", "5,5"])
     assert bad_roi.exit_code == 2 and "--roi" in bad_roi.output
+
+
+def test_cli_predict_coco_matches_the_records_and_survives_a_resume(video_dir, tiny_onnx, tmp_path):
+    args = ["predict", str(video_dir), "--model", str(tiny_onnx["lanet_tiny"]), "--out", str(tmp_path / "a"),
+            "--no-overlay", "--coco", str(tmp_path / "coco.json")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 1, first.output  # broken.mp4 fails; the other videos are in the results
+    results = json.loads((tmp_path / "coco.json").read_text())
+    records = [r for name in ("ntsc", "odd") for r in _jsonl(tmp_path / "a" / f"{name}.jsonl")]
+    boxed = [r for r in records if r["box"] is not None]
+    assert boxed, "the tiny model should find a lesion somewhere (frames without one: tests/streaming/test_records.py)"
+    assert [(c["video_id"], c["frame_index"], c["bbox"], c["score"]) for c in results] == [
+        (r["video_id"], r["frame_index"], r["box"], r["box_score"]) for r in boxed]
+    assert all(c["category_id"] == 1 and c["image_id"] % 1_000_000 == c["frame_index"] for c in results)
+    # sources broken, ntsc, odd: the failed first one keeps its number, so ntsc is video 2 and odd video 3
+    assert {c["video_id"]: c["image_id"] // 1_000_000 for c in results} == {"ntsc": 2, "odd": 3}
+    again = CliRunner().invoke(app, args)  # every video reused: the results are rebuilt from the JSONL files
+    assert "already done 2" in again.output and json.loads((tmp_path / "coco.json").read_text()) == results
 
 
 def test_cli_export_fp16_onnx(tiny_checkpoints, tmp_path):
@@ -191,9 +210,9 @@ def test_smoothing_is_streams_source_time_ema(tiny_videos, tiny_checkpoints, tmp
     smooth = predict_videos(tiny_videos["odd"], model, tmp_path / "smooth",
                             PredictConfig(overlay=False, smoothing=True, smoothing_tau_s=tau))
     a, b = _jsonl(raw.results[0].jsonl), _jsonl(smooth.results[0].jsonl)
-    pa = np.array([[r["probabilities"][c] for c in CLASSES] for r in a])
-    pb = np.array([[r["probabilities"][c] for c in CLASSES] for r in b])
-    stamps = [r["timestamp"] for r in a]
+    pa = np.array([[r["probs"][c] for c in CLASSES] for r in a])
+    pb = np.array([[r["probs"][c] for c in CLASSES] for r in b])
+    stamps = [r["pts_seconds"] for r in a]
     expected = [pa[0]]
     for i in range(1, len(pa)):  # weight of a frame: 1 - exp(-dt / tau), dt in seconds of video time
         w = 1 - math.exp(-(stamps[i] - stamps[i - 1]) / tau)

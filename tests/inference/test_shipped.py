@@ -83,8 +83,8 @@ def test_predict_and_stream_use_the_shipped_model_when_model_is_omitted(clip, tm
     assert res.exit_code == 0, res.output
     assert "no --model given: using the shipped model lanet-effl0-bus" in " ".join(res.output.split())
     lines = [json.loads(x) for x in (tmp_path / "pred" / "scan.jsonl").read_text().splitlines()]
-    assert len(lines) == 6 and {x["class"] for x in lines} <= {"benign", "malignant"}
-    assert abs(sum(lines[0]["probabilities"].values()) - 1) < 1e-4
+    assert len(lines) == 6 and {x["label"] for x in lines} <= {"benign", "malignant"}
+    assert abs(sum(lines[0]["probs"].values()) - 1) < 1e-4
     config = json.loads((tmp_path / "pred" / "predict_config.json").read_text())
     assert Path(config["model"]).parent == WEIGHTS_DIR / DEFAULT_MODEL
 
@@ -92,7 +92,7 @@ def test_predict_and_stream_use_the_shipped_model_when_model_is_omitted(clip, tm
     assert res.exit_code == 0, res.output
     assert "using the shipped model lanet-effl0-bus" in " ".join(res.output.split())
     frames = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
-    assert sum(1 for f in frames if f.get("probs") or f.get("probabilities")) >= 1
+    assert sum(1 for f in frames if f.get("probs")) >= 1
 
 
 def test_models_lists_the_shipped_model_with_its_test_metrics(shipped):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from usvid.inference.metadata import ModelInfo
-from usvid.inference.postprocess import LesionBox
+from usvid.boxes import Box
 from usvid.video.roi import RegionConfig, ScanRegion, full_frame_region
+from usvid.inference.metadata import ModelInfo
 from usvid.inference.predictor import Prediction, Timing
 from usvid.preprocess import PreprocessConfig
 from usvid.streaming.config import StreamConfig
@@ -64,7 +64,7 @@ class FakePredictor:
         h, w = frames.shape[-2:]
         region = roi or full_frame_region(w, h)
         boxes = [
-            LesionBox(region.x + region.w // 4, region.y + region.h // 4, region.w // 2, region.h // 2, 0.9)
+            Box(region.x + region.w // 4, region.y + region.h // 4, region.w // 2, region.h // 2, 0.9)
             if self.box
             else None
         ]

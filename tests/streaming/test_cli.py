@@ -74,8 +74,8 @@ def test_stream_a_file_with_a_real_model(tiny_checkpoint, clip_path, tmp_path):
     assert data["frames"] == 12 and data["captured"] == 12 and data["dropped"] == 0
     assert data["latency_ms"]["p50"] > 0
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    frames = [r for r in rows if "frame" in r]
-    assert len(frames) == 12 and frames[0]["class"] in ("benign", "malignant")
+    frames = [r for r in rows if "frame_index" in r]
+    assert len(frames) == len(rows) == 12 and frames[0]["label"] in ("benign", "malignant")
     assert sum(frames[0]["probs"].values()) == pytest.approx(1.0, abs=1e-4)
     assert frames[0]["roi"] == [20, 15, 130, 80]
     with av.open(str(rec)) as c:
@@ -114,7 +114,7 @@ def wait_for_frames(proc: subprocess.Popen, jsonl: Path, n: int, timeout: float 
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"stream exited early: {proc.stderr.read().decode()}")
-        if jsonl.exists() and sum('"frame"' in line for line in jsonl.read_text().splitlines()) >= n:
+        if jsonl.exists() and sum('"frame_index"' in line for line in jsonl.read_text().splitlines()) >= n:
             return
         time.sleep(0.05)
     proc.kill()

@@ -73,7 +73,7 @@ def test_status_is_the_stats_recent_window_and_the_stats_file(tmp_path):
     ):
         assert status[key] == snap_value == written[file_key], key
     # Recomputed from the per-frame records: the last RECENT_FRAMES overlaid frames, not the whole run.
-    latencies = [r["latency_ms"] for r in map(json.loads, jsonl.read_text().splitlines()) if "frame" in r]
+    latencies = [r["latency_ms"] for r in map(json.loads, jsonl.read_text().splitlines()) if "frame_index" in r]
     assert len(latencies) == snap.frames and status["latency_window_frames"] == RECENT_FRAMES
     recent = latencies[-RECENT_FRAMES:]
     assert status["latency_ms_p50_recent"] == pytest.approx(np.percentile(recent, 50), abs=0.006)
@@ -93,7 +93,7 @@ def result_with(probs, roi: ScanRegion | None, index: int = 7) -> FrameResult:
     grey = np.zeros((60, 80), np.uint8)
     frame = CapturedFrame(np.zeros((60, 80, 3), np.uint8), grey, index, index / 30, time.perf_counter())
     p = np.asarray(probs, np.float32)
-    return FrameResult(frame, ("benign", "malignant"), p, None, 0.0, p, None, roi, 1.0, 2.0)
+    return FrameResult(frame, ("benign", "malignant"), p, None, p, None, roi, 1.0, 2.0)
 
 
 def view_showing(result: FrameResult | None, **kwargs) -> BrowserView:

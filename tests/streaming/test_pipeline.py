@@ -12,7 +12,7 @@ import pytest
 from usvid.errors import InputError, ProcessingError
 from usvid.video.roi import RegionConfig, ScanRegion
 from usvid.streaming import StreamConfig, StreamPipeline
-from usvid.streaming.sinks import JsonlWriter, Mp4Recorder
+from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, events_path
 
 from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 
@@ -103,7 +103,7 @@ def test_stats_json_and_jsonl(tmp_path, clip_path):
     pipe.run()
     stats = json.loads(stats_path.read_text())
     lines = [json.loads(line) for line in jsonl_path.read_text().splitlines()]
-    frames = [r for r in lines if "frame" in r]
+    frames = lines  # every line is a frame; events have their own file
     assert stats["frames"] == len(frames) == 30 and stats["captured"] == 30 and stats["dropped"] == 0
     assert stats["fps"] > 0
     lat = stats["latency_ms"]
@@ -111,9 +111,11 @@ def test_stats_json_and_jsonl(tmp_path, clip_path):
     assert lat["p50"] >= stats["forward_ms"]["p50"] >= 5.0  # latency includes the 5 ms forward
     assert stats["class_names"] == ["benign", "malignant"] and stats["stopped_by"] == "end of source"
     first = frames[0]
-    assert first["class"] == "malignant" and first["probability"] == pytest.approx(0.8)
-    assert first["box"] == [WIDTH // 4, HEIGHT // 4, WIDTH // 4 + WIDTH // 2, HEIGHT // 4 + HEIGHT // 2]
-    assert lines[-1]["event"] == "stopped"
+    assert first["label"] == "malignant" and first["probs"]["malignant"] == pytest.approx(0.8)
+    assert first["box"] == [WIDTH // 4, HEIGHT // 4, WIDTH // 2, HEIGHT // 2]  # [x, y, w, h]
+    assert first["box_score"] == pytest.approx(0.9) and "raw_box" not in first  # no smoothing: no raw_*
+    events = [json.loads(line) for line in events_path(jsonl_path).read_text().splitlines()]
+    assert events[-1]["event"] == "stopped" and all("frame_index" not in e for e in events)
 
 
 def test_max_frames(clip_path):
@@ -124,9 +126,9 @@ def test_max_frames(clip_path):
 def test_fixed_roi_reaches_the_model_and_the_box(clip_path):
     predictor = FakePredictor()
     sink = CollectSink()
-    StreamPipeline(config(str(clip_path), region=RegionConfig((10, 12, 100, 60)), max_frames=3), predictor, sinks=[sink]).run()
+    StreamPipeline(config(str(clip_path), roi=(10, 12, 100, 60), max_frames=3), predictor, sinks=[sink]).run()
     assert predictor.rois == [ScanRegion(10, 12, 100, 60)] * 3
-    x0, y0, x1, y1 = sink.frames[0].result.box
+    x0, y0, x1, y1 = sink.frames[0].result.box.as_xyxy()
     assert 10 <= x0 < x1 <= 110 and 12 <= y0 < y1 <= 72
 
 

@@ -58,7 +58,7 @@ def test_status_json(served):
     assert ctype == "application/json"
     assert status["signal"] == "live" and status["class"] == "malignant"
     assert status["probability"] == pytest.approx(0.8) and status["latency_ms_last_frame"] > 0
-    assert status["box"] == [60.0, 34.0, 180.0, 102.0] and status["frames"] >= 5
+    assert status["box"] == [60.0, 34.0, 120.0, 68.0] and status["frames"] >= 5
 
 
 def test_snapshot_shows_the_overlay(served):

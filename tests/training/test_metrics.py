@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from usvid.boxes import Box, largest_region_box
 from usvid.errors import InputError
 from usvid.training import metrics
 
@@ -142,8 +143,8 @@ def test_mask_and_box_jsi():
     b[2:6, 0:4] = True
     assert metrics.mask_jsi(a, b) == pytest.approx(8 / 24)
     assert metrics.mask_jsi(np.zeros_like(a), np.zeros_like(b)) is None
-    assert metrics.box_jsi((0, 0, 4, 4), (2, 0, 6, 4)) == pytest.approx(8 / 24)
-    assert metrics.box_jsi(None, (0, 0, 1, 1)) == 0.0
+    assert metrics.box_jsi(Box(0, 0, 4, 4), Box(2, 0, 4, 4)) == pytest.approx(8 / 24)
+    assert metrics.box_jsi(None, Box(0, 0, 1, 1)) == 0.0
 
 
 def _two_lesions():
@@ -175,7 +176,7 @@ def test_box_mask_fills_each_region_box():
     m[2, 3] = m[6, 9] = True  # two separate pixels
     m[10:15, 20:22] = True
     m[12, 22:25] = True  # an L shape: its box is rows 10..14, cols 20..24
-    assert metrics.region_boxes(m) == [(3.0, 2.0, 4.0, 3.0), (9.0, 6.0, 10.0, 7.0), (20.0, 10.0, 25.0, 15.0)]
+    assert [b.as_xyxy() for b in metrics.region_boxes(m)] == [(3, 2, 4, 3), (9, 6, 10, 7), (20, 10, 25, 15)]
     assert metrics.box_mask(m).sum() == 1 + 1 + 25
 
 
@@ -183,9 +184,9 @@ def test_largest_region_box_ignores_smaller_blobs():
     m = np.zeros((20, 20), bool)
     m[1:3, 1:3] = True  # 4 px
     m[10:15, 5:12] = True  # 35 px
-    assert metrics.largest_region_box(m) == (5.0, 10.0, 12.0, 15.0)
-    assert metrics.largest_region_box(np.zeros((5, 5), bool)) is None
-    assert metrics.mask_box(m) == (1.0, 1.0, 12.0, 15.0)
+    assert largest_region_box(m) == Box(5.0, 10.0, 7.0, 5.0)
+    assert largest_region_box(np.zeros((5, 5), bool)) is None
+    assert metrics.mask_box(m).as_xyxy() == (1.0, 1.0, 12.0, 15.0)
 
 
 def test_mean_ci95_uses_student_t():

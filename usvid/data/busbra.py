@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from usvid.data.manifest import Box, read_csv_rows
+from usvid.boxes import Box
 from usvid.data.items import Failure, SourceItem, SourceList
+from usvid.data.manifest import read_csv_rows
 
 BUSBRA_CSV = "bus_data.csv"
 REQUIRED = ("ID", "Case", "Pathology")

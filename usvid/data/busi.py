@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from usvid.data.manifest import Box
+from usvid.boxes import Box
 from usvid.data.items import Failure, SourceItem, SourceList
 from usvid.errors import ProcessingError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from usvid.data.manifest import Box
+from usvid.boxes import Box
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usvid.boxes import Box
 from usvid.errors import InputError
 from usvid.io import write_json_atomic, write_text_atomic
 
@@ -34,19 +35,6 @@ MANIFEST_NAME = "manifest.csv"
 ANNOTATIONS_NAME = "annotations.json"
 REQUIRED_COLUMNS = ("video_id", "patient_id", "path", "label")
 LESION_CATEGORY = "lesion"
-
-
-@dataclass(frozen=True)
-class Box:
-    """A lesion box in pixels: top-left corner ``(x, y)``, width ``w``, height ``h``."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-
-    def as_xyxy(self) -> tuple[float, float, float, float]:
-        return (self.x, self.y, self.x + self.w, self.y + self.h)
 
 
 @dataclass(frozen=True)

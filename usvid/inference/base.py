@@ -21,10 +21,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from usvid.boxes import MASK_THRESHOLD, Box
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.inference.geometry import network_frames
 from usvid.inference.metadata import ModelInfo
-from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox, masks_to_boxes
+from usvid.inference.postprocess import masks_to_boxes
 from usvid.preprocess import preprocess
 from usvid.video.roi import ScanRegion
 
@@ -57,7 +58,7 @@ class Prediction:
 
     probs: torch.Tensor
     mask: torch.Tensor | None
-    boxes: list[LesionBox | None]
+    boxes: list[Box | None]
     class_names: tuple[str, ...]
     timing: Timing
 
@@ -110,7 +111,7 @@ class BasePredictor:
     #: The model file, named in errors (None for a network given in memory).
     path: Path | None = None
 
-    def __init__(self, info: ModelInfo, device: torch.device, threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(self, info: ModelInfo, device: torch.device, threshold: float = MASK_THRESHOLD) -> None:
         if not 0.0 < threshold < 1.0:
             raise ConfigError(f"mask threshold must lie strictly between 0 and 1, got {threshold}")
         self.info = info

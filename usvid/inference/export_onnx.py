@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from usvid.boxes import MASK_THRESHOLD, lesion_pixels
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.data.store import RESIZE_RULE
 from usvid.errors import ConfigError, InputError, ProcessingError, optional_import
@@ -110,9 +111,10 @@ class OnnxExportResult:
     seconds: float
 
 
-def pooled_mask_iou(ref: np.ndarray, got: np.ndarray, threshold: float = 0.5) -> float:
-    """IoU of two batches of masks thresholded at ``threshold``, pooled over every pixel (1.0 when both are empty)."""
-    a, b = ref > threshold, got > threshold
+def pooled_mask_iou(ref: np.ndarray, got: np.ndarray, threshold: float = MASK_THRESHOLD) -> float:
+    """IoU of the lesion pixels (:func:`~usvid.boxes.lesion_pixels`) of two batches of masks, pooled over every
+    pixel (1.0 when both are empty)."""
+    a, b = lesion_pixels(ref, threshold), lesion_pixels(got, threshold)
     union = int((a | b).sum())
     return 1.0 if union == 0 else int((a & b).sum()) / union
 

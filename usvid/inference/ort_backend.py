@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from usvid.boxes import MASK_THRESHOLD
 from usvid.errors import ConfigError, InputError, MissingDependencyError, optional_import, require_file
-from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
-from usvid.inference.postprocess import DEFAULT_THRESHOLD
 from usvid.inference.base import BasePredictor
+from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class OrtPredictor(BasePredictor):
         *,
         threads: int | None = None,
         spin: bool = False,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float = MASK_THRESHOLD,
     ) -> None:
         ort = optional_import("onnxruntime", "export")
         path = require_file(path, "ONNX model")

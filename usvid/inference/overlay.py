@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 import torch
 
+from usvid.boxes import MASK_THRESHOLD, Box, lesion_pixels
 from usvid.errors import ConfigError
 from usvid.inference.geometry import mask_to_content
-from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox
 from usvid.video.roi import ScanRegion, full_frame_region
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -50,8 +50,6 @@ STATUS_LINE = 3
 
 UNCERTAIN_BELOW = 0.6
 BOX_MIN_SCORE = 0.6
-
-Box = LesionBox | tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -182,11 +180,11 @@ def lesion_contours(
     mask: np.ndarray | torch.Tensor,
     frame_size: tuple[int, int],
     roi: ScanRegion | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = MASK_THRESHOLD,
     *,
     input_size: int | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Outlines of the lesion mask above ``threshold``, in frame pixels (as :func:`mask_to_box` maps boxes).
+    """Outlines of the lesion pixels (:func:`~usvid.boxes.lesion_pixels`) of the mask, in frame pixels (as :func:`mask_to_box` maps boxes).
 
     Args:
         mask: ``(s, s)`` or ``(1, s, s)`` float in [0, 1], the network's lesion mask over the ROI or frame.
@@ -199,11 +197,11 @@ def lesion_contours(
     """
     m = mask.detach().float().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     m = np.ascontiguousarray(m.reshape(m.shape[-2:]), dtype=np.float32)
-    if not (m > threshold).any():
+    if not lesion_pixels(m, threshold).any():
         return ()
     region = roi or full_frame_region(*frame_size)
     up, sx, sy = mask_to_content(m, region.w, region.h, input_size or 32 * m.shape[-1])
-    found, _ = cv2.findContours((up > threshold).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    found, _ = cv2.findContours(lesion_pixels(up, threshold).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     scale = np.array([1.0 / sx, 1.0 / sy])
     offset = np.array([region.x, region.y])
     return tuple(np.round(c * scale + offset).astype(np.int32) for c in found)
@@ -249,8 +247,8 @@ def render_prediction(
         frame: grey ``(H, W)`` / ``(1, H, W)`` or ``(H, W, 3)`` BGR uint8, the original frame (not modified).
         class_names: the ``K`` class names.
         probs: ``(K,)`` class probabilities in [0, 1].
-        box: lesion box in frame pixels (a :class:`LesionBox`, or ``(x0, y0, x1, y1)`` with
-            ``box_score`` unknown: then it is drawn), or ``None`` for "no lesion".
+        box: lesion box in frame pixels (drawn whatever its size when its score is ``None``), or ``None`` for
+            "no lesion".
         roi: the scan region (with its mask, if any); ``None``: none known.
         style: de-identification and thresholds.
         contours: the lesion mask's outlines in frame pixels (:func:`lesion_contours`), drawn with the box.
@@ -290,13 +288,13 @@ def _draw_lesion(
     """Draw box and mask outline on ``image`` in place if the box is shown; returns the bar's lesion text."""
     if box is None:
         return "no lesion"
-    score = box.score if isinstance(box, LesionBox) else None
+    score = box.score
     if score is not None and score < style.box_min_score:
         return f"box hidden: score {percent(score)} < {percent(style.box_min_score)}"
     if hidden:
         return "lesion" + ("" if score is None else f" {percent(score)}") + " (not drawn)"
     _, colour = _top(class_names, probs, style)
-    x0, y0, x1, y1 = (int(round(v)) for v in (box.as_xyxy() if isinstance(box, LesionBox) else box))
+    x0, y0, x1, y1 = (round(float(v)) for v in box.as_xyxy())
     _, thick = text_metrics(image.shape)
     if contours:
         cv2.drawContours(image, list(contours), -1, _bgr(colour), thick, cv2.LINE_AA)

@@ -3,16 +3,17 @@
 For every video, frames are decoded as grey ``uint8`` (the same conversion extraction uses), run through
 one :class:`~usvid.inference.predictor.Predictor` in batches, and written as
 
-- ``DIR/<video>.jsonl``: one line per frame: ``frame_index``, ``timestamp`` (seconds from the first frame),
-  ``class``, ``probabilities`` (name -> p), ``box`` (``[x, y, w, h]`` in source pixels, or ``null`` for no
-  lesion) and ``box_score``;
+- ``DIR/<video>.jsonl``: one :class:`~usvid.inference.records.FrameRecord` per frame (the README's
+  "Per-frame records", the same keys ``usvid stream --jsonl`` writes; ``pts_seconds`` from the first frame);
 - ``DIR/<video>.overlay.mp4``: H.264 at the source's average frame rate: the decoded grey frame at its
   original size, blanked outside the scan region (all of it when no region was found; ``keep_ui`` shows
   the whole frame), under a label bar (:mod:`usvid.inference.overlay`; sides padded to even numbers, which
   4:2:0 H.264 requires);
 - ``DIR/summary.csv``: one row per video: the video-level class (argmax of the mean frame probabilities),
   mean probabilities, frames with a lesion, the scan region used, and the error for videos that failed;
-- ``DIR/predict_config.json``: the resolved settings and model.
+- ``DIR/predict_config.json``: the resolved settings and model;
+- with ``coco``: COCO detection results over every video (:func:`~usvid.inference.records.coco_results`),
+  built from the JSONL files, so videos an earlier run finished are included.
 
 The network sees each frame as it saw training frames from the frame store: the scan region (detected per
 video from its first frames with the video layer's detector, exactly as ``usvid extract`` does, or fixed
@@ -47,8 +48,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-import torch
 
+from usvid.boxes import MASK_THRESHOLD, Box
 from usvid.data.manifest import MANIFEST_NAME, read_manifest
 from usvid.data.sources import file_signature
 from usvid.errors import ConfigError, InputError, ProcessingError, UsvidError
@@ -61,11 +62,11 @@ from usvid.inference.overlay import (
     overlay_layout,
     render_prediction,
 )
-from usvid.inference.postprocess import DEFAULT_THRESHOLD, LesionBox
 from usvid.inference.predictor import BasePredictor, NonFiniteOutputError, load_predictor
+from usvid.inference.records import FrameRecord, coco_results
 from usvid.inference.smoothing import DEFAULT_TAU_S, TemporalSmoother
 from usvid.io import atomic_path, write_json_atomic, write_text_atomic
-from usvid.outputs import check_output_dir, check_path_text, refuse_inputs
+from usvid.outputs import check_output_dir, check_output_file, check_path_text, refuse_inputs
 from usvid.shipped import predictor_role, resolve_model
 from usvid.video.roi import RegionConfig, ScanRegion
 
@@ -102,7 +103,7 @@ class PredictConfig:
     smoothing: bool = False
     smoothing_tau_s: float = DEFAULT_TAU_S
     smoothing_alpha: float | None = None
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float = MASK_THRESHOLD
     overlay: bool = True
     precision: str = "auto"
     compile: bool = False
@@ -409,19 +410,6 @@ def finished_result(out: Path, source: VideoSource, key: dict, overlay: bool) ->
 # ---------------------------------------------------------------------------------------------- prediction
 
 
-def _jsonl_line(index: int, stamp: float, names: tuple[str, ...], probs: torch.Tensor,
-                box: LesionBox | None) -> str:
-    k = int(probs.argmax())
-    return json.dumps({
-        "frame_index": index,
-        "timestamp": stamp,
-        "class": names[k],
-        "probabilities": {n: round(float(p), 6) for n, p in zip(names, probs.tolist())},
-        "box": None if box is None else [box.x, box.y, box.w, box.h],
-        "box_score": None if box is None else round(box.score, 6),
-    })
-
-
 def scan_region(source: VideoSource, config: PredictConfig, width: int, height: int) -> tuple[ScanRegion | None, str]:
     """The region the network sees in ``width x height`` frames, and how it was found (``fixed``, ``auto``, ``full``).
 
@@ -478,7 +466,7 @@ def predict_video(
     names = predictor.class_names
     smoother = _smoother(config)
     style = config.overlay_style
-    sum_probs = torch.zeros(len(names), dtype=torch.float64)
+    sum_probs = np.zeros(len(names), dtype=np.float64)
     count = lesion = 0
     with ExitStack() as stack:
         reader = stack.enter_context(FrameReader(source.path))
@@ -488,16 +476,17 @@ def predict_video(
         for frames, stamps in reader.batches(config.batch_size):
             pred = predictor.predict(frames, roi)
             for i in range(len(frames)):
-                probs, box = pred.probs[i], pred.boxes[i]
+                probs, box = pred.probs[i].float().numpy(), pred.boxes[i]
                 if smoother is not None:
                     # the older per-frame EMA counts frames; the source-time one reads the frame's timestamp
                     t = count if config.smoothing_alpha is not None else stamps[i]
-                    probs, box = smoother.update_lesion(t, probs, box)
-                files.lines.write(_jsonl_line(count, stamps[i], names, probs, box) + "\n")
+                    probs, box = smoother.update(t, probs, box)
+                record = FrameRecord(source.name, count, stamps[i], names, probs, box)
+                files.lines.write(json.dumps(record.to_json()) + "\n")
                 if files.writer is not None:
                     image = _overlay(predictor, frames[i, 0].numpy(), pred, i, probs, box, roi, style)
                     files.writer.write(image)
-                sum_probs += probs.double()
+                sum_probs += probs
                 lesion += box is not None
                 count += 1
             if on_batch is not None:
@@ -518,8 +507,8 @@ def _smoother(config: PredictConfig) -> TemporalSmoother | None:
     return TemporalSmoother(config.smoothing_tau_s)  # the one usvid stream uses
 
 
-def _overlay(predictor: BasePredictor, grey: np.ndarray, pred, i: int, probs: torch.Tensor,
-             box: LesionBox | None, roi: ScanRegion | None, style: OverlayStyle) -> np.ndarray:
+def _overlay(predictor: BasePredictor, grey: np.ndarray, pred, i: int, probs: np.ndarray,
+             box: Box | None, roi: ScanRegion | None, style: OverlayStyle) -> np.ndarray:
     """The overlay canvas of frame ``i`` of a batch; ``grey`` ``(H, W)`` uint8. The mask outline is the
     model's own for this frame (not smoothed), at the threshold the box used."""
     contours = ()
@@ -561,6 +550,7 @@ def predict_videos(
     out: str | Path,
     config: PredictConfig = PredictConfig(),
     progress: ProgressFn | None = None,
+    coco: str | Path | None = None,
 ) -> PredictReport:
     """Predict every video of ``src`` with the model at ``model_path``; write results into ``out``.
 
@@ -570,6 +560,8 @@ def predict_videos(
         out: output folder (created).
         config: backend, batch size, ROI, smoothing, overlay settings.
         progress: called with a :class:`PredictProgress` after every batch.
+        coco: also write COCO detection results of every finished video to this JSON file (the README's
+            "Per-frame records" defines its ``image_id``).
     Returns:
         A :class:`PredictReport`; videos that failed are in ``report.failures`` (the others still ran).
     Raises:
@@ -583,6 +575,8 @@ def predict_videos(
     sources = collect_sources(src)
     inputs = [src, model_path, *([src / MANIFEST_NAME] if src.is_dir() else [])]
     refuse_outputs_that_are_inputs(out, sources, inputs, config.overlay)
+    if coco is not None:
+        coco = check_output_file(coco, inputs=[*inputs, *(s.path for s in sources)], option="--coco")
     predictor = load_predictor(model_path, config.backend, config.device, precision=config.precision,
                                compile=config.compile, threads=config.threads, threshold=config.threshold)
     try:
@@ -620,4 +614,19 @@ def predict_videos(
         _save_record(out, result, key)
         report.results.append(result)
     write_text_atomic(out / SUMMARY_NAME, _summary_csv(report))
+    if coco is not None:
+        done = {r.source.name: r.jsonl for r in report.results}
+        write_coco(coco, [(n, done[s.name]) for n, s in enumerate(sources, start=1) if s.name in done])
     return report
+
+
+def write_coco(path: Path, jsonl_files: list[tuple[int, Path]]) -> None:
+    """Write COCO detection results (:func:`~usvid.inference.records.coco_results`) of ``(video number,
+    JSONL records file)`` pairs atomically to ``path``; a video's number is its 1-based place in the run's
+    list of sources (failed ones included), so a failure does not renumber the videos after it."""
+    def records(file: Path):
+        with open(file, encoding="utf-8") as fh:
+            yield from (json.loads(line) for line in fh if line.strip())
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, coco_results((n, records(f)) for n, f in jsonl_files))

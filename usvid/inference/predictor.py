@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 
+from usvid.boxes import MASK_THRESHOLD
 from usvid.errors import ConfigError, InputError, require_file, unknown_name
 from usvid.inference.base import (
     BasePredictor,
@@ -29,7 +30,6 @@ from usvid.inference.base import (
     resolve_device,
     single_threaded_torch,
 )
-from usvid.inference.postprocess import DEFAULT_THRESHOLD
 from usvid.outputs import check_path_text
 
 __all__ = [
@@ -71,7 +71,7 @@ def load_predictor(
     cuda_graphs: bool | None = None,
     threads: int | None = None,
     spin: bool = False,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = MASK_THRESHOLD,
 ) -> BasePredictor:
     """Load a model file into the predictor for its type.
 

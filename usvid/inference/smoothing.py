@@ -20,30 +20,19 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from usvid.boxes import Box
 from usvid.errors import ConfigError
-from usvid.inference.postprocess import LesionBox
-
 
 #: Time constant of the smoothing of ``usvid predict --smoothing`` and ``usvid stream --smoothing``, seconds.
 DEFAULT_TAU_S = 0.15
 
 
 class Smoothed(NamedTuple):
-    """A smoothed prediction: ``probs`` ``(K,)`` float32 in [0, 1] summing to 1; ``box`` ``(x0, y0, x1, y1)``
-    in frame pixels or ``None`` for no lesion; ``box_score`` in [0, 1]."""
+    """A smoothed prediction: ``probs`` ``(K,)`` float32 in [0, 1] summing to 1; ``box`` in frame pixels
+    with its smoothed score, or ``None`` for no lesion."""
 
     probs: np.ndarray
-    box: tuple[float, float, float, float] | None
-    box_score: float
-
-
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    box: Box | None
 
 
 class TemporalSmoother:
@@ -94,21 +83,16 @@ class TemporalSmoother:
             return 1.0
         return 1.0 - math.exp(-(t_seconds - self._t) / self.tau_s)
 
-    def update(
-        self,
-        t_seconds: float,
-        probs: np.ndarray,
-        box: tuple[float, float, float, float] | None,
-        box_score: float,
-    ) -> Smoothed:
+    def update(self, t_seconds: float, probs: np.ndarray | torch.Tensor, box: Box | None) -> Smoothed:
         """Fold in one frame's prediction.
 
         Args:
             t_seconds: the frame's time on the source's timeline (with ``alpha``, any increasing number).
             probs: ``(K,)`` class probabilities in [0, 1].
-            box: ``(x0, y0, x1, y1)`` in frame pixels, or ``None`` when the model found no lesion.
-            box_score: the box's score in [0, 1] (ignored without a box).
+            box: the model's box in frame pixels (its score, None read as 0), or ``None`` for no lesion.
         """
+        if isinstance(probs, torch.Tensor):
+            probs = probs.detach().float().cpu().numpy()
         probs = np.asarray(probs, dtype=np.float32)
         if self._probs is not None and self._probs.shape != probs.shape:
             self.reset()
@@ -121,26 +105,12 @@ class TemporalSmoother:
         if box is None and not self.hysteresis:
             self._box = None
         if box is not None:
-            new = np.asarray(box, dtype=np.float64)
-            if self._box is None or box_iou(tuple(self._box), tuple(new)) < self.reset_iou:
-                self._box, self._score = new, float(box_score)
+            new, score = np.asarray(box.as_xyxy(), dtype=np.float64), float(box.score or 0.0)
+            if self._box is None or Box.from_xyxy(*self._box).iou(box) < self.reset_iou:
+                self._box, self._score = new, score
             else:
                 self._box = a * new + (1 - a) * self._box
-                self._score = a * float(box_score) + (1 - a) * self._score
+                self._score = a * score + (1 - a) * self._score
         shown = self._box is not None and (not self.hysteresis or self._presence >= 0.5)
-        out_box = tuple(float(v) for v in self._box) if shown else None
-        return Smoothed(self._probs.astype(np.float32), out_box, self._score if shown else 0.0)
-
-    def update_lesion(
-        self, t_seconds: float, probs: torch.Tensor, box: LesionBox | None
-    ) -> tuple[torch.Tensor, LesionBox | None]:
-        """:meth:`update` for a :class:`~usvid.inference.predictor.Prediction` row: ``probs`` ``(K,)`` float in
-        [0, 1]; returns the smoothed probabilities (float32) and box rounded to whole pixels."""
-        xyxy = None if box is None else tuple(float(v) for v in box.as_xyxy())
-        out = self.update(t_seconds, probs.detach().float().cpu().numpy(), xyxy, 0.0 if box is None else box.score)
-        if out.box is None:
-            return torch.from_numpy(out.probs), None
-        x0, y0, x1, y1 = out.box
-        return torch.from_numpy(out.probs), LesionBox(
-            round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)), out.box_score
-        )
+        out_box = Box.from_xyxy(*(float(v) for v in self._box), score=self._score) if shown else None
+        return Smoothed(self._probs.astype(np.float32), out_box)

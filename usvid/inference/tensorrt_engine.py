@@ -39,8 +39,10 @@ from pathlib import Path
 
 import torch
 
+from usvid.boxes import MASK_THRESHOLD
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.errors import ConfigError, InputError, MissingDependencyError, ProcessingError, optional_import
+from usvid.inference.base import BasePredictor
 from usvid.inference.export_onnx import (
     OnnxExportConfig,
     ParityReport,
@@ -49,8 +51,6 @@ from usvid.inference.export_onnx import (
     parity_inputs,
 )
 from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
-from usvid.inference.postprocess import DEFAULT_THRESHOLD
-from usvid.inference.base import BasePredictor
 from usvid.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class TensorRTPredictor(BasePredictor):
     backend = "tensorrt"
 
     def __init__(self, path: str | Path, device: str | torch.device = "auto", *,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 threshold: float = MASK_THRESHOLD) -> None:
         trt, dev = require_tensorrt(device)
         path = Path(path)
         record = self._current_record(trt, path, dev)
@@ -258,7 +258,7 @@ class TensorRTPredictor(BasePredictor):
 
     @classmethod
     def from_onnx(cls, path: str | Path, device: str | torch.device = "auto", *, max_batch: int = 8,
-                  threshold: float = DEFAULT_THRESHOLD) -> TensorRTPredictor:
+                  threshold: float = MASK_THRESHOLD) -> TensorRTPredictor:
         """Build (or reuse from the cache) an engine for this ONNX file and GPU, then load it."""
         _, dev = require_tensorrt(device)
         engine = cached_engine(Path(path), TensorRTConfig(max_batch=max_batch), dev)

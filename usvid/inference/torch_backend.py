@@ -14,12 +14,12 @@ from typing import Literal
 import torch
 from torch import nn
 
+from usvid.boxes import MASK_THRESHOLD
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.cpu import cpu_info
 from usvid.errors import ConfigError, InputError
-from usvid.inference.metadata import ModelInfo, model_hash
-from usvid.inference.postprocess import DEFAULT_THRESHOLD
 from usvid.inference.base import BasePredictor, resolve_device
+from usvid.inference.metadata import ModelInfo, model_hash
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class TorchPredictor(BasePredictor):
         precision: Precision = "auto",
         compile: bool = False,
         cuda_graphs: bool = False,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float = MASK_THRESHOLD,
     ) -> None:
         dev = resolve_device(device)
         super().__init__(info, dev, threshold)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from usvid.boxes import MASK_THRESHOLD
 from usvid.errors import ConfigError, InputError
 from usvid.inference.overlay import BOX_MIN_SCORE, UNCERTAIN_BELOW, OverlayStyle
-from usvid.inference.postprocess import DEFAULT_THRESHOLD
 from usvid.inference.smoothing import DEFAULT_TAU_S
 from usvid.outputs import check_output_file, check_path_text
 from usvid.shipped import DEFAULT_MODEL, predictor_role, resolve_model
@@ -92,7 +92,7 @@ class StreamConfig:
         region: the scan region (``--roi``, ``--detect-roi/--full-frame``), as in ``usvid extract`` and
             ``usvid predict``; the detector looks at ``region.frames`` frames per attempt (inference runs on the
             whole frame until then, so the overlay starts at once).
-        threshold: mask probability a lesion pixel must exceed (as ``usvid predict --threshold``).
+        threshold: mask probability at or above which a pixel is lesion (as ``usvid predict --threshold``).
         smoothing: temporal smoothing of probabilities and boxes; off by default, as in ``usvid predict``, so
             what is shown is the model's per-frame output (on: no flicker in a live view).
         smoothing_tau_s: time constant of the exponential smoothing, in seconds of source time, so the
@@ -123,7 +123,7 @@ class StreamConfig:
     stats: Path | None = None
     max_frames: int | None = None
     region: RegionConfig = field(default_factory=RegionConfig)
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float = MASK_THRESHOLD
     smoothing: bool = False
     smoothing_tau_s: float = DEFAULT_TAU_S
     fps: float | None = None

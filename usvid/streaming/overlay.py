@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 
 from usvid.inference.overlay import OverlayStyle, draw_status, render_prediction
-from usvid.inference.postprocess import LesionBox
 from usvid.streaming.results import FrameResult
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -52,13 +51,7 @@ def render_result(
 
     ``detecting``: the region is unknown because the detector is still looking (shown as such).
     """
-    box = None
-    if result.box is not None:
-        x0, y0, x1, y1 = result.box
-        box = LesionBox(
-            round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)), result.box_score
-        )
     return render_prediction(
-        result.frame.image, result.class_names, result.probs, box, roi=result.roi, style=style,
+        result.frame.image, result.class_names, result.probs, result.box, roi=result.roi, style=style,
         contours=result.contours, detecting=detecting,
     )

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from usvid.inference.postprocess import LesionBox
+from usvid.boxes import Box
+from usvid.inference.records import FrameRecord, probs_dict
 from usvid.streaming.sources import CapturedFrame, SourceState
 from usvid.video.roi import ScanRegion
 
@@ -20,8 +21,7 @@ class FrameResult:
         frame: the captured frame.
         class_names: the ``K`` class names, in ``probs`` order.
         probs: ``(K,)`` float32 in [0, 1], what is shown (smoothed when smoothing is on).
-        box: ``(x0, y0, x1, y1)`` in frame pixels, what is shown, or ``None`` for "no lesion".
-        box_score: the shown box's score in [0, 1] (0 without a box).
+        box: the shown box in frame pixels, with its score, or ``None`` for "no lesion".
         raw_probs: ``(K,)`` float32, the model's own output for this frame.
         raw_box: the model's own box for this frame (frame pixels), or ``None``.
         roi: the scan region the model saw, or ``None`` for the whole frame.
@@ -35,10 +35,9 @@ class FrameResult:
     frame: CapturedFrame
     class_names: tuple[str, ...]
     probs: np.ndarray
-    box: tuple[float, float, float, float] | None
-    box_score: float
+    box: Box | None
     raw_probs: np.ndarray
-    raw_box: LesionBox | None
+    raw_box: Box | None
     roi: ScanRegion | None
     forward_ms: float
     predict_ms: float
@@ -80,31 +79,30 @@ class OverlayFrame:
     state: SourceState
     recording: np.ndarray | None = None
 
-    def record(self) -> dict:
-        """The JSONL line of this frame."""
+    def record(self, video_id: str, raw: bool = False) -> FrameRecord | None:
+        """This frame's :class:`~usvid.inference.records.FrameRecord` (None for a "signal lost" screen).
+
+        Extra keys after the shared ones: with ``raw`` (smoothing on) the model's own ``raw_probs``,
+        ``raw_box`` and ``raw_box_score``; then ``roi`` ``[x, y, w, h]`` and the timings in milliseconds.
+        """
         r = self.result
         if r is None:
-            return {"event": "signal_lost_frame"}
-        raw = r.raw_box
-        return {
-            "frame": r.frame.index,
-            "pts_seconds": round(r.frame.pts_seconds, 6),
-            "class": r.class_name,
-            "probability": round(r.probability, 6),
-            "probs": {name: round(float(p), 6) for name, p in zip(r.class_names, r.probs, strict=True)},
-            "box": None if r.box is None else [round(v, 2) for v in r.box],
-            "box_score": round(r.box_score, 6),
-            "raw_probs": {
-                name: round(float(p), 6) for name, p in zip(r.class_names, r.raw_probs, strict=True)
-            },
-            "raw_box": None if raw is None else list(raw.as_xyxy()),
-            "raw_box_score": None if raw is None else round(raw.score, 6),
+            return None
+        extra: dict = {}
+        if raw:
+            extra = {
+                "raw_probs": probs_dict(r.class_names, r.raw_probs),
+                "raw_box": None if r.raw_box is None else r.raw_box.to_coco(2),
+                "raw_box_score": None if r.raw_box is None else round(float(r.raw_box.score or 0.0), 6),
+            }
+        extra |= {
             "roi": None if r.roi is None else [r.roi.x, r.roi.y, r.roi.w, r.roi.h],
             "latency_ms": round(self.latency_ms, 3),
             "forward_ms": round(r.forward_ms, 3),
             "predict_ms": round(r.predict_ms, 3),
             "queued_ms": round(r.queued_ms, 3),
         }
+        return FrameRecord(video_id, r.frame.index, r.frame.pts_seconds, r.class_names, r.probs, r.box, extra)
 
 
 @dataclass(frozen=True)

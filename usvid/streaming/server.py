@@ -17,7 +17,7 @@ standard library's ``ThreadingHTTPServer``; binds to loopback by default (anothe
   lost, the last before the loss). ``class``, ``probability`` (its top-class probability, 4 decimals),
   ``probability_text`` (as the overlay writes it, :func:`usvid.inference.overlay.percent`), ``uncertain``
   (below the overlay's ``uncertain_below``: the overlay labels it "uncertain"), ``probs`` (every class),
-  ``box`` (``[x0, y0, x1, y1]`` frame pixels, or ``null`` for no lesion).
+  ``box`` (``[x, y, w, h]`` frame pixels as in the per-frame records, or ``null`` for no lesion).
 - ``latency_ms_p50_recent``, ``latency_ms_p95_recent``: capture-to-overlay latency percentiles over the
   last ``latency_window_frames`` overlaid frames: the ``recent_latency_p50_ms`` / ``recent_latency_p95_ms``
   of :class:`~usvid.streaming.stats.StatsSnapshot`, the same figures ``--stats`` writes.
@@ -439,7 +439,7 @@ class BrowserView(Sink):
             "probs": None
             if result is None
             else {n: round(float(p), 4) for n, p in zip(result.class_names, result.probs, strict=True)},
-            "box": None if result is None or result.box is None else [round(v, 1) for v in result.box],
+            "box": None if result is None or result.box is None else result.box.to_coco(1),
             "latency_ms_last_frame": None if latency_ms is None else round(latency_ms, 2),
             "latency_ms_p50_recent": snap.recent_latency_p50_ms if snap else None,
             "latency_ms_p95_recent": snap.recent_latency_p95_ms if snap else None,

@@ -1,4 +1,4 @@
-"""Where overlaid frames go: an H.264 mp4, a JSONL log, an OpenCV window (the browser view is in ``server``).
+"""Where overlaid frames go: an H.264 mp4, JSONL records (and events), an OpenCV window (the browser view is in ``server``).
 
 Each sink runs in its own :class:`SinkRunner` thread behind a :class:`DropOldestQueue`, so a slow disk or
 window can only lose its own frames (counted per sink), never stall inference. :meth:`Sink.open` runs in the
@@ -203,36 +203,55 @@ class Mp4Recorder(Sink):
         log.info("recorded %d frames to %s", self.frames_written, self.path)
 
 
+def events_path(jsonl: Path) -> Path:
+    """Where :class:`JsonlWriter` writes the stream's events: ``pred.jsonl`` -> ``pred.events.jsonl``."""
+    jsonl = Path(jsonl)
+    return jsonl.with_name(f"{jsonl.stem}.events{jsonl.suffix or '.jsonl'}")
+
+
 class JsonlWriter(Sink):
-    """One JSON object per overlaid frame (and one per stream event), flushed as written."""
+    """One :class:`~usvid.inference.records.FrameRecord` a line in ``path`` (the keys ``usvid predict``
+    writes), and the stream's events (start of detection, signal lost, reconnected, stopped) in their own
+    file, :func:`events_path`, so every line of ``path`` is a frame. Both are flushed as written.
+
+    ``video_id`` names the source in every record; ``raw`` adds the model's own values (smoothing on).
+    """
 
     name = "jsonl"
     queue_size = 1024  # records are tiny: a deep queue rides out a slow disk without losing any
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, video_id: str = "stream", raw: bool = False) -> None:
         self.path = Path(path)
+        self.events_path = events_path(self.path)
+        self.video_id = video_id
+        self.raw = raw
         self.records = 0
         self._fh = None
+        self._events = None
 
     def open(self) -> None:
         _prepare_output(self.path, "--jsonl")
-        self._fh = open(self.path, "w", encoding="utf-8")
+        check_output_file(self.events_path, inputs=[self.path], option="--jsonl (its events file)")
+        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._events = open(self.events_path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, frame: OverlayFrame) -> None:
-        if frame.result is None:
+        record = frame.record(self.video_id, self.raw)
+        if record is None:
             return
-        self._fh.write(json.dumps(frame.record()) + "\n")
+        self._fh.write(json.dumps(record.to_json()) + "\n")
         self._fh.flush()
         self.records += 1
 
     def event(self, event: StreamEvent) -> None:
-        self._fh.write(json.dumps(event.record()) + "\n")
-        self._fh.flush()
+        self._events.write(json.dumps(event.record()) + "\n")
+        self._events.flush()
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        for fh in (self._fh, self._events):
+            if fh is not None:
+                fh.close()
+        self._fh = self._events = None
 
 
 @dataclass

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from usvid import __version__
+from usvid.boxes import Box
 from usvid.data.manifest import (
     ANNOTATIONS_NAME,
     MANIFEST_NAME,
-    Box,
     VideoEntry,
     write_annotations,
     write_manifest,

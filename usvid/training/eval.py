@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from usvid import __version__
+from usvid.boxes import Box, largest_region_box, lesion_pixels
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.data.store import Letterbox
 from usvid.errors import ConfigError, InputError
@@ -31,16 +32,16 @@ from usvid.preprocess import preprocess
 from usvid.training import metrics, report
 from usvid.training.ddp import resolve_device
 from usvid.training.frames import (
-    empty_split_advice,
     BatchReader,
     SplitFrames,
+    empty_split_advice,
     open_store,
     require_frames,
     split_frames,
     store_name,
 )
 from usvid.training.gradcam import grad_cam
-from usvid.training.predictions import MASK_THRESHOLD, Predictions, Tta, predict_frames
+from usvid.training.predictions import Predictions, Tta, predict_frames
 from usvid.training.sampling import plan_eval
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def _examples(model, reader: BatchReader, sample: list[int], preds: Predictions,
             image=grey[k],
             caption=f"{rec.video_id}: true {names[rec.label]}, predicted {predicted} (P {probs.max():.2f})",
             truth=truth, true_box=true_box, pred=pred,
-            pred_box=metrics.largest_region_box(pred) if pred is not None else None, cam=cams[k],
+            pred_box=_xyxy(largest_region_box(pred)) if pred is not None else None, cam=cams[k],
             content=content[k], cam_class=predicted,
         ))
     return out
@@ -250,7 +251,11 @@ def _upsampled(prob: np.ndarray | None, size: int) -> np.ndarray | None:
     if prob is None:
         return None
     up = F.interpolate(torch.from_numpy(prob)[None, None], size=(size, size), mode="bilinear", align_corners=False)
-    return (up[0, 0] >= MASK_THRESHOLD).numpy()
+    return lesion_pixels(up[0, 0].numpy())
+
+
+def _xyxy(box: Box | None) -> tuple[float, float, float, float] | None:
+    return None if box is None else box.as_xyxy()
 
 
 def _plots(result: dict, preds: Predictions, examples: list[report.Example]) -> dict[str, Any]:

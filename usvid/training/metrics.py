@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from usvid.boxes import Box
 from usvid.errors import InputError
-
-Box = tuple[float, float, float, float]
 
 #: The positive class when none is named and the classes include it.
 DEFAULT_POSITIVE = "malignant"
@@ -232,28 +231,18 @@ def mask_jsi(pred: np.ndarray, truth: np.ndarray) -> float | None:
     return float(np.logical_and(pred, truth).sum() / union)
 
 
-def largest_region_box(mask: np.ndarray) -> Box | None:
-    """``(x0, y0, x1, y1)`` (x1, y1 exclusive) of the largest 8-connected region of a bool mask, or None."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h = (int(v) for v in stats[best, :4])
-    return (float(x), float(y), float(x + w), float(y + h))
-
-
 def mask_box(mask: np.ndarray) -> Box | None:
     """Bounding box of all set pixels of a bool mask (the ground-truth box of a mask annotation)."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
-    return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    return Box.from_xyxy(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
 
 
 def region_boxes(mask: np.ndarray) -> list[Box]:
-    """``(x0, y0, x1, y1)`` (x1, y1 exclusive) of every 8-connected region of a ``(H, W)`` bool mask."""
+    """Bounding box of every 8-connected region of a ``(H, W)`` bool mask."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    return [(float(x), float(y), float(x + w), float(y + h)) for x, y, w, h in stats[1:count, :4].tolist()]
+    return [Box(float(x), float(y), float(w), float(h)) for x, y, w, h in stats[1:count, :4].tolist()]
 
 
 def box_mask(mask: np.ndarray) -> np.ndarray:
@@ -263,8 +252,9 @@ def box_mask(mask: np.ndarray) -> np.ndarray:
     region and so one enclosing rectangle.
     """
     out = np.zeros(mask.shape, dtype=bool)
-    for x0, y0, x1, y1 in region_boxes(mask):
-        out[int(y0) : int(y1), int(x0) : int(x1)] = True
+    for box in region_boxes(mask):
+        x0, y0, x1, y1 = (int(v) for v in box.as_xyxy())
+        out[y0:y1, x0:x1] = True
     return out
 
 
@@ -285,11 +275,7 @@ def box_jsi(pred: Box | None, truth: Box | None) -> float | None:
         return None
     if pred is None:
         return 0.0
-    ix = max(0.0, min(pred[2], truth[2]) - max(pred[0], truth[0]))
-    iy = max(0.0, min(pred[3], truth[3]) - max(pred[1], truth[1]))
-    inter = ix * iy
-    area = (pred[2] - pred[0]) * (pred[3] - pred[1]) + (truth[2] - truth[0]) * (truth[3] - truth[1]) - inter
-    return float(inter / area) if area > 0 else None
+    return pred.iou(truth) if truth.area > 0 or pred.area > 0 else None
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from usvid.boxes import lesion_pixels
 from usvid.errors import unknown_name
 from usvid.preprocess import PreprocessConfig, preprocess
 from usvid.training import metrics
 from usvid.training.frames import BatchReader
 
-MASK_THRESHOLD = 0.5
 TTA_MODES = ("none", "flip")
 Tta = Literal["none", "flip"]
 
@@ -77,7 +77,7 @@ def score_localisation(prob: np.ndarray, truth: np.ndarray, input_size: int) -> 
     """
     up = F.interpolate(torch.from_numpy(prob)[None, None].float(), size=(input_size, input_size), mode="bilinear",
                        align_corners=False)[0, 0].numpy()
-    pred = up >= MASK_THRESHOLD
+    pred = lesion_pixels(up)
     gt = _resize_nearest(truth, input_size) > 127
     if not gt.any():
         return None, None

@@ -12,7 +12,7 @@ import numpy as np
 
 from usvid.data.extract.config import ExtractConfig
 from usvid.data.extract.records import FrameRow
-from usvid.data.manifest import Box
+from usvid.boxes import Box
 from usvid.data.sources import SourceItem
 from usvid.errors import ProcessingError
 from usvid.io import file_mode
