@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.streaming import FakePredictor, SyntheticLiveReader, wait_for
 from usvid.inference.geometry import Roi
 from usvid.inference.overlay import OverlayStyle
 from usvid.streaming import StreamConfig, StreamPipeline
@@ -19,9 +20,6 @@ from usvid.streaming.results import FrameResult, OverlayFrame
 from usvid.streaming.server import BrowserView, display_source, model_name
 from usvid.streaming.sources import CapturedFrame, SourceState
 from usvid.streaming.stats import RECENT_FRAMES
-
-from .conftest import FakePredictor, SyntheticLiveReader
-from .test_network import wait_for
 
 
 class SlowStartPredictor(FakePredictor):

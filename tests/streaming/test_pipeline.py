@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.streaming import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 from usvid.errors import InputError, ProcessingError
 from usvid.inference.postprocess import Roi
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder
-
-from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 
 
 def config(source: str = "synthetic://live", **kwargs) -> StreamConfig:
