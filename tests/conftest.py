@@ -7,6 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.stores import make_store
+from tests.helpers.streaming import synthetic_frames
+from tests.helpers.videos import write_video
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -39,12 +44,22 @@ def pytest_collection_modifyitems(config, items):
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A freshly initialised ``lanet_tiny`` (2 classes, 64 px input) saved as a usvid checkpoint. Shared: a test
     that changes it must work on a copy."""
-    from usvid.checkpoint import checkpoint_from_model, save_checkpoint
-    from usvid.models import create_model
-    from usvid.preprocess import PreprocessConfig
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
 
-    torch.manual_seed(0)
-    model = create_model("lanet_tiny", num_classes=2)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=64)))
-    return path
+
+@pytest.fixture
+def tiny_store(tmp_path: Path):
+    """A real 8-video frame store at 64 px (see tests/helpers/stores.py)."""
+    return make_store(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def clip_path(tmp_path_factory) -> Path:
+    """A 30-frame, 2-second, 174x98 H.264 clip at 15 fps."""
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", synthetic_frames(30), fps=15)
+
+
+@pytest.fixture(scope="session")
+def long_clip_path(tmp_path_factory) -> Path:
+    """A 150-frame, 5-second clip at 30 fps (long enough to signal a process mid-stream)."""
+    return write_video(tmp_path_factory.mktemp("long") / "long.mp4", synthetic_frames(150, seed=1), fps=30)

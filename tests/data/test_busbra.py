@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from usvid.boxes import Box
+from tests.helpers.datasets import BUSBRA_SPECS, make_busbra, make_busi
 from usvid.data.busbra import parse_bbox, read_busbra
 from usvid.data.extract import ExtractConfig, extract
 from usvid.data.sources import list_sources
 from usvid.data.splits import SplitFractions
 from usvid.data.store import FrameStore, Letterbox
 from usvid.errors import ConfigError, InputError
-
-from .conftest import BUSBRA_SPECS, make_busbra, make_busi
 
 pytestmark = pytest.mark.timeout(120)
 SMALL = dict(size=64, batch_size=8, workers=1)

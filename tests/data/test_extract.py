@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from usvid.boxes import Box
+from tests.helpers.datasets import H, N, W, make_busi
 from usvid.data.extract import ExtractConfig, extract
 from usvid.data.manifest import VideoEntry, write_annotations, write_manifest
 from usvid.data.splits import SplitFractions
@@ -23,8 +24,6 @@ from usvid.data.store import FrameStore, Letterbox
 from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.video.roi import RegionConfig
 from usvid.video.testvideos import ultrasound_layout, write_test_video
-
-from .conftest import H, N, W, make_busi
 
 pytestmark = pytest.mark.timeout(120)
 SMALL = dict(size=64, batch_size=8)
@@ -405,7 +404,7 @@ def test_small_and_empty_splits_are_warned_about(tmp_path):
     from typer.testing import CliRunner
     from usvid.cli.app import app
 
-    from .conftest import make_dataset
+    from tests.helpers.datasets import make_dataset
 
     six = make_dataset(tmp_path / "six", n_videos=12, num_frames=8)  # 6 patients, 3 per class
     summary = extract(six, tmp_path / "store6", ExtractConfig(split=SplitFractions.from_percent([50, 25, 25]), **SMALL))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -25,10 +24,11 @@ import torch
 from typer.testing import CliRunner
 from usvid.cli.app import app
 
+from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.stores import make_store
 from usvid.checkpoint import (
     INTEGRITY,
     Checkpoint,
-    checkpoint_from_model,
     load_checkpoint,
     payload_hash,
     save_checkpoint,
@@ -43,25 +43,7 @@ TINY_TRAIN = ["--model", "lanet_tiny", "--size", "64", "--stage1-epochs", "0", "
               "--device", "cpu", "--num-workers", "0"]
 
 
-def _training_conftest():
-    """The tiny frame-store writer of tests/training (a real store, 8 videos x 12 frames at 64 px)."""
-    path = Path(__file__).resolve().parents[1] / "training" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_usvid_training_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # ---------------------------------------------------------------------------------------------- generators
-
-
-def make_checkpoint(path: Path) -> Path:
-    from usvid.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("lanet_tiny", num_classes=len(CLASSES))
-    save_checkpoint(path, checkpoint_from_model(model.eval(), CLASSES, PreprocessConfig(size=SIZE)))
-    return path
 
 
 def flip(data: bytes, positions, mask: int = 0xFF) -> bytes:
@@ -179,7 +161,7 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return _training_conftest().make_store(tmp_path_factory.mktemp("faults_store") / "store")
+    return make_store(tmp_path_factory.mktemp("faults_store") / "store")
 
 
 def one_line_error(result, code: int, *needles: str) -> str:

@@ -18,10 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -29,6 +27,9 @@ from typer.testing import CliRunner
 from usvid.cli.app import app
 
 from usvid.boxes import Box
+from tests.helpers.streaming import UDP_SENDER, wait_for
+from tests.helpers.videos import count_frames as decoded_frames
+from tests.helpers.videos import noise_frames, write_video
 from usvid.errors import ConfigError, InputError
 from usvid.inference.metadata import ModelInfo
 from usvid.inference.predictor import Prediction, Timing
@@ -43,7 +44,6 @@ from usvid.video.roi import RegionConfig
 
 runner = CliRunner()
 WIDTH, HEIGHT = 96, 64
-UDP_SENDER = Path(__file__).parents[1] / "streaming" / "udp_sender.py"
 
 
 # ---------------------------------------------------------------- generated inputs
@@ -53,26 +53,7 @@ def digest(path: Path) -> str:
 
 def write_clip(path: Path, n: int = 12, fps: int = 15) -> Path:
     """A tiny H.264 mp4 of moving noise."""
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        for i in range(n):
-            vf = av.VideoFrame.from_ndarray(
-                rng.integers(0, 255, (HEIGHT, WIDTH, 3), np.uint8), format="rgb24"
-            )
-            vf.pts, vf.time_base = i, Fraction(1, fps)
-            for packet in stream.encode(vf):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def decoded_frames(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
+    return write_video(path, noise_frames(n, WIDTH, HEIGHT), fps)
 
 
 @pytest.fixture
@@ -380,17 +361,6 @@ def test_cli_double_ctrl_c_after_a_lost_udp_feed(checkpoint, tmp_path):
 
 def jsonl_count(path: Path, needle: str) -> int:
     return sum(needle in line for line in path.read_text().splitlines()) if path.exists() else 0
-
-
-def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> bool:
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if predicate():
-            return True
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"stream exited early: {proc.stderr.read().decode()}")
-        time.sleep(0.05)
-    return predicate()
 
 
 # ---------------------------------------------------------------- item 9: the browser view

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 from usvid.cli.app import app
-from usvid.models import create_model
 
-from usvid.checkpoint import checkpoint_from_model, save_checkpoint
-from usvid.preprocess import PreprocessConfig
+from tests.helpers.checkpoints import make_checkpoint
 from usvid.video.testvideos import write_test_video
 
 runner = CliRunner()
@@ -199,11 +196,7 @@ def test_synth_chmod_read_only_out(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("lanet_tiny", num_classes=len(CLASSES)).eval()
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, checkpoint_from_model(model, list(CLASSES), PreprocessConfig(size=64)))
-    return path
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", classes=CLASSES)
 
 
 def scans(folder: Path, names=("a", "b", "c")) -> Path:
@@ -268,9 +261,7 @@ def test_predict_redoes_all_when_the_model_changes(tmp_path, tiny_model):
     src, out = scans(tmp_path / "src", names=("a", "b")), tmp_path / "out"
     assert runner.invoke(app, predict_args(src, tiny_model, out, "--no-overlay")).exit_code == 0
     other = tmp_path / "other.pt"
-    torch.manual_seed(1)
-    model = create_model("lanet_tiny", num_classes=len(CLASSES)).eval()
-    save_checkpoint(other, checkpoint_from_model(model, list(CLASSES), PreprocessConfig(size=64)))
+    make_checkpoint(other, classes=CLASSES, seed=1)
     result = runner.invoke(app, predict_args(src, other, out, "--no-overlay"))
     assert result.exit_code == 0 and "predicted 2, already done 0" in result.output, result.output
 

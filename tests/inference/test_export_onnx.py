@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from tests.helpers.checkpoints import CLASSES, SIZE
 from usvid.checkpoint import load_checkpoint
 from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.inference.export_onnx import (
@@ -20,8 +21,6 @@ from usvid.inference.export_onnx import (
 from usvid.inference.metadata import ModelInfo, model_hash
 from usvid.inference.torch_backend import InferenceModel
 from usvid.preprocess import PreprocessConfig
-
-from .conftest import CLASSES, SIZE
 
 
 def _torch_vs_ort(ckpt_path, onnx_path, batch: int, seed: int):

@@ -183,7 +183,7 @@ def test_clinical_clip_overlay_shows_no_burned_in_text(shared_data, clip):
 
     - every pixel of the frame part outside the region (its mask) is exactly 0;
     - **burned-in text pixel**: a pixel inside one of the clip's hand-annotated text boxes
-      (``CLINICAL_UI`` in ``tests/video/test_roi.py``: names, dates, settings, scales, annotated by eye,
+      (``CLINICAL_UI`` in ``tests/helpers/clinical.py``: names, dates, settings, scales, annotated by eye,
       not by the detector) that is bright (> 40) in at least one sampled source frame. None may be
       non-zero in any rendered frame;
     - of a marker's bright pixels (an orientation mark at the sector's edge) at most a 2 % sliver shows;
@@ -191,7 +191,7 @@ def test_clinical_clip_overlay_shows_no_burned_in_text(shared_data, clip):
       markers); the region's edges may sit a few pixels inside the annotation (``TOLERANCE`` there), and
       bright pixels crowd the sector's edges (low-frame-count.mov: 96.7 %).
     """
-    from tests.video.test_roi import CLINICAL_UI
+    from tests.helpers.clinical import CLINICAL_UI
     from usvid.inference.frames import FrameReader
     from usvid.inference.predict import PredictConfig, VideoSource, scan_region
 

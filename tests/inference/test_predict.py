@@ -15,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 from usvid.cli.app import app
 
+from tests.helpers.checkpoints import CLASSES
 from usvid.errors import InputError
 from usvid.inference import load_predictor
 from usvid.inference.export_onnx import read_onnx_info
@@ -22,8 +23,6 @@ from usvid.inference.frames import FrameReader
 from usvid.inference.overlay import overlay_layout
 from usvid.inference.predict import PredictConfig, collect_sources, predict_videos
 from usvid.video.testvideos import ultrasound_layout
-
-from .conftest import CLASSES
 
 
 def _jsonl(path):

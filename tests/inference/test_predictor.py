@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers.checkpoints import CLASSES, SIZE
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.inference import Prediction, Predictor, load_predictor
 from usvid.inference.ort_backend import OrtPredictor
 from usvid.inference.torch_backend import TorchPredictor
 from usvid.video.roi import ScanRegion
-
-from .conftest import CLASSES, SIZE
 
 
 def _frames(b=3, h=75, w=121, seed=0) -> torch.Tensor:

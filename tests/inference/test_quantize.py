@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
-
 from usvid.cli.app import app
+
+from tests.helpers.stores import make_store
 from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.inference import load_predictor
 from usvid.inference.export import ExportConfig, export_model
 from usvid.inference.quantize import Int8Config, compare_int8, quantize_int8
-
-from ..training.conftest import make_store
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

@@ -13,11 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers.cdp import CHROMIUM
+from tests.helpers.streaming import FakePredictor, SyntheticLiveReader
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.video.roi import RegionConfig
-
-from .cdp import CHROMIUM
-from .conftest import FakePredictor, SyntheticLiveReader
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/setup-chromium.sh)")
 

@@ -13,11 +13,19 @@ import socket
 import threading
 from pathlib import Path
 
+from tests.helpers.streaming import (
+    HEIGHT,
+    WIDTH,
+    CollectSink,
+    FakePredictor,
+    free_port,
+    live_config,
+    lose_and_resume,
+    synthetic_frames,
+)
+from tests.helpers.videos import write_video
 from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamPipeline
-
-from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, live_config, synthetic_frames, write_video
-from .test_network import lose_and_resume
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -40,16 +48,10 @@ class LoopbackServer:
         self.thread.join(5)
 
 
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_http_feed_served_lost_and_back(tmp_path):
     # An H.264 MPEG-TS clip with a keyframe every 10 frames, so a reconnection decodes at once.
     write_video(tmp_path / "clip.ts", synthetic_frames(90), fps=30, container="mpegts", gop=10)
-    port = free_tcp_port()
+    port = free_port(socket.SOCK_STREAM)
     view = CollectSink("view", idle=True)
     view.queue_size = 1024
     pipe = StreamPipeline(live_config(f"http://127.0.0.1:{port}/clip.ts"), FakePredictor(), sinks=[view])

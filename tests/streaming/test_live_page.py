@@ -26,14 +26,11 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers.cdp import CHROMIUM, Chromium
+from tests.helpers.streaming import UDP_SENDER, FakePredictor, SyntheticLiveReader, free_port, wait_for
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.server import NOTICE
 from usvid.video.roi import RegionConfig
-
-from .cdp import CHROMIUM, Chromium
-from .conftest import FakePredictor, SyntheticLiveReader
-from .test_network import SENDER, wait_for
-from .test_sources import free_port
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/setup-chromium.sh)")
 
@@ -122,7 +119,7 @@ def test_live_page_of_usvid_stream_serve(tiny_checkpoint, tmp_path):
     udp_port, http_port = free_port(), free_port(socket.SOCK_STREAM)
     url, stats_path = f"http://127.0.0.1:{http_port}/", tmp_path / "STATS.json"
     sender = subprocess.Popen(
-        [sys.executable, str(SENDER), str(udp_port), "--seconds", "60", "--fps", "15",
+        [sys.executable, str(UDP_SENDER), str(udp_port), "--seconds", "60", "--fps", "15",
          "--size", f"{FRAME_W}x{FRAME_H}"]
     )
     proc = start_stream(tiny_checkpoint, udp_port, http_port, stats_path)

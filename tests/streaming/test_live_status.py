@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from usvid.video.roi import RegionConfig, ScanRegion
+from tests.helpers.streaming import FakePredictor, SyntheticLiveReader, wait_for
 from usvid.inference.overlay import OverlayStyle
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.config import ServeAddress
@@ -19,9 +20,6 @@ from usvid.streaming.results import FrameResult, OverlayFrame
 from usvid.streaming.server import BrowserView, display_source, model_name
 from usvid.streaming.sources import CapturedFrame, SourceState
 from usvid.streaming.stats import RECENT_FRAMES
-
-from .conftest import FakePredictor, SyntheticLiveReader
-from .test_network import wait_for
 
 
 class SlowStartPredictor(FakePredictor):

@@ -6,45 +6,19 @@ Only ever sends to 127.0.0.1.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 
+from tests.helpers.streaming import (
+    CollectSink,
+    FakePredictor,
+    free_port,
+    live_config,
+    lose_and_resume,
+    start_sender,
+)
 from usvid.streaming import StreamPipeline
 from usvid.streaming.sinks import JsonlWriter, events_path
-
-from .conftest import CollectSink, FakePredictor, live_config
-from .test_sources import free_port
-
-SENDER = Path(__file__).with_name("udp_sender.py")
-
-
-def start_sender(port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SENDER), str(port), "--seconds", "30"])
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.perf_counter() + timeout
-    while not predicate() and time.perf_counter() < deadline:
-        time.sleep(0.02)
-    return predicate()
-
-
-def lose_and_resume(pipe, view, stop_source, start_source, first: int, loss_timeout: float = 5) -> None:
-    """Wait for ``first`` frames, stop the source, expect "signal lost" (state and screen), start it again,
-    expect the stream live with ``first`` more frames. ``start_source`` returns what ``stop_source`` takes."""
-    assert wait_for(lambda: pipe.snapshot().frames >= first, 10), "no frames from the source"
-    stop_source()
-    assert wait_for(lambda: pipe.live_status().state.value == "signal lost", loss_timeout)
-    assert wait_for(lambda: any(f.result is None for f in view.frames), 3), "no 'signal lost' screen"
-    frames_at_loss = pipe.snapshot().frames
-    start_source()
-    assert wait_for(
-        lambda: pipe.live_status().state.value == "live" and pipe.snapshot().frames >= frames_at_loss + first, 15
-    ), "did not resume"
 
 
 def test_udp_feed_lost_and_back(tmp_path):

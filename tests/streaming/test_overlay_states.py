@@ -9,14 +9,13 @@ import av
 import numpy as np
 import pytest
 
+from tests.helpers.streaming import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 from usvid.inference import overlay
 from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.overlay import draw_signal_lost
 from usvid.streaming.sinks import Mp4Recorder
 from usvid.video.roi import RegionConfig
-
-from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 
 LAYOUT = overlay_layout(WIDTH, HEIGHT)
 UI_ROWS = slice(0, HEIGHT // 8)  # synthetic_frames' static "UI" strip (grey 90)
@@ -156,10 +155,10 @@ class _Check(CollectSink):
 def test_clinical_clip_stream_shows_no_burned_in_text(shared_data, clip):
     """``usvid stream`` of a real clip with vendor UI: while the region is detected no pixel of the frame is
     shown, then nothing outside it. A burned-in text pixel is one inside the clip's hand-annotated text
-    boxes (``CLINICAL_UI`` in ``tests/video/test_roi.py``) that is bright (> 40) in some of its first 160
+    boxes (``CLINICAL_UI`` in ``tests/helpers/clinical.py``) that is bright (> 40) in some of its first 160
     frames; none may be shown. (low-frame-count.mov has 20 frames, fewer than detection needs: it stays
     black, "detecting" throughout.)"""
-    from tests.video.test_roi import CLINICAL_UI
+    from tests.helpers.clinical import CLINICAL_UI
     from usvid.inference.frames import FrameReader
     from usvid.video.roi import ROI_FRAMES
 
@@ -175,8 +174,8 @@ def test_clinical_clip_stream_shows_no_burned_in_text(shared_data, clip):
 
 def test_stream_config_and_cli_carry_the_overlay_settings():
     from typer.testing import CliRunner
-
     from usvid.cli.app import app
+
     from usvid.errors import ConfigError
 
     cfg = StreamConfig(source="udp://127.0.0.1:5000", model=Path("m.onnx"))

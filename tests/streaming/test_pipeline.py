@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.streaming import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 from usvid.errors import InputError, ProcessingError
 from usvid.video.roi import RegionConfig, ScanRegion
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, events_path
-
-from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader
 
 
 def config(source: str = "synthetic://live", **kwargs) -> StreamConfig:

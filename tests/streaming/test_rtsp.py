@@ -7,19 +7,22 @@ Needs Debian's GStreamer RTSP server bindings for the system Python (``.ci/setup
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.streaming import (
+    RTSP_SERVER,
+    CollectSink,
+    FakePredictor,
+    free_port,
+    live_config,
+    lose_and_resume,
+)
 from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamPipeline
 
-from .conftest import CollectSink, FakePredictor, live_config
-from .test_http import free_tcp_port
-from .test_network import lose_and_resume
-
-SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin")
 PROBE = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
          "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
@@ -37,7 +40,7 @@ pytestmark = pytest.mark.skipif(not _gstreamer_rtsp_available(),
 
 
 def start_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(port)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(port)], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if line.strip() != "ready":
         proc.kill()
@@ -46,7 +49,7 @@ def start_server(port: int) -> subprocess.Popen:
 
 
 def test_rtsp_feed_lost_and_back():
-    port = free_tcp_port()
+    port = free_port(socket.SOCK_STREAM)
     view = CollectSink("view", idle=True)
     view.queue_size = 1024
     pipe = StreamPipeline(live_config(f"rtsp://127.0.0.1:{port}/live", open_timeout_s=15.0), FakePredictor(),

@@ -8,22 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.streaming import (
+    HEIGHT,
+    WIDTH,
+    CollectSink,
+    FakePredictor,
+    SyntheticLiveReader,
+    synthetic_frames,
+    wait_for,
+)
 from usvid.errors import InputError
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.scan_region import ScanRegionTracker, model_input
 from usvid.video.roi import RegionConfig, ScanRegion
 
-from .conftest import HEIGHT, WIDTH, CollectSink, FakePredictor, SyntheticLiveReader, synthetic_frames
-
 # Where synthetic_frames puts the changing "scan": rows H//5 .. H-4, columns W//6 .. W - W//6.
 SCAN = (WIDTH // 6, HEIGHT // 5, WIDTH - 2 * (WIDTH // 6), HEIGHT - 4 - HEIGHT // 5)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.perf_counter() + timeout
-    while not predicate() and time.perf_counter() < deadline:
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_tracker_detects_the_changing_region_in_the_background():

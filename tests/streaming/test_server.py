@@ -13,14 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers.streaming import FakePredictor, SyntheticLiveReader
 from usvid.errors import InputError
 from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.config import ServeAddress
 from usvid.streaming.server import BOUNDARY, BrowserView
 from usvid.video.roi import RegionConfig
-
-from .conftest import FakePredictor, SyntheticLiveReader
 
 RED_BGR = (50, 50, 235)  # the shared overlay's "malignant" colour
 

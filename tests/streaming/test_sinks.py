@@ -8,13 +8,12 @@ import av
 import numpy as np
 import pytest
 
+from tests.helpers.streaming import CollectSink, FakePredictor, SyntheticLiveReader
 from usvid.errors import InputError, MissingDependencyError
 from usvid.inference.overlay import overlay_layout
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.sinks import JsonlWriter, Mp4Recorder, WindowSink, display_available
 from usvid.video.roi import RegionConfig
-
-from .conftest import CollectSink, FakePredictor, SyntheticLiveReader
 
 
 def decode(path: Path) -> tuple[list[float], tuple[int, int]]:

@@ -10,17 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.streaming import HEIGHT, WIDTH, free_port
 from usvid.errors import InputError
 from usvid.streaming.config import StreamConfig
 from usvid.streaming.sources import CaptureWorker, SourceState, Timeline, classify_source, make_reader
-
-from .conftest import HEIGHT, WIDTH
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(source: str, **kwargs) -> StreamConfig:
@@ -135,7 +128,7 @@ def test_timeline_never_runs_backwards_across_reconnections():
 def test_image_folder_source(tmp_path):
     import cv2
 
-    from .conftest import synthetic_frames
+    from tests.helpers.streaming import synthetic_frames
 
     frames = synthetic_frames(6, width=161, height=97)  # odd sizes: images have no 4:2:0 constraint
     for i, f in enumerate(frames):

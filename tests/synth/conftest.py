@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
+from tests.helpers.videos import decode_grey as _decode_grey
 from usvid.synth import SynthConfig, SynthSummary, generate_dataset
 
 # Odd, non-square sizes catch width/height swaps; 2 of 8 patients are lesion-free.
@@ -17,15 +15,9 @@ SMALL = SynthConfig(
 )
 
 
-def _decode_grey(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
-
-
 @pytest.fixture(scope="session")
 def decode_grey():
-    """``decode_grey(path)``: all frames of a video as ``(N, H, W) uint8`` luma (test files cannot import
-    helpers from each other under ``--import-mode=importlib``)."""
+    """``decode_grey(path)``: all frames of a video as ``(N, H, W) uint8`` luma."""
     return _decode_grey
 
 

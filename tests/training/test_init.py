@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from typer.testing import CliRunner
-
-from usvid.checkpoint import load_checkpoint
 from usvid.cli.app import app
+
+from tests.helpers.stores import make_store, tiny_config
+from usvid.checkpoint import load_checkpoint
 from usvid.errors import ConfigError
 from usvid.training.loop import _build_model
-
-from .conftest import make_store, tiny_config
 
 
 def test_init_starts_from_every_weight_of_the_checkpoint(trained_run):

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from tests.training.conftest import SIZE, write_store
 from usvid.models import create_model
+
+from tests.helpers.stores import SIZE, write_store
 from usvid.preprocess import PreprocessConfig
 from usvid.training import sampling
 from usvid.training.config import TrainConfig

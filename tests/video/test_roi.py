@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers.clinical import CLINICAL_UI
 from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.video.reader import open_video
 from usvid.video.roi import (
@@ -85,79 +86,6 @@ def test_fixed_region_is_checked():
         ScanRegion(0, 0, 4, 4, np.ones((4, 5), np.uint8))
 
 
-# Hand-checked on the real clips (frames and temporal max images looked at with a grid; see the report):
-# scan = the ultrasound image's bounding box; text = burned-in text (ids, dates, settings, scales);
-# marker = orientation marks drawn next to the image. Boxes are (x0, y0, x1, y1), exclusive.
-CLINICAL_UI = {
-    "0011.mp4": (
-        (117, 55, 683, 445),
-        [(0, 3, 120, 19), (716, 3, 800, 19), (0, 40, 42, 450), (740, 52, 800, 310)],
-        [(362, 52, 382, 72)],
-    ),
-    "0012.mp4": (
-        (121, 56, 679, 442),
-        [(0, 3, 94, 19), (716, 3, 800, 19), (0, 44, 42, 446), (740, 52, 800, 309)],
-        [(362, 52, 382, 72)],
-    ),
-    "0013.mp4": (
-        (115, 54, 683, 443),
-        [(0, 3, 110, 19), (716, 3, 800, 19), (0, 42, 42, 446), (740, 52, 800, 309)],
-        [(362, 52, 382, 72)],
-    ),
-    "ruq-simple.mp4": (
-        (101, 56, 693, 448),
-        [(0, 3, 126, 19), (711, 3, 800, 19), (0, 68, 42, 450), (710, 52, 800, 309)],
-        [(276, 55, 304, 78)],
-    ),
-    "echo-with-borders.mp4": (
-        (82, 44, 598, 406),
-        [
-            (0, 2, 80, 62),
-            (254, 4, 328, 24),
-            (487, 4, 640, 24),
-            (602, 26, 640, 200),
-            (600, 230, 640, 285),
-            (571, 392, 602, 413),
-            (74, 450, 567, 480),
-        ],
-        [(288, 33, 305, 47)],
-    ),
-    "low-frame-count.mov": (
-        (160, 64, 759, 519),
-        [
-            (0, 0, 80, 30),
-            (565, 0, 650, 55),
-            (0, 60, 105, 400),
-            (735, 60, 795, 235),
-            (185, 465, 255, 522),
-            (170, 522, 525, 580),
-            (740, 520, 800, 590),
-        ],
-        [(490, 63, 511, 83)],
-    ),
-    "odd-window-size.mov": (
-        (253, 5, 547, 242),
-        [(420, 0, 456, 18), (580, 0, 620, 250), (0, 25, 25, 165), (30, 246, 800, 492)],
-        [],
-    ),
-    "simple-soft-tissue.mp4": (
-        (239, 63, 675, 519),
-        [(0, 0, 90, 30), (565, 0, 790, 55), (0, 60, 120, 265), (185, 470, 250, 522), (765, 60, 800, 520)],
-        [(190, 60, 220, 86)],
-    ),
-    "test.mp4": (
-        (140, 64, 780, 519),
-        [
-            (0, 0, 90, 55),
-            (565, 0, 790, 55),
-            (0, 62, 85, 262),
-            (185, 470, 252, 522),
-            (776, 85, 800, 190),
-            (730, 505, 800, 522),
-        ],
-        [(404, 61, 434, 85)],
-    ),
-}
 TOLERANCE = 4  # px: the hand-checked bounds are +-2 px; blur and closing move edges by a few pixels
 
 

@@ -1,0 +1,47 @@
+"""Tiny video files written with PyAV, and decoding them back (synthetic scans: usvid.video.testvideos)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = 15, container: str | None = None,
+                gop: int | None = None, preset: str | None = "ultrafast") -> Path:
+    """H.264 of RGB ``frames`` ``(T, H, W, 3)`` uint8 (even H and W) at ``fps``; mp4 unless ``container``
+    names another format (``"mpegts"``); ``gop``: frames between keyframes; ``preset=None``: libx264's own."""
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        options = {**({"preset": preset} if preset else {}), **({"g": str(gop)} if gop else {})}
+        if options:
+            stream.options = options
+        for i, img in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts, vf.time_base = i, 1 / Fraction(fps)
+            for packet in stream.encode(vf):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def noise_frames(n: int, width: int, height: int, seed: int = 0) -> np.ndarray:
+    """``(n, H, W, 3)`` uint8 uniform noise, a fresh picture every frame."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, 255, (height, width, 3), np.uint8) for _ in range(n)])
+
+
+def decode_grey(path: Path) -> np.ndarray:
+    """All frames of a video as ``(N, H, W) uint8`` luma."""
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
+
+
+def count_frames(path: Path) -> int:
+    """How many frames the video decodes to."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
