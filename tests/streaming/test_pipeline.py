@@ -125,7 +125,7 @@ def test_max_frames(clip_path):
 def test_fixed_roi_reaches_the_model_and_the_box(clip_path):
     predictor = FakePredictor()
     sink = CollectSink()
-    StreamPipeline(config(str(clip_path), roi=(10, 12, 100, 60), max_frames=3), predictor, sinks=[sink]).run()
+    StreamPipeline(config(str(clip_path), region=RegionConfig((10, 12, 100, 60)), max_frames=3), predictor, sinks=[sink]).run()
     assert predictor.rois == [ScanRegion(10, 12, 100, 60)] * 3
     x0, y0, x1, y1 = sink.frames[0].result.box.as_xyxy()
     assert 10 <= x0 < x1 <= 110 and 12 <= y0 < y1 <= 72

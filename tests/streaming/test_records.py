@@ -15,8 +15,9 @@ from usvid.inference.predictor import Prediction, Timing
 from usvid.inference.records import CORE_KEYS, FrameRecord, coco_image_id, coco_results
 from usvid.streaming import StreamConfig, StreamPipeline
 from usvid.streaming.sinks import JsonlWriter, events_path
+from usvid.video.roi import RegionConfig
 
-from .conftest import FakePredictor
+from tests.helpers.streaming import FakePredictor
 
 
 class ContentPredictor(FakePredictor):
@@ -47,13 +48,13 @@ def _lines(path: Path) -> list[dict]:
 
 def _predict(clip: Path, out: Path) -> list[dict]:
     out.mkdir()
-    config = PredictConfig(detect_roi=False, overlay=False, batch_size=4)
+    config = PredictConfig(region=RegionConfig(detect=False), overlay=False, batch_size=4)
     result = predict_video(ContentPredictor(), VideoSource(clip.stem, clip), out, config)
     return _lines(result.jsonl)
 
 
 def _stream(clip: Path, jsonl: Path) -> list[dict]:
-    config = StreamConfig(source=str(clip), model=Path("unused.pt"), detect_roi=False, jsonl=jsonl)
+    config = StreamConfig(source=str(clip), model=Path("unused.pt"), region=RegionConfig(detect=False), jsonl=jsonl)
     StreamPipeline(config, ContentPredictor()).run()  # the sinks the config names, as `usvid stream` builds them
     return _lines(jsonl)
 
@@ -85,7 +86,7 @@ def test_stream_events_go_to_their_own_file(clip_path, tmp_path):
 
 def test_smoothed_stream_keeps_the_models_own_values_as_extra_keys(clip_path, tmp_path):
     jsonl = tmp_path / "s.jsonl"
-    config = StreamConfig(source=str(clip_path), model=Path("unused.pt"), detect_roi=False, smoothing=True)
+    config = StreamConfig(source=str(clip_path), model=Path("unused.pt"), region=RegionConfig(detect=False), smoothing=True)
     StreamPipeline(config, ContentPredictor(), sinks=[JsonlWriter(jsonl, "clip", raw=True)]).run()
     rows = _lines(jsonl)
     assert {"raw_probs", "raw_box", "raw_box_score"} <= set(rows[0])
