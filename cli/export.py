@@ -7,8 +7,52 @@ from rich.table import Table
 from usvid.cli.common import console, handle_errors, next_step
 
 
+def _given(ctx: typer.Context) -> set[str]:
+    """The options typed on the command line (the others keep the --config file's values)."""
+    # By name: typer ships its own copy of click, whose enum is not click.core's.
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
+
+
+def _config_data(ctx: typer.Context, config: str | None) -> dict:
+    """The export settings as :class:`ExportConfig` nests them: the --config file's, then the flags given."""
+    from usvid.configfile import read_mapping
+    from usvid.errors import ConfigError
+    from usvid.outputs import check_path_text
+
+    data = read_mapping(check_path_text(config, "--config"), "export config") if config is not None else {}
+    given, p = _given(ctx), ctx.params
+
+    def part(name: str) -> dict:
+        value = data.setdefault(name, {})
+        return value if isinstance(value, dict) else {}  # not a mapping: load_config says so
+
+    for flag, section, key, value in (
+        ("format", None, "format", p["format"].lower()), ("sample", None, "sample", p["sample"]),
+        ("opset", "onnx", "opset", p["opset"]), ("fp16", "onnx", "precision", "fp16" if p["fp16"] else "fp32"),
+        ("fp16", "tensorrt", "fp16", p["fp16"]), ("max_batch", "tensorrt", "max_batch", p["max_batch"]),
+        ("workspace_mib", "tensorrt", "workspace_mib", p["workspace_mib"]),
+    ):
+        if flag in given:
+            (data if section is None else part(section))[key] = value
+    int8_flags = [f for f in ("calibration", "calibration_frames", "calibration_method") if f in given]
+    if p["int8"] or isinstance(data.get("int8"), dict):
+        int8 = part("int8")
+        for flag, key in (("calibration", "calibration"), ("calibration_frames", "calibration_frames"),
+                          ("calibration_method", "method")):
+            if flag in given:
+                int8[key] = p[flag].lower() if flag == "calibration_method" else p[flag]
+        if "calibration" not in int8:
+            raise ConfigError("--int8 needs --calibration STORE: a frame store (from `usvid extract`) of frames like "
+                              "the ones the model will see, to measure activation ranges and check the result")
+    elif int8_flags:
+        raise ConfigError(f"--{int8_flags[0].replace('_', '-')} only applies with --int8")
+    return data
+
+
 @handle_errors
 def export(
+    ctx: typer.Context,
     # Paths are plain text, not Path: click's path type turns a NUL byte into a multi-line usage box.
     checkpoint: str = typer.Argument(..., metavar="CHECKPOINT", help="usvid checkpoint (.pt) to export, or a shipped model's name."),
     format: str = typer.Option("onnx", "--format", help="onnx or tensorrt."),
@@ -26,20 +70,19 @@ def export(
     calibration_frames: int = typer.Option(128, "--calibration-frames", help="--int8: frames to calibrate on."),
     calibration_method: str = typer.Option("minmax", "--calibration-method", help="--int8: minmax, percentile "
                                            "or entropy."),
+    config: str = typer.Option(None, "--config", metavar="FILE", show_default="none",
+                               help="JSON/YAML/TOML settings (keys as in ExportConfig: format, onnx, tensorrt, int8, "
+                                    "sample); flags given go over it."),
 ) -> None:
     """Export a checkpoint; the file is kept only if it matches PyTorch.
 
     fp32: 1e-4 on probabilities and mask. fp16: 2e-2 and mask IoU >= 0.9. int8: the same class on >= 98% of the
     held-out frames where fp32 is not near a tie, and mask IoU >= 0.9.
     """
+    from usvid.configfile import config_from_mapping
     from usvid.inference.export import ExportConfig, export_model
-    from usvid.outputs import check_path_text
 
-    sample_path = check_path_text(sample, "--sample") if sample is not None else None
-    calibration_path = check_path_text(calibration, "--calibration") if calibration is not None else None
-    config = ExportConfig(format=format.lower(), fp16=fp16, max_batch=max_batch, opset=opset,
-                          workspace_mib=workspace_mib, sample=sample_path, int8=int8, calibration=calibration_path,
-                          calibration_frames=calibration_frames, calibration_method=calibration_method.lower())
+    config = config_from_mapping(ExportConfig, _config_data(ctx, config), where=config)
     with console.status(f"exporting {checkpoint} to {config.format} ..."):
         report = export_model(checkpoint, out, config)
     table = Table(title=f"usvid export: {report.format} ({report.precision})", show_header=False)

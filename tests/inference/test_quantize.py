@@ -13,7 +13,8 @@ from usvid.cli.app import app
 from tests.helpers.stores import make_store
 from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.inference import load_predictor
-from usvid.inference.export import ExportConfig, export_model
+from usvid.inference.export import ExportConfig
+from usvid.inference.export_onnx import OnnxExportConfig
 from usvid.inference.quantize import Int8Config, compare_int8, quantize_int8
 
 pytest.importorskip("onnxruntime")
@@ -101,27 +102,30 @@ def test_store_without_check_split_is_a_clear_error(tiny_checkpoints, tmp_path):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"int8": True}, "needs --calibration"),
-    ({"int8": True, "calibration": Path("s"), "format": "tensorrt"}, "--format onnx"),
-    ({"int8": True, "calibration": Path("s"), "fp16": True}, "without --fp16"),
-    ({"calibration": Path("s")}, "only applies with --int8"),
-    ({"int8": True, "calibration": Path("s"), "sample": Path("v.mp4")}, "drop --sample"),
+    ({"format": "tensorrt"}, "--format onnx"),
+    ({"onnx": OnnxExportConfig(precision="fp16")}, "without --fp16"),
+    ({"sample": Path("v.mp4")}, "drop --sample"),
 ])
 def test_export_config_refuses_bad_int8_combinations(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        ExportConfig(**kwargs)
+        ExportConfig(int8=Int8Config(calibration=Path("s")), **kwargs)
 
 
-def test_bad_calibration_method_is_a_config_error(tiny_checkpoints, store64, tmp_path):
-    with pytest.raises(ConfigError, match="minmax, percentile or entropy"):
-        export_model(tiny_checkpoints["lanet_tiny"], tmp_path / "m.onnx",
-                     ExportConfig(int8=True, calibration=store64.path, calibration_method="median"))
+def test_export_config_holds_its_parts():
+    config = ExportConfig(int8=Int8Config(calibration=Path("s"), calibration_frames=16))
+    assert config.precision == "int8" and config.int8.calibration_frames == 16
+    assert ExportConfig(format="tensorrt").precision == "fp32"  # fp16 only when asked, as for ONNX
+    with pytest.raises(ConfigError, match="minmax, percentile or entropy"):  # checked by the part itself
+        ExportConfig(int8=Int8Config(calibration=Path("s"), method="median"))
 
 
 def test_cli_int8_errors_name_the_problem(tiny_checkpoints, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["export", str(tiny_checkpoints["lanet_tiny"]), "--int8", "--out", str(tmp_path / "m.onnx")])
     assert res.exit_code == 2 and "needs --calibration" in res.output
+    res = runner.invoke(app, ["export", str(tiny_checkpoints["lanet_tiny"]), "--calibration", str(tmp_path),
+                              "--out", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 2 and "only applies with --int8" in res.output
     res = runner.invoke(app, ["export", str(tiny_checkpoints["lanet_tiny"]), "--int8", "--calibration",
                               str(tmp_path / "nostore"), "--out", str(tmp_path / "m.onnx")])
     assert res.exit_code == 2 and "nostore" in res.output and "frame store" in res.output

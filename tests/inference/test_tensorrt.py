@@ -90,10 +90,11 @@ def test_build_parity_cache_and_rebuild(tiny_checkpoints, tmp_path, monkeypatch)
     real_build = trt_mod.build_engine
     monkeypatch.setattr(trt_mod, "build_engine", lambda *a, **k: builds.append(a) or real_build(*a, **k))
     out = tmp_path / "m.engine"
-    report = export_model(tiny_checkpoints["lanet_tiny"], out, ExportConfig(format="tensorrt", fp16=True, max_batch=4))
+    config = ExportConfig(format="tensorrt", tensorrt=TensorRTConfig(fp16=True, max_batch=4))
+    report = export_model(tiny_checkpoints["lanet_tiny"], out, config)
     assert report.parity.passed and out.is_file() and sidecar_path(out).is_file()
     export_model(tiny_checkpoints["lanet_tiny"], tmp_path / "again.engine",
-                 ExportConfig(format="tensorrt", fp16=True, max_batch=4))
+                 config)
     assert len(builds) == 1  # the second export came from the cache
     frames = torch.randint(0, 256, (6, 1, 75, 121), dtype=torch.uint8)  # 6 > max_batch: runs in chunks
     ref = load_predictor(tiny_checkpoints["lanet_tiny"], device="cpu").predict(frames)

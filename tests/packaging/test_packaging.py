@@ -74,7 +74,7 @@ def test_help_lists_commands():
     assert "demo" in result.output
 
 
-PIPELINE = ["synth", "extract", "train", "eval", "export", "predict", "stream", "models", "demo"]
+PIPELINE = ["synth", "extract", "train", "eval", "repeat", "export", "predict", "stream", "models", "demo"]
 
 
 def _help(*args: str) -> str:

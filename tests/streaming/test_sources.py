@@ -14,6 +14,7 @@ from tests.helpers.streaming import HEIGHT, WIDTH, free_port
 from usvid.errors import InputError
 from usvid.streaming.config import StreamConfig
 from usvid.streaming.sources import CaptureWorker, SourceState, Timeline, classify_source, make_reader
+from usvid.video.testvideos import write_frame_folder
 
 
 def config(source: str, **kwargs) -> StreamConfig:
@@ -25,7 +26,9 @@ def test_classify_source(tmp_path, clip_path):
     assert classify_source("rtsp://127.0.0.1/live") == "network"
     assert classify_source("/dev/video0") == "device"
     assert classify_source(str(clip_path)) == "file"
-    assert classify_source(str(tmp_path)) == "folder"
+    assert classify_source(str(write_frame_folder(tmp_path / "frames", num_frames=2))) == "folder"
+    with pytest.raises(InputError, match="a stream plays one video"):
+        classify_source(str(tmp_path / "frames" / ".."))  # a folder of frame folders
     dcm = tmp_path / "cine.bin"
     dcm.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
     assert classify_source(str(dcm)) == "dicom"

@@ -10,54 +10,55 @@ from usvid.errors import ConfigError
 from usvid.inference.export_onnx import OnnxExportConfig, ParityReport, export_onnx
 from usvid.inference.frames import read_sample_frames
 from usvid.inference.metadata import ModelInfo
-from usvid.inference.quantize import CalibrationMethod, Int8Config, Int8Report, quantize_int8
+from usvid.inference.quantize import Int8Config, Int8Report, quantize_int8
+from usvid.inference.tensorrt_engine import TensorRTConfig
 from usvid.outputs import check_output_file, check_path_text
 
 Format = Literal["onnx", "tensorrt"]
 FORMATS = ("onnx", "tensorrt")
 
 
+def _plain_tensorrt() -> TensorRTConfig:
+    return TensorRTConfig(fp16=False)  # fp32 unless asked, like the ONNX export
+
+
 @dataclass(frozen=True)
 class ExportConfig:
-    """Settings of :func:`export_model`.
+    """Settings of :func:`export_model`: the format, and the settings of each kind of export.
 
-    ``fp16``: half precision inside the graph (TensorRT's usual choice; also valid for ONNX).
-    ``max_batch``: the TensorRT optimisation profile's largest batch (ONNX always has a dynamic batch).
+    ``onnx``: opset and precision of an ONNX export (``precision="fp16"``: half precision inside the graph).
+    ``tensorrt``: the engine's precision, optimisation profile and workspace (``format="tensorrt"``).
+    ``int8``: static int8 ONNX for CPU inference (:mod:`usvid.inference.quantize`), calibrated on a frame store
+    and checked against fp32 on its held-out split; None: no quantisation.
     ``sample``: an image or video whose first ``sample_frames`` frames join the random ones in the parity check.
-    ``int8``: static int8 ONNX for CPU inference (:mod:`usvid.inference.quantize`), calibrated on the frame
-    store ``calibration`` and checked against fp32 on that store's held-out split.
+    Each part validates its own values; this class checks only how they combine.
     """
 
     format: Format = "onnx"
-    fp16: bool = False
-    max_batch: int = 8
-    opset: int = 18
-    workspace_mib: int = 2048
+    onnx: OnnxExportConfig = field(default_factory=OnnxExportConfig)
+    tensorrt: TensorRTConfig = field(default_factory=_plain_tensorrt)
+    int8: Int8Config | None = None
     sample: Path | None = None
     sample_frames: int = 8
-    int8: bool = False
-    calibration: Path | None = None
-    calibration_frames: int = 128
-    calibration_method: CalibrationMethod = "minmax"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"--format must be onnx or tensorrt, got '{self.format}'")
-        if self.max_batch < 1:
-            raise ConfigError(f"--max-batch must be at least 1, got {self.max_batch}")
         if self.sample_frames < 1:
             raise ConfigError(f"sample_frames must be at least 1, got {self.sample_frames}")
-        if self.int8 and (self.format != "onnx" or self.fp16):
+        if self.int8 is not None and (self.format != "onnx" or self.onnx.precision != "fp32"):
             raise ConfigError("--int8 makes an ONNX model for onnxruntime on the CPU: use it with --format onnx "
                               "and without --fp16")
-        if self.int8 and self.calibration is None:
-            raise ConfigError("--int8 needs --calibration STORE: a frame store (from `usvid extract`) of frames like "
-                              "the ones the model will see, to measure activation ranges and check the result")
-        if self.calibration is not None and not self.int8:
-            raise ConfigError("--calibration only applies with --int8")
-        if self.int8 and self.sample is not None:
+        if self.int8 is not None and self.sample is not None:
             raise ConfigError("--sample joins the fp32/fp16 parity check; an --int8 export is checked on the held-out "
                               "split of --calibration instead: drop --sample")
+
+    @property
+    def precision(self) -> str:
+        """What the exported model computes in: fp32, fp16 or int8."""
+        if self.int8 is not None:
+            return "int8"
+        return self.onnx.precision if self.format == "onnx" else self.tensorrt.precision
 
 
 @dataclass(frozen=True)
@@ -80,24 +81,21 @@ def export_model(checkpoint: str | Path, out: str | Path, config: ExportConfig =
         ProcessingError: the exporter failed, or the exported model disagrees with PyTorch.
     """
     # Before any work: a folder, an input or a read-only place as --out used to fail after the whole export.
-    named = ((checkpoint, "checkpoint"), (config.sample, "--sample"), (config.calibration, "--calibration"))
+    calibration = None if config.int8 is None else config.int8.calibration
+    named = ((checkpoint, "checkpoint"), (config.sample, "--sample"), (calibration, "--calibration"))
     for value, option in named:
         if value is not None:
             check_path_text(value, option)
-    out = check_output_file(out, inputs=(checkpoint, config.sample, config.calibration), option="--out")
-    if config.int8:
-        res = quantize_int8(checkpoint, out, Int8Config(calibration=Path(config.calibration),
-                                                        calibration_frames=config.calibration_frames,
-                                                        method=config.calibration_method), opset=config.opset)
+    out = check_output_file(out, inputs=(checkpoint, config.sample, calibration), option="--out")
+    if config.int8 is not None:
+        res = quantize_int8(checkpoint, out, config.int8, opset=config.onnx.opset)
         return ExportReport("onnx", res.path, "int8", res.info, res.report, res.seconds)
     sample = read_sample_frames(config.sample, config.sample_frames) if config.sample is not None else None
-    precision = "fp16" if config.fp16 else "fp32"
     if config.format == "onnx":
-        result = export_onnx(checkpoint, out, OnnxExportConfig(opset=config.opset, precision=precision), sample)
-        return ExportReport("onnx", result.path, precision, result.info, result.parity, result.seconds)
-    from usvid.inference.tensorrt_engine import TensorRTConfig, export_tensorrt, sidecar_path
+        result = export_onnx(checkpoint, out, config.onnx, sample)
+        return ExportReport("onnx", result.path, config.precision, result.info, result.parity, result.seconds)
+    from usvid.inference.tensorrt_engine import export_tensorrt, sidecar_path
 
-    trt_config = TensorRTConfig(fp16=config.fp16, max_batch=config.max_batch, workspace_mib=config.workspace_mib)
-    res = export_tensorrt(checkpoint, out, trt_config, sample)
-    return ExportReport("tensorrt", res.engine, precision, res.record.info, res.parity, res.seconds,
+    res = export_tensorrt(checkpoint, out, config.tensorrt, sample)
+    return ExportReport("tensorrt", res.engine, config.precision, res.record.info, res.parity, res.seconds,
                         [sidecar_path(res.engine), res.onnx])

@@ -43,17 +43,16 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from usvid.boxes import MASK_THRESHOLD, Box
-from usvid.data.manifest import MANIFEST_NAME, read_manifest
-from usvid.data.sources import file_signature
+from usvid.data.manifest import MANIFEST_NAME
+from usvid.data.sources import UNKNOWN_LABEL, file_signature, list_sources
 from usvid.errors import ConfigError, InputError, ProcessingError, UsvidError
-from usvid.inference.frames import IMAGE_SUFFIXES, FrameReader
+from usvid.inference.frames import FrameReader
 from usvid.inference.overlay import (
     BOX_MIN_SCORE,
     UNCERTAIN_BELOW,
@@ -69,10 +68,10 @@ from usvid.io import atomic_path, write_json_atomic, write_text_atomic
 from usvid.outputs import check_output_dir, check_output_file, check_path_text, refuse_inputs
 from usvid.shipped import predictor_role, resolve_model
 from usvid.video.roi import RegionConfig, ScanRegion
+from usvid.video.writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".dcm")
 SUMMARY_NAME = "summary.csv"
 CONFIG_NAME = "predict_config.json"
 RECORDS_DIR = ".usvid-predict"
@@ -217,71 +216,20 @@ ProgressFn = Callable[[PredictProgress], None]
 
 
 def collect_sources(src: str | Path) -> list[VideoSource]:
-    """Videos named by ``src``.
+    """Videos named by ``src``, as :func:`usvid.data.sources.list_sources` reads it (the list ``usvid extract``
+    sees): a video file or DICOM cine, a folder of frame images, a folder of videos (searched below), a glob
+    pattern, a dataset manifest (``manifest.csv`` or its folder) or a BUSI / BUS-BRA folder.
 
-    ``src`` may be a video file (or DICOM cine), a dataset manifest (``manifest.csv`` or its folder), a
-    folder of frame images (one video), or a folder holding videos, DICOM files and/or frame folders.
+    Raises:
+        InputError: ``src`` holds no videos, or a manifest row or annotation is broken.
     """
-    src = Path(src)
-    if not src.exists():
-        raise InputError(f"{src}: does not exist; give a video file, a folder of videos or a manifest.csv")
-    if src.is_dir() and (src / MANIFEST_NAME).is_file():
-        src = src / MANIFEST_NAME
-    if src.is_file() and src.suffix.lower() == ".csv":
-        return [VideoSource(v.video_id, v.path, v.label) for v in read_manifest(src)]
-    if src.is_file():
-        return [VideoSource(src.stem, src)]
-    entries = sorted(src.iterdir())
-    videos = [p for p in entries if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or _is_frame_folder(p)]
-    if not videos and _is_frame_folder(src):
-        return [VideoSource(src.name, src)]
-    if not videos:
-        raise InputError(f"{src}: no videos ({', '.join(VIDEO_SUFFIXES)}), frame folders or {MANIFEST_NAME} here")
-    sources, seen = [], set()
-    for path in videos:
-        name, n = path.stem, 2
-        while name in seen:  # a.mp4 and a.mov would write the same outputs
-            name, n = f"{path.stem}_{n}", n + 1
-        seen.add(name)
-        sources.append(VideoSource(name, path))
-    return sources
-
-
-def _is_frame_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
-
-
-# ---------------------------------------------------------------------------------------------- writing
-
-
-class _Mp4Writer:
-    """H.264 (libx264, yuv420p) writer for BGR frames at a fixed rate."""
-
-    def __init__(self, path: Path, fps: Fraction, width: int, height: int) -> None:
-        self.container = av.open(str(path), mode="w", format="mp4")
-        self.stream = self.container.add_stream("libx264", rate=fps)
-        self.stream.width, self.stream.height = width + width % 2, height + height % 2
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": "23", "preset": "veryfast"}
-        self.pad = (height % 2, width % 2)
-
-    def write(self, image: np.ndarray) -> None:
-        if any(self.pad):
-            image = np.pad(image, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def __enter__(self) -> _Mp4Writer:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        try:
-            if exc_type is None:  # flush the encoder only when the video is complete
-                for packet in self.stream.encode():
-                    self.container.mux(packet)
-        finally:
-            self.container.close()
+    listing = list_sources(src)
+    if listing.failures:
+        problems = "; ".join(str(f) for f in listing.failures[:5])
+        more = f" (and {len(listing.failures) - 5} more)" if len(listing.failures) > 5 else ""
+        raise InputError(f"{src}: cannot be predicted as listed: {problems}{more}")
+    return [VideoSource(item.video_id, item.path, None if item.label == UNKNOWN_LABEL else item.label)
+            for item in listing.items]
 
 
 # ------------------------------------------------------------------------------------------ outputs, resume
@@ -445,10 +393,9 @@ class _Outputs:
         self.lines = stack.enter_context(open(stack.enter_context(atomic_path(self.jsonl_path)), "w"))
         self.writer = None
         if self.overlay_path is not None:
-            tmp = stack.enter_context(atomic_path(self.overlay_path))
             # The overlay canvas: the frame under its label bar (even sides).
             width, height = overlay_layout(clip.width, clip.height).size
-            self.writer = stack.enter_context(_Mp4Writer(tmp, clip.fps, width, height))
+            self.writer = stack.enter_context(VideoWriter(self.overlay_path, clip.fps, width, height))
 
 
 def predict_video(
@@ -555,7 +502,7 @@ def predict_videos(
     """Predict every video of ``src`` with the model at ``model_path``; write results into ``out``.
 
     Args:
-        src: a video file, a folder of videos, or a dataset manifest (``manifest.csv`` or its folder).
+        src: a video file, a folder of videos, a glob pattern or a dataset manifest (as :func:`collect_sources`).
         model_path: a checkpoint (``.pt``), an ``.onnx`` file or a TensorRT engine.
         out: output folder (created).
         config: backend, batch size, ROI, smoothing, overlay settings.

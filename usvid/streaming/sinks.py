@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from usvid.errors import InputError, MissingDependencyError
 from usvid.outputs import check_output_file
 from usvid.streaming.config import RECORD_SUFFIXES
@@ -27,6 +25,8 @@ from usvid.streaming.queues import Closed, DropOldestQueue
 from usvid.streaming.results import OverlayFrame, StreamEvent
 
 log = logging.getLogger(__name__)
+
+_MS = Fraction(1, 1000)  # the recorder's time base: source timestamps in milliseconds
 
 
 class Sink(ABC):
@@ -126,9 +126,7 @@ class Mp4Recorder(Sink):
         self.keyframe_s = keyframe_s
         self.crf = crf
         self.frames_written = 0
-        self._container = None
-        self._stream = None
-        self._size: tuple[int, int] | None = None
+        self._writer = None
         self._t0: float | None = None
         self._last_pts = -1
 
@@ -139,67 +137,43 @@ class Mp4Recorder(Sink):
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _start(self, width: int, height: int) -> None:
-        import av
+        from usvid.video.writer import VideoWriter
 
-        self._size = (width + width % 2, height + height % 2)
-        # flush_packets: each fragment reaches the disk when it is complete, not when FFmpeg's buffer fills.
-        self._container = av.open(
-            str(self.path),
-            "w",
-            format="mp4",
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
+        # Not atomic: the file grows in place so a hard kill keeps every finished fragment. flush_packets: each
+        # fragment reaches the disk when it is complete, not when FFmpeg's buffer fills. zerolatency: no
+        # lookahead or B-frames, so each frame is encoded and written as it arrives; one thread, so the
+        # recorder does not compete with inference for the cores.
+        self._writer = VideoWriter(
+            self.path, self.fps, width, height, crf=self.crf, preset="veryfast", tune="zerolatency", threads=1,
+            gop=max(1, round(self.fps * self.keyframe_s)), time_base=_MS,
+            container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"},
+            atomic=False,
         )
-        stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
-        stream.width, stream.height = self._size
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        # zerolatency: no lookahead or B-frames, so each frame is encoded and written as it arrives;
-        # one thread, so the recorder does not compete with inference for the cores.
-        stream.options = {
-            "preset": "veryfast",
-            "tune": "zerolatency",
-            "crf": str(self.crf),
-            "threads": "1",
-            "g": str(max(1, round(self.fps * self.keyframe_s))),
-        }
-        self._stream = stream
 
     def write(self, frame: OverlayFrame) -> None:
-        import av
         import cv2
 
         if frame.result is None:
             return  # "signal lost" screens are for live views; the recording keeps the source's own frames
         image = frame.image if frame.recording is None else frame.recording  # no status line unless asked
-        if self._container is None:
+        if self._writer is None:
             self._start(image.shape[1], image.shape[0])
-        w, h = self._size
-        if image.shape[1] != w or image.shape[0] != h:
-            if image.shape[1] in (w, w - 1) and image.shape[0] in (h, h - 1):
-                image = cv2.copyMakeBorder(
-                    image, 0, h - image.shape[0], 0, w - image.shape[1], cv2.BORDER_CONSTANT
-                )
-            else:
-                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        w, h = self._writer.size
+        if not (image.shape[1] in (w, w - 1) and image.shape[0] in (h, h - 1)):
+            # a later frame of another size (the source changed resolution): the first one's size
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         pts_s = frame.result.frame.pts_seconds
         self._t0 = pts_s if self._t0 is None else self._t0
         pts = max(round((pts_s - self._t0) * 1000), self._last_pts + 1)
         self._last_pts = pts
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-        vf.pts, vf.time_base = pts, Fraction(1, 1000)
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        self._writer.write(image, pts=pts)
         self.frames_written += 1
 
     def close(self) -> None:
-        if self._container is None:
+        if self._writer is None:
             return
-        try:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-        finally:
-            self._container.close()
-            self._container = None
+        writer, self._writer = self._writer, None
+        writer.finish()
         log.info("recorded %d frames to %s", self.frames_written, self.path)
 
 

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from usvid.data.sources import find_videos, video_kind
 from usvid.errors import InputError
 from usvid.streaming.config import StreamConfig
 from usvid.streaming.queues import Closed
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 SourceKind = Literal["device", "network", "file", "folder", "dicom"]
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp", "http", "https")
-DICOM_SUFFIXES = (".dcm", ".dicom")
 DEFAULT_FPS = 30.0
 
 
@@ -94,25 +94,20 @@ def classify_source(spec: str) -> SourceKind:
             f"source '{spec}': unsupported URL scheme '{scheme}'; use one of {', '.join(NETWORK_SCHEMES)}"
         )
     path = Path(spec)
-    if path.is_dir():
-        return "folder"
     if not path.exists():
         raise InputError(
             f"source '{spec}' does not exist; give a /dev/videoN device, a network URL "
             f"({', '.join(NETWORK_SCHEMES[:5])}, ...), a video file, a frame folder or a DICOM file"
         )
-    if path.suffix.lower() in DICOM_SUFFIXES or _has_dicom_magic(path):
-        return "dicom"
-    return "file"
-
-
-def _has_dicom_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
+    # A recorded source means what it means to `usvid extract` and `usvid predict`, but a stream plays one.
+    kind = video_kind(path)
+    if kind is None and path.is_dir():
+        videos, _ = find_videos(path)
+        example = f" such as {videos[0]}" if videos else ""
+        raise InputError(f"source '{spec}' is a folder without frame images; a stream plays one video: give one "
+                         f"video file{example}, a frame folder or a DICOM file (`usvid predict` reads whole folders)")
+    # Anything else that exists is left to FFmpeg, which reads far more than the listed suffixes.
+    return kind or "file"
 
 
 class FrameReader(ABC):

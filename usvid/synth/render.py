@@ -2,8 +2,8 @@
 
 Frames are composed straight into YUV 4:2:0: the chrome's static frame is made once, each frame only
 rewrites the scan region's luma (grey B-mode has neutral chroma) and the clock. The file is written by
-PyAV (libx264, yuv420p, one encoder thread so the bitstream is the same on every machine) under a
-temporary name and renamed when complete.
+:class:`usvid.video.writer.VideoWriter` (libx264, yuv420p, one encoder thread so the bitstream is the same
+on every machine) under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from usvid.synth.config import SynthConfig
 from usvid.synth.lesion import LesionFrame, LesionShape, make_lesion, render_lesion
 from usvid.synth.motion import plan_motion
 from usvid.synth.scan import ScanShape, make_geometry, to_region
+from usvid.video.writer import VideoWriter
 
 logger = logging.getLogger(__name__)
 
@@ -159,16 +160,6 @@ class _Scene:
         return np.ascontiguousarray(both[..., 0]), box
 
 
-def _open_stream(container, spec: VideoSpec):
-    stream = container.add_stream("libx264", rate=spec.frame_rate)
-    stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
-    # One-second GOPs keep seeking cheap for extraction; one thread keeps the output the same everywhere.
-    stream.codec_context.gop_size = max(1, round(float(spec.frame_rate)))
-    stream.codec_context.thread_count = 1
-    stream.options = {"crf": str(spec.crf), "preset": spec.preset}
-    return stream
-
-
 def render_video(
     spec: VideoSpec, path: str | Path, on_frame: Callable[[int], None] | None = None
 ) -> VideoTruth:
@@ -186,16 +177,16 @@ def encode_video(
     spec: VideoSpec, path: str | Path, on_frame: Callable[[int], None] | None = None
 ) -> VideoTruth:
     """Render ``spec`` straight into ``path`` (the caller makes the write atomic); return its ground truth."""
-    import av
-
     scene = _Scene(spec)
     x, y, w, h = scene.geometry.region
     buffer = scene.chrome.i420.copy()
     luma = buffer[: spec.height]
     boxes: list[BoxXYWH | None] = []
     last_second = None
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = _open_stream(container, spec)
+    # One-second GOPs keep seeking cheap for extraction; one thread keeps the bitstream the same everywhere.
+    with VideoWriter(path, spec.frame_rate, spec.width, spec.height, crf=spec.crf, preset=spec.preset,
+                     gop=max(1, round(float(spec.frame_rate))), threads=1, container_format="mp4",
+                     atomic=False) as writer:
         for index in range(spec.num_frames):
             luma[y : y + h, x : x + w], box = scene.region_frame(index)
             second = int(index / spec.frame_rate)
@@ -203,12 +194,9 @@ def encode_video(
                 scene.chrome.draw_clock(luma, float(second))
                 last_second = second
             boxes.append(box)
-            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
-            frame.pts = index
-            container.mux(stream.encode(frame))
+            writer.write(buffer, pts=index, format="yuv420p")
             if on_frame is not None:
                 on_frame(index)
-        container.mux(stream.encode(None))
     return VideoTruth(
         spec.width,
         spec.height,

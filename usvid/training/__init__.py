@@ -1,5 +1,5 @@
 """Training and evaluation: the paper's two-stage semi-supervised schedule (``fit``) and held-out evaluation
-(``evaluate_checkpoint``). ``python -m usvid.training.repeat`` runs the paper's comparisons over seeds.
+(``evaluate_checkpoint``). ``usvid repeat`` (:mod:`usvid.training.repeat`) runs the paper's comparisons over seeds.
 
 Quick start::
 

@@ -10,13 +10,13 @@ recipe < ``--config FILE`` < flags.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from usvid.errors import ConfigError, MissingDependencyError, did_you_mean, require_file, unknown_name
+from usvid import configfile
+from usvid.errors import ConfigError, did_you_mean, unknown_name
 from usvid.models.config import MAX_INPUT_SIZE
 from usvid.outputs import check_path_text
 
@@ -268,30 +268,11 @@ def recipe_config(name: str) -> TrainConfig:
 
 
 def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
-    """Read a :class:`TrainConfig` from a ``.json`` or ``.yaml``/``.yml`` file (YAML needs PyYAML).
+    """Read a :class:`TrainConfig` from a ``.json``, ``.yaml``/``.yml`` (needs PyYAML) or ``.toml`` file
+    (:func:`usvid.configfile.load_config`: unknown keys and wrong types are refused, naming file and key).
 
     The file's options are laid over ``base`` (e.g. a recipe's config; default: the plain defaults)."""
-    path = require_file(check_path_text(path, "--config"), "training config")
-    text = path.read_text()
-    if path.suffix.lower() in {".yaml", ".yml"}:
-        try:
-            import yaml
-        except ImportError:
-            raise MissingDependencyError(
-                f"{path}: reading YAML needs PyYAML (pip install pyyaml), or write the config as JSON"
-            ) from None
-        data = yaml.safe_load(text) or {}
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of option names to values")
-    try:
-        return (base or TrainConfig()).merged(**data)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    return configfile.load_config(TrainConfig, check_path_text(path, "--config"), base or TrainConfig())
 
 
 def check_resume_compatible(saved: TrainConfig, wanted: TrainConfig, run: Path) -> None:

@@ -7,7 +7,7 @@ finished (their ``eval/report.json`` exists) are reused, so an interrupted study
 
 From the shell (R seeds of one study, table printed, ``OUT/study.json`` + ``OUT/study.md`` written)::
 
-    python -m usvid.training.repeat STORE --study models --seeds 3 --out runs/models \
+    usvid repeat STORE --study models --seeds 3 --out runs/models \
         [--size 256] [--stage1-epochs 10] [--epochs 100] [--depth 18|50] [--device auto]
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from usvid.errors import UsvidError
+from usvid.errors import ConfigError, unknown_name
 from usvid.io import write_json_atomic, write_text_atomic
 from usvid.training.config import TrainConfig
 from usvid.training.eval import evaluate_checkpoint
@@ -146,33 +146,42 @@ def markdown_table(result: StudyResult, keys: Sequence[str] = ("frame_accuracy",
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
+def study_variants(study: str, depth: int = 18) -> dict[str, dict[str, Any]]:
+    """The variants of ``study`` (see :data:`STUDIES`) with an R``depth`` FEX (18 or 50)."""
+    if study not in STUDIES:
+        raise unknown_name("study", study, tuple(STUDIES))
+    if depth not in (18, 50):
+        raise ConfigError(f"--depth must be 18 or 50 (the paper's ResNet FEXs), got {depth}")
+    return {name: {k: (v.replace("18", str(depth)) if k == "model" else v) for k, v in ov.items()}
+            for name, ov in STUDIES[study].items()}
 
-    p = argparse.ArgumentParser(prog="python -m usvid.training.repeat", description="The paper's comparisons "
-                                "with R seeds each: mean and 95% t-interval over seeds on the test split.")
-    p.add_argument("store", type=Path)
-    p.add_argument("--study", choices=sorted(STUDIES), default="models")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--stage1-epochs", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--depth", type=int, choices=(18, 50), default=18)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--positive", default="malignant", help="class sensitivity, specificity, PPV and NPV are about")
-    args = p.parse_args(argv)
-    base = TrainConfig(size=args.size, stage1_epochs=args.stage1_epochs, epochs=args.epochs,
-                       batch_size=args.batch_size, device=args.device)
-    variants = {name: {k: (v.replace("18", str(args.depth)) if k == "model" else v) for k, v in ov.items()}
-                for name, ov in STUDIES[args.study].items()}
-    try:
-        result = repeat_runs(args.store, base, variants, list(range(args.seeds)), args.out, positive=args.positive,
-                             on_run=lambda name, seed, row: print(f"{name} seed {seed} done", flush=True))
-    except UsvidError as err:
-        raise SystemExit(f"error: {err}") from None
-    print(markdown_table(result), end="")
+
+def run_study(
+    store: str | Path,
+    study: str,
+    seeds: int,
+    out: str | Path,
+    *,
+    size: int = 256,
+    stage1_epochs: int = 10,
+    epochs: int = 100,
+    batch_size: int = 8,
+    depth: int = 18,
+    device: str = "auto",
+    positive: str = "malignant",
+    on_run: Callable[[str, int, dict], None] | None = None,
+) -> StudyResult:
+    """``usvid repeat``: one of the paper's :data:`STUDIES` with seeds ``0 .. seeds - 1`` on the test split."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    variants = study_variants(study, depth)
+    base = TrainConfig(size=size, stage1_epochs=stage1_epochs, epochs=epochs, batch_size=batch_size, device=device)
+    return repeat_runs(store, base, variants, list(range(seeds)), out, positive=positive, on_run=on_run)
+
+
+def main() -> None:
+    raise SystemExit("the study CLI moved: run `usvid repeat STORE --study NAME --seeds N --out DIR` "
+                     "(`usvid repeat --help` lists the options)")
 
 
 if __name__ == "__main__":

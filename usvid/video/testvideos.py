@@ -112,10 +112,9 @@ def write_test_video(
         vfr: irregular frame durations (1/fps, 2/fps or 3/fps) on a millisecond time base.
         colour: tint the frames so the RGB channels differ.
     """
-    import av
+    from usvid.video.writer import VideoWriter
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     speckle = rng.integers(0, 200, size=(height, width * 2)).astype(np.uint8)
     lossless = codec in ("ffv1", "png")
@@ -124,25 +123,15 @@ def write_test_video(
         if (colour and lossless)
         else ("gray" if lossless else "yuv420p")
     )
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        options = {}
-        if codec == "libx264":
-            options = {
-                "bf": str(bframes),
-                "g": str(gop),
-                "keyint_min": str(gop),
-                "sc_threshold": "0",
-                "crf": "18",
-            }
-            options["x264-params"] = "log-level=error" if bframes else "log-level=error:bframes=0"
-        elif codec == "mpeg4":
-            options = {"bf": str(bframes), "g": str(gop)}
-        stream.options = options
-        if vfr:
-            stream.codec_context.time_base = Fraction(1, 1000)
-            stream.time_base = Fraction(1, 1000)
+    options = {}
+    if codec == "libx264":
+        options = {"bf": str(bframes), "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        options["x264-params"] = "log-level=error" if bframes else "log-level=error:bframes=0"
+    elif codec == "mpeg4":
+        options = {"bf": str(bframes), "g": str(gop)}
+    time_base = Fraction(1, 1000) if vfr else None
+    with VideoWriter(path, fps, width, height, codec=codec, pix_fmt=pix_fmt, crf=18, preset=None,
+                     options=options, time_base=time_base) as writer:
         pts = 0
         for i in range(num_frames):
             grey = (
@@ -152,17 +141,11 @@ def write_test_video(
             )
             if colour:
                 rgb = np.stack([grey, (grey * 0.7).astype(np.uint8), (grey * 0.4).astype(np.uint8)], axis=-1)
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                writer.write(rgb, format="rgb24", pts=pts if vfr else None)
             else:
-                frame = av.VideoFrame.from_ndarray(grey, format="gray")
+                writer.write(grey, pts=pts if vfr else None)
             if vfr:
-                frame.pts = pts
-                frame.time_base = Fraction(1, 1000)
                 pts += int(1000 / fps) * int(rng.integers(1, 4))
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
     return path
 
 
