@@ -102,7 +102,10 @@ def test_the_project_configs_load(tmp_path):
     assert int8.int8.calibration == Path("store") and int8.precision == "int8"
     with pytest.raises(ConfigError, match=r"c\.json: tensorrt: --max-batch must be at least 1"):
         load_config(ExportConfig, _write(tmp_path, {"tensorrt": {"max_batch": 0}}))
-    predict = load_config(PredictConfig, _write(tmp_path, {"roi": [1, 2, 30, 40], "batch_size": 2}))
-    assert (predict.roi.x, predict.roi.h, predict.batch_size) == (1, 40, 2)
+    predict = load_config(PredictConfig, _write(tmp_path, {"region": {"roi": [1, 2, 30, 40], "frames": 8},
+                                                           "batch_size": 2}))
+    assert (predict.region.roi, predict.region.frames, predict.batch_size) == ((1, 2, 30, 40), 8, 2)
+    with pytest.raises(ConfigError, match=r"c\.json: unknown key 'region\.roi_frames'"):
+        load_config(PredictConfig, _write(tmp_path, {"region": {"roi_frames": 8}}))
     assert load_config(SynthConfig, _write(tmp_path, {"patients": 2, "fps": 25})).fps == 25.0
     assert config_from_mapping(SynthConfig, {"seed": 4}).seed == 4
