@@ -105,7 +105,7 @@ def test_clinical_clips_same_region_in_every_command(shared_data, tmp_path):
 
 @pytest.mark.parametrize("codec", ["libx264", "ffv1"])
 def test_stream_reader_gives_the_grey_extraction_reads(tmp_path, codec):
-    """The stream's model input starts from the same grey pixels as the store's (limited range expanded alike)."""
+    """The stream's model input starts from the grey pixels the store's frames start from (same expansion)."""
     path = write_test_video(tmp_path / "scan.mkv", width=160, height=120, num_frames=12, kind="ultrasound",
                             codec=codec)
     with open_video(path) as reader:

@@ -47,9 +47,12 @@ class ScanRegionTracker:
         self._detector: _DetectorThread | None = None
 
     def update(self, grey: np.ndarray, luma: np.ndarray | None = None) -> ScanRegion | None:
-        """``grey``: ``(H, W)`` uint8 frame; ``luma``: its decoded limited-range luma when the source is limited
-        range (the detector reads that, as extraction does), else ``None``. Neither is modified; they are kept
-        by reference until used."""
+        """Offer one frame; return the region known now (``None`` while detecting).
+
+        ``grey``: ``(H, W)`` uint8 frame; ``luma``: its decoded limited-range luma when the source is limited
+        range (the detector reads that, as extraction does), else ``None``. Neither is modified; both are kept
+        by reference until used.
+        """
         size = (grey.shape[1], grey.shape[0])
         if size != self._size:
             self._new_size(size)
