@@ -179,7 +179,8 @@ def reference(predictor, feed: Path, n: int, repeats: int) -> dict:
     reader = make_reader(StreamConfig(source=str(feed), model=Path("-")))
     reader.open()
     greys = []
-    for _, grey, _ in reader.frames():
+    for decoded in reader.frames():
+        grey = decoded.grey
         greys.append(torch.from_numpy(grey)[None, None])
         if len(greys) == n:
             break

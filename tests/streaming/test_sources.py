@@ -78,7 +78,8 @@ def test_file_reader_frames(clip_path):
     frames = list(reader.frames())
     reader.close()
     assert len(frames) == 30 and reader.fps == pytest.approx(15)
-    bgr, grey, pts = frames[3]
+    bgr, grey, pts, luma = frames[3]
+    assert luma is not None and luma.shape == grey.shape  # libx264 yuv420p: limited range, kept for detection
     assert bgr.shape == (HEIGHT, WIDTH, 3) and bgr.dtype == np.uint8
     assert grey.shape == (HEIGHT, WIDTH) and grey.dtype == np.uint8
     assert [f[2] for f in frames[:3]] == pytest.approx([0, 1 / 15, 2 / 15])

@@ -171,7 +171,7 @@ class InferenceWorker:
                 if smoother is not None and key != last_key:
                     smoother.reset()  # a new connection or frame size: the old state describes another scene
                 last_key = key
-                results.put(self.infer(frame, tracker.update(frame.grey), smoother))
+                results.put(self.infer(frame, tracker.update(frame.grey, frame.luma), smoother))
         finally:
             tracker.close()
             results.close()

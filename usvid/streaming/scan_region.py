@@ -46,13 +46,18 @@ class ScanRegionTracker:
         self._lock = threading.Lock()
         self._detector: _DetectorThread | None = None
 
-    def update(self, grey: np.ndarray) -> ScanRegion | None:
-        """``grey``: ``(H, W)`` uint8 frame (not modified, kept by reference until used)."""
+    def update(self, grey: np.ndarray, luma: np.ndarray | None = None) -> ScanRegion | None:
+        """Offer one frame; return the region known now (``None`` while detecting).
+
+        ``grey``: ``(H, W)`` uint8 frame; ``luma``: its decoded limited-range luma when the source is limited
+        range (the detector reads that, as extraction does), else ``None``. Neither is modified; both are kept
+        by reference until used.
+        """
         size = (grey.shape[1], grey.shape[0])
         if size != self._size:
             self._new_size(size)
         if self._detector is not None:
-            self._detector.offer(grey)
+            self._detector.offer(grey if luma is None else luma, luma is not None)
         with self._lock:
             return self.region
 
@@ -103,15 +108,15 @@ class _DetectorThread:
         self.detector = detector
         self.found = found
         # Frames are only read here; a full queue just means detection samples fewer of them.
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[tuple[np.ndarray, bool] | None] = queue.Queue(maxsize=4)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="usvid-roi", daemon=True)
         self._thread.start()
 
-    def offer(self, grey: np.ndarray) -> None:
+    def offer(self, luma: np.ndarray, limited_range: bool) -> None:
         if not self._done.is_set():
             try:
-                self._queue.put_nowait(grey)
+                self._queue.put_nowait((luma, limited_range))
             except queue.Full:
                 pass
 
@@ -125,10 +130,10 @@ class _DetectorThread:
     def _run(self) -> None:
         warned = False
         while not self._done.is_set():
-            grey = self._queue.get()
-            if grey is None:
+            item = self._queue.get()
+            if item is None:
                 return
-            if not self.detector.add(grey):
+            if not self.detector.add(*item):
                 continue
             try:
                 region = self.detector.region()

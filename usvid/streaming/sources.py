@@ -22,10 +22,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -49,6 +49,25 @@ class SourceState(StrEnum):
     ENDED = "ended"
 
 
+class DecodedFrame(NamedTuple):
+    """One frame as a reader decoded it.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 BGR.
+        grey: ``(H, W)`` uint8 full-range grey, what the model sees (limited-range luma expanded exactly as
+            ``usvid extract`` expands it for the store).
+        pts: seconds on the source's timeline, ``None`` when it carries none.
+        luma: ``(H, W)`` uint8, the decoded limited-range luma (16..235) when the source is limited range,
+            else ``None`` (then ``grey`` is the luma). The scan-region detector takes its statistics of this,
+            as extraction does: statistics of the expanded grey draw a different region.
+    """
+
+    image: np.ndarray
+    grey: np.ndarray
+    pts: float | None
+    luma: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class CapturedFrame:
     """One frame as it left the source.
@@ -60,6 +79,8 @@ class CapturedFrame:
         pts_seconds: time on the source's continuous timeline.
         captured_at: ``time.perf_counter()`` when the frame was decoded; latency is measured from here.
         segment: connection number (0 for the first, +1 per reconnection).
+        luma: the decoded limited-range luma the scan-region detector reads (see :class:`DecodedFrame`), or
+            ``None`` when ``grey`` is the luma.
     """
 
     image: np.ndarray
@@ -68,6 +89,7 @@ class CapturedFrame:
     pts_seconds: float
     captured_at: float
     segment: int = 0
+    luma: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -125,8 +147,8 @@ class FrameReader(ABC):
         """Open (or reopen) the source; raise :class:`InputError` with the reason when it cannot."""
 
     @abstractmethod
-    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray, float | None]]:
-        """Yield ``(bgr (H, W, 3) uint8, grey (H, W) uint8, pts_seconds or None)``.
+    def frames(self) -> Iterator[DecodedFrame | tuple[np.ndarray, np.ndarray, float | None]]:
+        """Yield :class:`DecodedFrame` (or plain ``(bgr, grey, pts)`` triples, for full-range sources).
 
         Ends when a recorded source is exhausted; raises :class:`SourceLost` when a live source drops.
         """
@@ -204,14 +226,19 @@ class PyAVReader(FrameReader):
         }[self.kind]
         return f"could not open {what} '{self.spec}' (gave up after {waited:.1f} s; {reason}); {hint}"
 
-    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray, float | None]]:
+    def frames(self) -> Iterator[DecodedFrame]:
         import av
+
+        from usvid.video.pyav_backend import frame_to_grey, luma_view
 
         if self._container is None:
             raise RuntimeError("open() the reader first")
         try:
             for frame in self._container.decode(video=0):
-                yield frame.to_ndarray(format="bgr24"), frame.to_ndarray(format="gray"), frame.time
+                luma, limited = luma_view(frame)
+                luma = np.array(luma) if limited else None  # a copy: the view dies with the decoder's frame
+                grey, _ = frame_to_grey(frame)
+                yield DecodedFrame(frame.to_ndarray(format="bgr24"), grey, frame.time, luma)
         except (av.error.FFmpegError, OSError) as err:
             if not self.live:
                 raise InputError(f"{self.spec}: decoding failed ({type(err).__name__}: {err})") from None
@@ -260,7 +287,7 @@ class VideoLayerReader(FrameReader):
         self._reader = open_video(self.spec, **options)
         self.fps = self._fps_override or self._reader.info.fps or DEFAULT_FPS
 
-    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray, float | None]]:
+    def frames(self) -> Iterator[DecodedFrame]:
         import cv2
 
         from usvid.video.reader import rgb_to_grey
@@ -270,7 +297,7 @@ class VideoLayerReader(FrameReader):
             for chw, index in zip(batch.data.numpy(), batch.indices.tolist(), strict=True):
                 rgb = np.ascontiguousarray(chw.transpose(1, 2, 0))
                 # Timestamps from the frame rate, so a --fps override of a folder or cine takes effect.
-                yield cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), rgb_to_grey(rgb), index * step
+                yield DecodedFrame(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), rgb_to_grey(rgb), index * step)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -380,9 +407,10 @@ class CaptureWorker(threading.Thread):
     def _pump(self) -> None:
         pace = self.config.realtime and not self.reader.live
         wall0 = pts0 = None
-        for bgr, grey, pts in self.reader.frames():
+        for decoded in self.reader.frames():
             if self.stop_event.is_set():
                 return
+            bgr, grey, pts, luma = DecodedFrame(*decoded)
             t = self._timeline.map(pts)
             if pace:
                 wall0, pts0 = (time.perf_counter(), t) if wall0 is None else (wall0, pts0)
@@ -390,7 +418,7 @@ class CaptureWorker(threading.Thread):
                 if delay > 0 and self.stop_event.wait(delay):
                     return
             now = time.perf_counter()
-            frame = CapturedFrame(bgr, grey, self.captured, t, now, self.reconnects)
+            frame = CapturedFrame(bgr, grey, self.captured, t, now, self.reconnects, luma)
             self.first_capture_at = self.first_capture_at or now
             self.last_capture_at = now
             self.captured += 1
