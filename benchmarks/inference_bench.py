@@ -360,7 +360,7 @@ def prepare_files(tmp: Path, model_name: str, size: int, kinds: set[str]) -> dic
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=2).eval()
     ckpt = tmp / f"{model_name}_{size}.pt"
-    save_checkpoint(ckpt, checkpoint_from_model(model, CLASSES, PreprocessConfig(size=size)))
+    save_checkpoint(ckpt, checkpoint_from_model(model, CLASSES, PreprocessConfig(size=size, store_size=size)))
     files = {"checkpoint": ckpt}
     if "onnx" in kinds:
         t0 = time.perf_counter()

@@ -57,7 +57,7 @@ def synthetic_setup(tmp: Path) -> tuple[Path, Path]:
     torch.manual_seed(0)
     ckpt = tmp / "lanet_r18_256.pt"
     save_checkpoint(ckpt, checkpoint_from_model(create_model("lanet_r18", num_classes=2), ["benign", "malignant"],
-                                                PreprocessConfig(size=256)))
+                                                PreprocessConfig(size=256, store_size=256)))
     generate_dataset(tmp / "synth", SynthConfig(patients=8, seconds=1.0, width=320, height=240, seed=0))
     extract(tmp / "synth" / "manifest.csv", tmp / "store", ExtractConfig(size=256, split=SplitFractions(0.5, 0.25, 0.25)))
     return ckpt, tmp / "store"

@@ -117,7 +117,7 @@ def prepare_model(cache: Path, input_size: int, backend: str) -> Path:
         torch.manual_seed(0)
         model = create_model("lanet_r18", num_classes=2)
         save_checkpoint(
-            ckpt, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=input_size))
+            ckpt, checkpoint_from_model(model, ["benign", "malignant"], PreprocessConfig(size=input_size, store_size=input_size))
         )
     if backend == "torch":
         return ckpt
