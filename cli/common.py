@@ -1,20 +1,21 @@
-"""Shared CLI plumbing: turning library errors into one-line messages, and small option parsers."""
+"""Shared CLI plumbing: one-line errors, small option parsers, and ``--config`` files under typed flags."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from usvid.errors import InputError, UsvidError
+from usvid.errors import ConfigError, InputError, UsvidError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
+T = TypeVar("T")
 
 
 def handle_errors(fn: F) -> F:
@@ -61,6 +62,85 @@ def parse_ints(text: str, count: int, option: str, example: str) -> tuple[int, .
     if len(values) != count:
         raise InputError(f"{option}: expected {count} comma-separated whole numbers such as {example}, got '{text}'")
     return values
+
+
+# --- --config FILE: the file's settings, then the flags typed on the command line over them ----------------
+
+#: Where one option goes in its command's config: a dotted key (``"region.roi"``), or ``(key, parse)`` where
+#: ``parse`` turns the option's value into the config's; ``(("width", "height"), parse)`` fills several keys
+#: from the tuple ``parse`` returns.
+Option = str | tuple[str | tuple[str, ...], Callable[[Any], Any]]
+#: Help of ``--config``; ``{fields}`` names the config dataclass and a nested key or two.
+CONFIG_HELP = "JSON/YAML/TOML file of {fields} (README: Config files); flags typed go over it."
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """The options typed on the command line (the others keep the --config file's values)."""
+    # By name: typer ships its own copy of click, whose enum is not click.core's.
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
+
+
+def read_config_file(config: str | None) -> dict[str, Any]:
+    """The ``--config`` file's mapping (``{}`` without one); a file that cannot be read: one line, exit 2."""
+    if config is None:
+        return {}
+    from usvid.configfile import read_mapping
+    from usvid.outputs import check_path_text
+
+    path = check_path_text(config, "--config")
+    try:
+        return read_mapping(path, "--config")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError(f"{path}: cannot read the --config file ({reason})") from None
+
+
+def apply_options(data: dict[str, Any], ctx: typer.Context, options: Mapping[str, Option]) -> dict[str, Any]:
+    """Lay the options of ``options`` typed on the command line over ``data`` (a config file's mapping)."""
+    given = given_options(ctx)
+    for name, option in options.items():
+        if name not in given:
+            continue  # not typed: the file's value holds, else the config's default (never the flag's)
+        keys, parse = (option, None) if isinstance(option, str) else option
+        value = ctx.params[name] if parse is None else parse(ctx.params[name])
+        keys, values = ((keys,), (value,)) if isinstance(keys, str) else (keys, value)
+        for key, part in zip(keys, values, strict=True):
+            _set(data, key, part)
+    return data
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    *path, leaf = key.split(".")
+    for part in path:
+        data = data.setdefault(part, {})
+        if not isinstance(data, dict):
+            return  # the file's value there is not a mapping: config_from_mapping says so, naming the key
+    data[leaf] = value
+
+
+def config_from_options(cls: type[T], ctx: typer.Context, config: str | None,
+                        options: Mapping[str, Option]) -> T:
+    """``cls`` from the ``--config`` file with the ``options`` typed on the command line over it.
+
+    Options not typed keep the file's values, else the config's own defaults (their flags' defaults are the
+    same: tests/cli/test_config_option.py checks it). Unknown keys, wrong types: one line naming file and key.
+    """
+    return build_config(cls, apply_options(read_config_file(config), ctx, options), config)
+
+
+def build_config(cls: type[T], data: dict[str, Any], config: str | None) -> T:
+    """``cls`` from ``data`` (file and flags), refusing in one line a required field that neither gave."""
+    import dataclasses
+
+    from usvid.configfile import config_from_mapping
+
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and required and f.name not in data:
+            raise InputError(f"missing {f.name.upper()}: give it on the command line, or '{f.name}' in the "
+                             f"--config file")
+    return config_from_mapping(cls, data, where=config)
 
 
 MODEL_HELP = "Checkpoint (.pt), ONNX (.onnx), TensorRT engine, or a shipped model's name (see `usvid models`)."

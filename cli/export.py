@@ -4,40 +4,34 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
-from usvid.cli.common import console, handle_errors, next_step
+from usvid.cli.common import (
+    Option,
+    apply_options,
+    console,
+    given_options,
+    handle_errors,
+    next_step,
+    read_config_file,
+)
 
-
-def _given(ctx: typer.Context) -> set[str]:
-    """The options typed on the command line (the others keep the --config file's values)."""
-    # By name: typer ships its own copy of click, whose enum is not click.core's.
-    return {name for name in ctx.params
-            if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
+#: Where the export flags go in ExportConfig (the --int8 part is laid on by hand: it exists only with --int8).
+OPTIONS: dict[str, Option] = {
+    "format": ("format", str.lower), "sample": "sample", "opset": "onnx.opset",
+    "fp16": (("onnx.precision", "tensorrt.fp16"), lambda fp16: ("fp16" if fp16 else "fp32", fp16)),
+    "max_batch": "tensorrt.max_batch", "workspace_mib": "tensorrt.workspace_mib",
+}
 
 
 def _config_data(ctx: typer.Context, config: str | None) -> dict:
     """The export settings as :class:`ExportConfig` nests them: the --config file's, then the flags given."""
-    from usvid.configfile import read_mapping
     from usvid.errors import ConfigError
-    from usvid.outputs import check_path_text
 
-    data = read_mapping(check_path_text(config, "--config"), "export config") if config is not None else {}
-    given, p = _given(ctx), ctx.params
-
-    def part(name: str) -> dict:
-        value = data.setdefault(name, {})
-        return value if isinstance(value, dict) else {}  # not a mapping: load_config says so
-
-    for flag, section, key, value in (
-        ("format", None, "format", p["format"].lower()), ("sample", None, "sample", p["sample"]),
-        ("opset", "onnx", "opset", p["opset"]), ("fp16", "onnx", "precision", "fp16" if p["fp16"] else "fp32"),
-        ("fp16", "tensorrt", "fp16", p["fp16"]), ("max_batch", "tensorrt", "max_batch", p["max_batch"]),
-        ("workspace_mib", "tensorrt", "workspace_mib", p["workspace_mib"]),
-    ):
-        if flag in given:
-            (data if section is None else part(section))[key] = value
+    data = apply_options(read_config_file(config), ctx, OPTIONS)
+    given, p = given_options(ctx), ctx.params
     int8_flags = [f for f in ("calibration", "calibration_frames", "calibration_method") if f in given]
     if p["int8"] or isinstance(data.get("int8"), dict):
-        int8 = part("int8")
+        int8 = data.setdefault("int8", {})
+        int8 = int8 if isinstance(int8, dict) else {}  # not a mapping: config_from_mapping says so
         for flag, key in (("calibration", "calibration"), ("calibration_frames", "calibration_frames"),
                           ("calibration_method", "method")):
             if flag in given:

@@ -7,11 +7,45 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from usvid.cli.common import console, handle_errors, next_step, parse_ints
+from usvid.cli.common import (
+    CONFIG_HELP,
+    Option,
+    config_from_options,
+    console,
+    handle_errors,
+    next_step,
+    parse_ints,
+)
+
+
+def _split(text: str):
+    from usvid.data.splits import SplitFractions
+
+    return SplitFractions.from_percent(parse_ints(text, 3, "--split", "70,15,15"))
+
+
+def _groups(text: str) -> Path:
+    from usvid.outputs import check_path_text
+
+    return check_path_text(text, "--groups")
+
+
+def _classes(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(","))
+
+
+#: Where each option goes in ExtractConfig (SRC... OUT stay on the command line: they are not settings of it).
+OPTIONS: dict[str, Option] = {
+    "size": "size", "every": "every", "fps": "fps", "split": ("split", _split), "seed": "seed",
+    "roi": ("region.roi", lambda text: parse_ints(text, 4, "--roi", "40,60,560,400")), "dedupe": "dedupe",
+    "strict": "strict", "groups": ("groups", _groups), "classes": ("classes", _classes),
+    "category": "category", "backend": "backend", "workers": "workers",
+}
 
 
 @handle_errors
 def extract(
+    ctx: typer.Context,
     # Plain text, not Path: click's path type stats the value and turns a NUL byte into a multi-line usage box.
     paths: list[str] = typer.Argument(
         ...,
@@ -54,6 +88,9 @@ def extract(
     workers: int = typer.Option(
         0, "--workers", help="Videos extracted at once (0: one per CPU core, at most 8); the store is the same."
     ),
+    config: str = typer.Option(None, "--config", metavar="FILE", show_default="none",
+                               help=CONFIG_HELP.format(
+                                   fields="ExtractConfig's fields, e.g. size, split.train, region.roi")),
 ) -> None:
     """Decode, crop the scan region, resize and store frames, boxes and masks, split by patient."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -61,31 +98,14 @@ def extract(
 
     from usvid.data.extract import ExtractConfig, ExtractProgress, split_change_text
     from usvid.data.extract import extract as run_extract
-    from usvid.data.splits import SplitFractions
     from usvid.errors import InputError
-    from usvid.outputs import check_path_text
-    from usvid.video.roi import RegionConfig
 
     if len(paths) < 2:
         raise InputError(
             f"usvid extract {' '.join(map(str, paths))}: needs SRC [SRC ...] OUT (a source, then the store folder)"
         )
     *srcs, out = (Path(p) for p in paths)
-    config = ExtractConfig(
-        size=size,
-        every=every,
-        fps=fps,
-        split=SplitFractions.from_percent(parse_ints(split, 3, "--split", "70,15,15")),
-        seed=seed,
-        region=RegionConfig(parse_ints(roi, 4, "--roi", "40,60,560,400") if roi else None),
-        dedupe=dedupe,
-        strict=strict,
-        groups=check_path_text(groups, "--groups") if groups is not None else None,
-        backend=backend,
-        workers=workers,
-        classes=tuple(c.strip() for c in classes.split(",")) if classes is not None else None,
-        category=category,
-    )
+    config = config_from_options(ExtractConfig, ctx, config, OPTIONS)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         overall = bar.add_task("videos", total=None)

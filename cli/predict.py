@@ -7,11 +7,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from usvid.cli.common import (
+    CONFIG_HELP,
     DEVICE_HELP,
     MODEL_DEFAULT,
     MODEL_HELP,
     SMOOTHING_HELP,
     SMOOTHING_TAU_HELP,
+    Option,
+    config_from_options,
     console,
     handle_errors,
     model_or_default,
@@ -19,9 +22,19 @@ from usvid.cli.common import (
     parse_ints,
 )
 
+#: Where each option goes in PredictConfig (SRC, --model, --out and --coco are not settings of it).
+OPTIONS: dict[str, Option] = {
+    "backend": "backend", "device": "device", "batch_size": "batch_size",
+    "roi": ("region.roi", lambda text: parse_ints(text, 4, "--roi", "40,60,600,400")),
+    "detect_roi": "region.detect", "smoothing": "smoothing", "smoothing_tau": "smoothing_tau_s",
+    "smooth": "smoothing_alpha", "threshold": "threshold", "overlay": "overlay", "precision": "precision",
+    "threads": "threads", "keep_ui": "keep_ui",
+}
+
 
 @handle_errors
 def predict(
+    ctx: typer.Context,
     # str, not Path: a path the OS cannot hold (a NUL byte) then gets usvid's one-line error, not a usage box.
     src: str = typer.Argument(..., metavar="SRC", help="A video, a folder of videos / frame folders, or a dataset manifest.csv."),
     model: str = typer.Option(None, "--model", metavar="MODEL", show_default=MODEL_DEFAULT, help=MODEL_HELP),
@@ -47,20 +60,17 @@ def predict(
                                     help="Also write COCO detection results of every video to FILE (JSON)."),
     keep_ui: bool = typer.Option(False, "--keep-ui", help="Overlays show the whole frame, burned-in text included "
                                  "(default: blanked outside the scan region)."),
+    config: str = typer.Option(None, "--config", metavar="FILE", show_default="none",
+                               help=CONFIG_HELP.format(fields="PredictConfig's fields, e.g. batch_size, "
+                                                              "region.roi")),
 ) -> None:
     """Classify every frame and locate the lesion; exit code 1 if any video failed (the others still run).
 
     A re-run into the same --out skips videos already done with the same source, model and settings.
     """
     from usvid.inference.predict import PredictConfig, predict_videos
-    from usvid.video.roi import RegionConfig
 
-    config = PredictConfig(
-        backend=backend, device=device, batch_size=batch_size, threshold=threshold, overlay=overlay,
-        region=RegionConfig(parse_ints(roi, 4, "--roi", "40,60,600,400") if roi else None, detect_roi),
-        smoothing=smoothing, smoothing_tau_s=smoothing_tau, smoothing_alpha=smooth,
-        precision=precision, threads=threads, keep_ui=keep_ui,
-    )
+    config = config_from_options(PredictConfig, ctx, config, OPTIONS)
     model = model_or_default(model)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bars:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -10,22 +11,41 @@ from rich.table import Table
 from rich.text import Text
 
 from usvid.cli.common import (
+    CONFIG_HELP,
     DEVICE_HELP,
     MODEL_DEFAULT,
     MODEL_HELP,
     SMOOTHING_HELP,
     SMOOTHING_TAU_HELP,
+    Option,
+    apply_options,
+    build_config,
     console,
     handle_errors,
     model_or_default,
     parse_ints,
+    read_config_file,
 )
+
+#: Where each option goes in StreamConfig (SOURCE too; --model is laid on as given, see stream()).
+OPTIONS: dict[str, Option] = {
+    "source": "source", "realtime": "realtime", "record": "record", "jsonl": "jsonl",
+    "serve": "serve", "serve_public": "serve_public", "window": "window", "stats": "stats",
+    "max_frames": "max_frames",
+    "roi": ("region.roi", lambda text: parse_ints(text, 4, "--roi", "40,60,600,400")),
+    "detect_roi": "region.detect", "threshold": "threshold", "smoothing": "smoothing",
+    "smoothing_tau": "smoothing_tau_s", "backend": "backend", "device": "device", "keep_ui": "keep_ui",
+    "record_status": "record_status",
+}
 
 
 @handle_errors
 def stream(
+    ctx: typer.Context,
     source: str = typer.Argument(
-        ..., metavar="SOURCE", help="/dev/videoN, rtsp://, udp://, http:// URL, video file, frame folder or DICOM."
+        None, metavar="SOURCE", show_default=False,
+        help="/dev/videoN, rtsp://, udp://, http:// URL, video file, frame folder or DICOM (or 'source' in "
+        "--config).",
     ),
     model: str = typer.Option(None, "--model", metavar="MODEL", show_default=MODEL_DEFAULT, help=MODEL_HELP),
     realtime: bool = typer.Option(
@@ -62,31 +82,18 @@ def stream(
     record_status: bool = typer.Option(
         False, "--record-status", help="Burn the fps / latency / dropped line into --record too."
     ),
+    config: str = typer.Option(None, "--config", metavar="FILE", show_default="none",
+                               help=CONFIG_HELP.format(fields="StreamConfig's fields, e.g. source, model, "
+                                                              "region.roi")),
 ) -> None:
     """Overlay lesion box, class and probability on every frame of a feed, live."""
     from usvid.streaming import StreamConfig, run_stream
-    from usvid.video.roi import RegionConfig
 
-    config = StreamConfig(
-        source=source,
-        model=model_or_default(model),
-        backend=backend,
-        device=device,
-        realtime=realtime,
-        record=record,
-        jsonl=jsonl,
-        serve=serve,
-        serve_public=serve_public,
-        window=window,
-        stats=stats,
-        max_frames=max_frames,
-        region=RegionConfig(parse_ints(roi, 4, "--roi", "40,60,600,400") if roi else None, detect_roi),
-        threshold=threshold,
-        smoothing=smoothing,
-        smoothing_tau_s=smoothing_tau,
-        keep_ui=keep_ui,
-        record_status=record_status,
-    )
+    data = apply_options(read_config_file(config), ctx, OPTIONS)
+    config = build_config(StreamConfig, data, config)
+    if model is not None or "model" not in data:
+        # As typed (the file's reader would make a name a Path); without one, says which shipped model it is.
+        config = dataclasses.replace(config, model=model_or_default(model))
     with Live(Text("opening source ..."), console=console, refresh_per_second=4, transient=True) as live:
 
         def on_started(pipeline) -> None:

@@ -5,11 +5,26 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from usvid.cli.common import console, handle_errors, next_step, parse_size
+from usvid.cli.common import (
+    CONFIG_HELP,
+    Option,
+    config_from_options,
+    console,
+    handle_errors,
+    next_step,
+    parse_size,
+)
+
+#: Where each option goes in SynthConfig (OUT and --overwrite are not settings of it).
+OPTIONS: dict[str, Option] = {
+    "patients": "patients", "seconds": "seconds", "size": (("width", "height"), parse_size), "fps": "fps",
+    "box_fraction": "box_fraction", "seed": "seed", "normal_fraction": "normal_fraction",
+}
 
 
 @handle_errors
 def synth(
+    ctx: typer.Context,
     # str, not Path: a path the OS cannot hold (a NUL byte) then gets usvid's one-line error, not a usage box.
     out: str = typer.Argument(
         ..., metavar="OUT", help="Folder to write the videos, manifest.csv, annotations.json and ground_truth.json to."
@@ -35,6 +50,9 @@ def synth(
         help="Write into a folder synth did not make: files with the names synth writes are replaced; "
         "nothing else is touched or deleted.",
     ),
+    config: str = typer.Option(None, "--config", metavar="FILE", show_default="none",
+                               help=CONFIG_HELP.format(fields="SynthConfig's fields, e.g. patients, width, "
+                                                              "height")),
 ) -> None:
     """Generate synthetic MBUD-style scan videos with a manifest, sparse COCO boxes and full ground truth.
 
@@ -42,17 +60,7 @@ def synth(
     """
     from usvid.synth import SynthConfig, generate_dataset
 
-    width, height = parse_size(size)
-    config = SynthConfig(
-        patients=patients,
-        seconds=seconds,
-        width=width,
-        height=height,
-        fps=fps,
-        box_fraction=box_fraction,
-        seed=seed,
-        normal_fraction=normal_fraction,
-    )
+    config = config_from_options(SynthConfig, ctx, config, OPTIONS)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -87,7 +95,7 @@ def synth(
         ("frames", summary.frames),
         ("frames showing a lesion", summary.lesion_frames),
         ("annotated frames", f"{summary.annotated_frames} ({summary.annotated_boxes} with a box)"),
-        ("size / fps", f"{width}x{height} @ {fps:g}"),
+        ("size / fps", f"{config.width}x{config.height} @ {config.fps:g}"),
     ):
         table.add_row(item, str(value))
     console.print(table)
