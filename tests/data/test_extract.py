@@ -15,12 +15,12 @@ import av
 import numpy as np
 import pytest
 
-from usvid.boxes import Box
 from tests.helpers.datasets import H, N, W, make_busi
+from usvid.boxes import Box
 from usvid.data.extract import ExtractConfig, extract
 from usvid.data.manifest import VideoEntry, write_annotations, write_manifest
 from usvid.data.splits import SplitFractions
-from usvid.data.store import FrameStore, Letterbox
+from usvid.data.store import FrameStore, Letterbox, stored_corners
 from usvid.errors import ConfigError, InputError, ProcessingError
 from usvid.video.roi import RegionConfig
 from usvid.video.testvideos import ultrasound_layout, write_test_video
@@ -57,10 +57,11 @@ def test_manifest_to_store(dataset, tmp_path):
     rx, ry = v0.roi[:2]
     expected = [lb.box((40 - rx, 30 - ry, 70 - rx, 50 - ry)), lb.box((90 - rx, 60 - ry, 100 - rx, 68 - ry))]
     assert f3.has_box and list(f3.boxes) == expected
-    assert f3.box == (expected[0][0], expected[0][1], expected[1][2], expected[1][3])
+    (ax0, ay0, _, _), (_, _, bx1, by1) = (stored_corners(b) for b in expected)
+    assert f3.box == Box.from_xyxy(ax0, ay0, bx1, by1)
     mask = store.mask_of("v0", f3.store_index)
     assert mask.shape == (64, 64) and set(np.unique(mask)) == {0, 255}
-    x0, y0, x1, y1 = (int(round(v)) for v in expected[0])
+    x0, y0, x1, y1 = (int(round(v)) for v in stored_corners(expected[0]))
     assert (mask[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1] == 255).all() and mask[: y0 - 1].max() == 0
     assert not f7.has_box and f7.box is None and store.mask_of("v0", f7.store_index).max() == 0
     assert store.mask_of("v0", 0) is None

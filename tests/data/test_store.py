@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from usvid.data.store import FrameStore, Letterbox
+from usvid.boxes import Box
+from usvid.data.extract.records import FrameRow
+from usvid.data.items import SourceItem
+from usvid.data.store import FrameStore, Letterbox, format_boxes, parse_boxes, stored_corners
 from usvid.errors import InputError
 
 
@@ -19,7 +23,8 @@ def test_letterbox_maps_boxes_and_masks_like_frames(w, h):
     crop = np.zeros((1, h, w), np.uint8)
     crop[0, 20:40, 10:30] = 255  # a bright lesion at x 10..30, y 20..40
     frame = lb.frames(crop)[0]
-    x0, y0, x1, y1 = lb.box((10, 20, 30, 40))
+    stored = lb.box((10, 20, 30, 40))
+    x0, y0, x1, y1 = stored.as_xyxy()
     ys, xs = np.nonzero(frame > 127)
     assert abs(xs.min() - x0) <= 1 and abs(xs.max() + 1 - x1) <= 1
     assert abs(ys.min() - y0) <= 1 and abs(ys.max() + 1 - y1) <= 1
@@ -28,12 +33,27 @@ def test_letterbox_maps_boxes_and_masks_like_frames(w, h):
     stored_mask = lb.mask(mask)
     assert set(np.unique(stored_mask)) == {0, 255}
     assert ((stored_mask > 0) == (frame > 127)).mean() > 0.98
-    filled = lb.boxes_mask([(x0, y0, x1, y1)])
+    filled = lb.boxes_mask([stored])
     assert ((filled > 0) & (stored_mask > 0)).sum() >= 0.95 * (stored_mask > 0).sum()
     # Padding is black and centred.
     ox, oy = lb.offset
     assert (frame[:oy] == 0).all() and (frame[:, :ox] == 0).all()
     assert abs((64 - nw - ox) - ox) <= 1 and abs((64 - nh - oy) - oy) <= 1
+
+
+def test_stored_boxes_keep_their_corners_to_the_byte():
+    # frames.csv holds corners; a Box holds x and w, and in floats x + w can miss the corner by an ulp.
+    box, other = Box.from_xyxy(0.07, 0.14, 0.6, 1.32), Box.from_xyxy(1, 2, 3.5, 4)
+    assert box.as_xyxy()[2] != 0.6 and box.as_xyxy()[3] != 1.32
+    assert stored_corners(box) == (0.07, 0.14, 0.6, 1.32)
+    assert format_boxes([box, other]) == "0.07 0.14 0.6 1.32|1 2 3.5 4"
+    assert parse_boxes("0.07 0.14 0.6 1.32|1 2 3.5 4") == (box, other)
+    item = SourceItem("v", "p", "benign", Path("v.mp4"), "v.mp4")
+    row = FrameRow(item, "train", 3, 0.1, 0, True, (box, other)).to_row()
+    assert [row[k] for k in ("x0", "y0", "x1", "y1")] == [0.07, 0.14, 3.5, 4.0]
+    assert str(FrameRow(item, "train", 3, 0.1, 0, True, (box,)).to_row()["x1"]) == "0.6"
+    with pytest.raises(InputError, match="not four corners"):
+        parse_boxes("1 2 3")
 
 
 def test_store_rejects_missing_and_incompatible(tmp_path):

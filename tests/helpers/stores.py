@@ -19,7 +19,11 @@ FRAMES = 12
 
 def write_store(path: Path, videos: list[dict], arrays: dict[str, np.ndarray],
                 boxes: dict[tuple[str, int], tuple[float, float, float, float]]):
-    """Write the frame-store format :class:`usvid.data.store.FrameStore` reads (what ``usvid extract`` writes)."""
+    """Write the frame-store format :class:`usvid.data.store.FrameStore` reads (what ``usvid extract`` writes).
+
+    ``boxes`` maps ``(video_id, frame)`` to corners ``(x0, y0, x1, y1)`` in stored pixels, as frames.csv holds them.
+    """
+    from usvid.boxes import Box
     from usvid.data.store import (
         FRAME_COLUMNS,
         STORE_FORMAT,
@@ -52,7 +56,7 @@ def write_store(path: Path, videos: list[dict], arrays: dict[str, np.ndarray],
                 "video_id": vid, "patient_id": v["patient_id"], "frame_index": i, "timestamp": i / 30.0,
                 "label": v["label"], "split": v["split"], "has_box": int(box is not None), "x0": x0, "y0": y0,
                 "x1": x1, "y1": y1, "store_index": i, "annotated": int(box is not None),
-                "num_boxes": int(box is not None), "boxes": format_boxes([box]) if box else "",
+                "num_boxes": int(box is not None), "boxes": format_boxes([Box.from_xyxy(*box)]) if box else "",
                 "mask_index": len(masks) - 1 if box is not None else -1,
             })
         np.save(path / "masks" / f"{vid}.npy", np.stack(masks) if masks else np.zeros((0, SIZE, SIZE), np.uint8))

@@ -6,6 +6,7 @@ import av
 import numpy as np
 import pytest
 
+from usvid.boxes import Box
 from usvid.errors import ConfigError, InputError
 from usvid.synth import write_scan_video
 from usvid.synth.scan import make_geometry
@@ -52,9 +53,11 @@ def test_truth_matches_pixels(tmp_path, decode_grey, label, shape):
     )
     for index in truth.lesion_frames:
         box = truth.boxes[index]
-        assert _inside(box, (0, 0, 160, 120)) and _inside(box, truth.scan_region)
+        # Whole frame pixels, as ints: ground_truth.json and annotations.json write them as integers.
+        assert isinstance(box, Box) and all(isinstance(v, int) for v in (box.x, box.y, box.w, box.h))
+        x, y, w, h = box.x, box.y, box.w, box.h
+        assert _inside((x, y, w, h), (0, 0, 160, 120)) and _inside((x, y, w, h), truth.scan_region)
         # The lesion is hypoechoic: darker than a ring around it (which holds halo, capsule, enhancement).
-        x, y, w, h = box
         mx, my = max(2, w // 2), max(2, h // 2)
         x0, y0, x1, y1 = max(rx, x - mx), max(ry, y - my), min(rx + rw, x + w + mx), min(ry + rh, y + h + my)
         window, inner = frames[index, y0:y1, x0:x1], frames[index, y : y + h, x : x + w]

@@ -58,7 +58,7 @@ def test_batch_reader_types_and_box_masks(tiny_store):
     assert batch.masks.shape == (3, 1, 64, 64) and batch.masks.dtype == torch.uint8
     assert batch.annotated.tolist() == [True, True, False]
     assert int(batch.masks[2].max()) == 0
-    x0, y0, x1, y1 = (int(v) for v in frames.records[0].box)
+    x0, y0, x1, y1 = (int(v) for v in frames.records[0].box.as_xyxy())
     assert int(batch.masks[0, 0, y0:y1, x0:x1].min()) == 255
     assert int(batch.masks[0].sum()) // 255 == (x1 - x0) * (y1 - y0)
     # the image really is the stored frame

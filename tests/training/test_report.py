@@ -9,6 +9,7 @@ from matplotlib.colors import to_hex
 from torch import nn
 from usvid.models import ModelOutput
 
+from usvid.boxes import Box
 from usvid.training import metrics, report
 from usvid.training.gradcam import grad_cam
 
@@ -94,7 +95,8 @@ def _example(caption, cam=None, content=None):
     img = np.full((64, 64), 90, np.uint8)
     truth = np.zeros((64, 64), bool)
     truth[10:30, 12:40] = True
-    return report.Example(img, caption, truth, (12, 10, 40, 30), truth, (12, 10, 40, 30), cam, content, "malignant")
+    box = Box.from_xyxy(12, 10, 40, 30)
+    return report.Example(img, caption, truth, box, truth, box, cam, content, "malignant")
 
 
 def test_example_captions_are_whole_and_the_legend_names_the_colours():
@@ -109,6 +111,16 @@ def test_example_captions_are_whole_and_the_legend_names_the_colours():
     entries = {t.get_text(): to_hex(h.get_color()) for t, h in zip(legend.get_texts(), legend.legend_handles)}
     assert entries["ground truth (mask outline, box)"] == report.TRUTH_COLOUR
     assert entries["prediction (mask outline at P >= 0.5, largest region's box)"] == report.PRED_COLOUR
+
+
+def test_example_boxes_are_drawn_around_the_pixels_they_cover():
+    example = _example("v: true benign, predicted benign (P 0.9)")._replace(pred_box=Box(20, 5, 8, 6))
+    fig = report.example_figure([example], heatmap=False)
+    tile = next(ax for ax in fig.axes if ax.get_title())
+    drawn = {to_hex(p.get_edgecolor()): (p.get_xy(), p.get_width(), p.get_height()) for p in tile.patches}
+    # Truth covers pixels x 12..39, y 10..29; pixel centres sit at integers, so the edges are half a pixel out.
+    assert drawn[report.TRUTH_COLOUR] == ((11.5, 9.5), 28, 20)
+    assert drawn[report.PRED_COLOUR] == ((19.5, 4.5), 8, 6)
 
 
 def test_gradcam_figure_states_the_target_and_has_a_colour_bar():

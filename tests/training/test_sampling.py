@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from usvid.boxes import Box
 from usvid.training.frames import FrameRecord, SplitFrames
 from usvid.training.sampling import (
     annotated_per_step,
@@ -23,7 +24,7 @@ def _frames(videos: dict[str, tuple[int, int, int]]) -> SplitFrames:
     records = []
     for vid, (label, count, annotated) in videos.items():
         for i in range(count):
-            records.append(FrameRecord(vid, f"p_{vid}", i, label, i < annotated, (0, 0, 4, 4) if i < annotated else None))
+            records.append(FrameRecord(vid, f"p_{vid}", i, label, i < annotated, Box(0, 0, 4, 4) if i < annotated else None))
     return SplitFrames("train", tuple(records), ("benign", "malignant"))
 
 

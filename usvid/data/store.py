@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from usvid.boxes import Box
 from usvid.errors import InputError
 
 STORE_FORMAT = "usvid-store"
@@ -73,6 +74,8 @@ FRAME_COLUMNS = [
     "boxes",
     "mask_index",
 ]
+#: Decimals of the stored-pixel box corners in ``frames.csv``.
+BOX_DECIMALS = 2
 RESIZE_RULE = "letterbox: longer side scaled to size (box pre-filter + bilinear), centred, padded with black"
 
 
@@ -153,25 +156,45 @@ class Letterbox:
         )
         return np.where(out > 0, 255, 0).astype(np.uint8)
 
-    def box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        """A box ``(x0, y0, x1, y1)`` in crop pixels -> stored pixels."""
+    def box(self, corners: tuple[float, float, float, float]) -> Box:
+        """Crop-pixel corners ``(x0, y0, x1, y1)`` (as clipping to the crop gives them) -> the box in stored pixels.
+
+        The stored corners are rounded to :data:`BOX_DECIMALS`, as ``frames.csv`` holds them.
+        """
         nw, nh = self.scaled
         ox, oy = self.offset
         sx, sy = nw / self.w, nh / self.h
-        x0, y0, x1, y1 = box
-        return (
-            round(x0 * sx + ox, 2),
-            round(y0 * sy + oy, 2),
-            round(x1 * sx + ox, 2),
-            round(y1 * sy + oy, 2),
+        x0, y0, x1, y1 = corners
+        return Box.from_xyxy(
+            round(x0 * sx + ox, BOX_DECIMALS),
+            round(y0 * sy + oy, BOX_DECIMALS),
+            round(x1 * sx + ox, BOX_DECIMALS),
+            round(y1 * sy + oy, BOX_DECIMALS),
         )
 
-    def boxes_mask(self, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+    def boxes_mask(self, boxes: list[Box]) -> np.ndarray:
         """``(S, S)`` uint8 {0, 255} with each stored-pixel box filled (covering every pixel it touches)."""
         out = np.zeros((self.size, self.size), np.uint8)
-        for x0, y0, x1, y1 in boxes:
-            out[max(0, math.floor(y0)) : math.ceil(y1), max(0, math.floor(x0)) : math.ceil(x1)] = 255
+        for box in boxes:
+            out[box_slices(box)] = 255
         return out
+
+
+def stored_corners(box: Box) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` of a stored-pixel box exactly as ``frames.csv`` holds them.
+
+    Rounded to :data:`BOX_DECIMALS`: in floats ``x + w`` can miss the stored ``x1`` by an ulp, which would
+    change the written text and move a ``ceil`` by a whole pixel.
+    """
+    x0, y0, x1, y1 = box.as_xyxy()
+    return (round(x0, BOX_DECIMALS), round(y0, BOX_DECIMALS), round(x1, BOX_DECIMALS), round(y1, BOX_DECIMALS))
+
+
+def box_slices(box: Box) -> tuple[slice, slice]:
+    """Row and column slices of every pixel a stored-pixel box touches (clipped at 0, for painting masks)."""
+    x0, y0, x1, y1 = stored_corners(box)
+    rows = slice(max(0, math.floor(y0)), max(0, math.ceil(y1)))
+    return rows, slice(max(0, math.floor(x0)), max(0, math.ceil(x1)))
 
 
 @dataclass(frozen=True)
@@ -192,7 +215,7 @@ class StoredVideo:
 
 @dataclass(frozen=True)
 class StoredFrame:
-    """One stored frame; ``box`` (union of its boxes) and ``boxes`` are ``(x0, y0, x1, y1)`` in stored pixels."""
+    """One stored frame; ``box`` (the union of its boxes) and ``boxes`` are in stored pixels."""
 
     video_id: str
     patient_id: str
@@ -202,9 +225,9 @@ class StoredFrame:
     label: str
     split: str
     has_box: bool
-    box: tuple[float, float, float, float] | None
+    box: Box | None
     annotated: bool = False
-    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    boxes: tuple[Box, ...] = ()
     mask_index: int = -1
 
 
@@ -218,12 +241,25 @@ def _meta(text: str) -> dict[str, str]:
     return meta
 
 
-def format_boxes(boxes: list[tuple[float, float, float, float]]) -> str:
-    return "|".join(" ".join(f"{v:g}" for v in b) for b in boxes)
+def format_boxes(boxes: list[Box]) -> str:
+    """``frames.csv``'s ``boxes`` text of stored-pixel boxes: ``x0 y0 x1 y1`` corners, ``|`` between boxes."""
+    return "|".join(" ".join(f"{v:g}" for v in stored_corners(b)) for b in boxes)
 
 
-def parse_boxes(text: str) -> tuple[tuple[float, float, float, float], ...]:
-    return tuple(tuple(float(v) for v in part.split()) for part in text.split("|") if part.strip())  # type: ignore[misc]
+def parse_boxes(text: str) -> tuple[Box, ...]:
+    """The stored-pixel boxes of a ``boxes`` text (see :func:`format_boxes`)."""
+    return tuple(_corners_box(part.split()) for part in text.split("|") if part.strip())
+
+
+def _corners_box(values: list[str]) -> Box:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in values)
+        return Box.from_xyxy(x0, y0, x1, y1)
+    except ValueError:
+        raise InputError(
+            f"frames.csv: box {' '.join(values)!r} is not four corners 'x0 y0 x1 y1' with x0 <= x1 and y0 <= y1; "
+            "the store is damaged, re-run usvid extract"
+        ) from None
 
 
 def read_csv(path: Path, columns: list[str]) -> list[dict[str, str]]:
@@ -344,7 +380,7 @@ class FrameStore:
     @staticmethod
     def _frame(r: dict[str, str]) -> StoredFrame:
         has_box = r["has_box"] == "1"
-        box = tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1")) if has_box else None
+        box = _corners_box([r[k] for k in ("x0", "y0", "x1", "y1")]) if has_box else None
         return StoredFrame(
             r["video_id"],
             r["patient_id"],

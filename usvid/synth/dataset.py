@@ -350,7 +350,7 @@ def _write_outputs(
     for item, quota in zip(planned, quotas, strict=True):
         truth = truths[item.spec.video_id]
         annotated[item.spec.video_id] = {
-            i: [] if truth.boxes[i] is None else [Box(*truth.boxes[i])]
+            i: [] if truth.boxes[i] is None else [truth.boxes[i]]
             for i in choose_annotated(truth, quota, rng)
         }
         shown = truth.lesion_frames

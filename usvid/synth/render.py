@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from usvid.boxes import Box
 from usvid.io import atomic_path
 from usvid.synth.bmode import make_tissue
 from usvid.synth.chrome import draw_chrome
@@ -28,7 +29,8 @@ from usvid.video.writer import VideoWriter
 
 logger = logging.getLogger(__name__)
 
-BoxXYWH = tuple[int, int, int, int]
+#: ``(x, y, w, h)`` whole frame pixels of a part of the picture (the scan, the patient field); lesions are Box.
+RegionRect = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class VideoSpec:
 class VideoTruth:
     """What was drawn: the scan region, the patient-name field and the lesion box of every frame.
 
-    Boxes are tight ``(x, y, w, h)`` frame pixels around the lesion's visible pixels, None where no lesion
-    shows. ``scan_region`` is the bounding box of the image (for a sector, of the fan).
+    ``boxes``: per frame, the tight box in frame pixels (whole pixels, int values, so the files keep writing
+    integers) around the lesion's visible pixels, None where no lesion shows. ``scan_region`` is the bounding
+    rectangle of the image (for a sector, of the fan), ``phi_region`` that of the patient-name field.
     """
 
     width: int
@@ -62,9 +65,9 @@ class VideoTruth:
     fps: float
     num_frames: int
     scan_shape: ScanShape
-    scan_region: BoxXYWH
-    phi_region: BoxXYWH
-    boxes: tuple[BoxXYWH | None, ...]
+    scan_region: RegionRect
+    phi_region: RegionRect
+    boxes: tuple[Box | None, ...]
 
     @property
     def lesion_frames(self) -> list[int]:
@@ -79,7 +82,7 @@ class VideoTruth:
             "scan_shape": self.scan_shape,
             "scan_region": list(self.scan_region),
             "phi_region": list(self.phi_region),
-            "boxes": [None if b is None else list(b) for b in self.boxes],
+            "boxes": [None if b is None else [b.x, b.y, b.w, b.h] for b in self.boxes],
         }
 
 
@@ -141,22 +144,22 @@ class _Scene:
         np.clip(view, 0.0, 255.0, out=view)
         return cv2.convertScaleAbs(view, alpha=219 / 255, beta=16), drawn
 
-    def region_frame(self, index: int) -> tuple[np.ndarray, BoxXYWH | None]:
-        """Frame ``index`` scan-converted into the region: ``(h, w) uint8`` luma and the lesion box."""
+    def region_frame(self, index: int) -> tuple[np.ndarray, Box | None]:
+        """Frame ``index`` scan-converted into the region: ``(h, w) uint8`` luma and the lesion box (frame pixels)."""
         luma, drawn = self.beam_frame(index)
         x0, y0 = self.geometry.region[:2]
         if drawn is None:
             return to_region(luma, self.maps, (16,)), None
         if self.maps is None:
             bx, by, bw, bh = drawn.box()
-            return luma, (x0 + bx, y0 + by, bw, bh)
+            return luma, Box(x0 + bx, y0 + by, bw, bh)
         mask = np.zeros_like(luma)
         mask[drawn.y0 : drawn.y0 + drawn.mask.shape[0], drawn.x0 : drawn.x0 + drawn.mask.shape[1]] = (
             drawn.mask
         )
         both = to_region(np.dstack([luma, mask]), self.maps, (16, 0))
         bx, by, bw, bh = cv2.boundingRect((both[..., 1] > 127).astype(np.uint8))
-        box = (x0 + bx, y0 + by, bw, bh) if bw > 0 and bh > 0 else None
+        box = Box(x0 + bx, y0 + by, bw, bh) if bw > 0 and bh > 0 else None
         return np.ascontiguousarray(both[..., 0]), box
 
 
@@ -181,7 +184,7 @@ def encode_video(
     x, y, w, h = scene.geometry.region
     buffer = scene.chrome.i420.copy()
     luma = buffer[: spec.height]
-    boxes: list[BoxXYWH | None] = []
+    boxes: list[Box | None] = []
     last_second = None
     # One-second GOPs keep seeking cheap for extraction; one thread keeps the bitstream the same everywhere.
     with VideoWriter(path, spec.frame_rate, spec.width, spec.height, crf=spec.crf, preset=spec.preset,

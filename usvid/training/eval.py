@@ -215,13 +215,13 @@ def _examples(model, reader: BatchReader, sample: list[int], preds: Predictions,
         predicted = names[int(probs.argmax())]
         truth = _truth(batch.masks[k, 0].numpy(), size) if rec.annotated else None
         scale = size / batch.images.shape[-1]
-        true_box = tuple(v * scale for v in rec.box) if rec.annotated and rec.box is not None else None
+        true_box = _scaled(rec.box, scale) if rec.annotated and rec.box is not None else None
         pred = _upsampled(preds.masks.get(idx), size)
         out.append(report.Example(
             image=grey[k],
             caption=f"{rec.video_id}: true {names[rec.label]}, predicted {predicted} (P {probs.max():.2f})",
             truth=truth, true_box=true_box, pred=pred,
-            pred_box=_xyxy(largest_region_box(pred)) if pred is not None else None, cam=cams[k],
+            pred_box=largest_region_box(pred) if pred is not None else None, cam=cams[k],
             content=content[k], cam_class=predicted,
         ))
     return out
@@ -254,8 +254,9 @@ def _upsampled(prob: np.ndarray | None, size: int) -> np.ndarray | None:
     return lesion_pixels(up[0, 0].numpy())
 
 
-def _xyxy(box: Box | None) -> tuple[float, float, float, float] | None:
-    return None if box is None else box.as_xyxy()
+def _scaled(box: Box, scale: float) -> Box:
+    """A stored-pixel box in the pixels of the network input (``scale`` = input size / store size)."""
+    return Box(box.x * scale, box.y * scale, box.w * scale, box.h * scale)
 
 
 def _plots(result: dict, preds: Predictions, examples: list[report.Example]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from usvid.boxes import Box
 from usvid.data.splits import SPLITS, SplitFractions, fractions_giving, percent_text
+from usvid.data.store import box_slices
 from usvid.errors import InputError, UsvidError
 from usvid.outputs import check_path_text
 
@@ -25,14 +26,14 @@ log = logging.getLogger(__name__)
 
 
 class FrameRecord(NamedTuple):
-    """One stored frame as training sees it. ``box`` is ``(x0, y0, x1, y1)`` in stored pixels or None."""
+    """One stored frame as training sees it. ``box``: the union of its lesion boxes in stored pixels, or None."""
 
     video_id: str
     patient_id: str
     store_index: int
     label: int
     annotated: bool
-    box: tuple[float, float, float, float] | None
+    box: Box | None
 
 
 class FrameBatch(NamedTuple):
@@ -120,7 +121,7 @@ def split_frames(store: Any, split: str, class_names: Sequence[str]) -> SplitFra
                 store_index=int(f.store_index),
                 label=index[f.label],
                 annotated=_is_annotated(f),
-                box=tuple(float(v) for v in f.box) if f.box is not None else None,
+                box=f.box,
             )
         )
     return SplitFrames(name=split, records=tuple(records), class_names=tuple(class_names))
@@ -185,8 +186,7 @@ class BatchReader:
             return np.asarray(mask, dtype=np.uint8)
         out = np.zeros((size, size), np.uint8)
         if record.box is not None:  # a store without mask arrays: fill every pixel the box touches
-            x0, y0, x1, y1 = record.box
-            out[max(math.floor(y0), 0) : max(math.ceil(y1), 0), max(math.floor(x0), 0) : max(math.ceil(x1), 0)] = 255
+            out[box_slices(record.box)] = 255
         return out
 
     def read(self, indices: Sequence[int]) -> FrameBatch:

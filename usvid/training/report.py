@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from usvid.boxes import Box
 from usvid.io import atomic_path, write_text_atomic
 from usvid.training import metrics
 
@@ -40,17 +41,18 @@ CAPTION_WIDTH = 30
 class Example(NamedTuple):
     """One frame shown in the overlays.
 
-    image: ``(M, M)`` uint8 network input; truth: ``(M, M)`` bool or None; true_box / pred_box: ``(x0, y0, x1, y1)``
-    at M or None; pred: ``(M, M)`` bool or None; cam: ``(M, M)`` float in [0, 1] or None; content: ``(M, M)`` bool,
-    True where the frame shows image (False on letterbox padding), or None; cam_class: the class Grad-CAM explains.
+    image: ``(M, M)`` uint8 network input; truth: ``(M, M)`` bool or None; true_box / pred_box: boxes in the pixels
+    of that ``M x M`` input, or None; pred: ``(M, M)`` bool or None; cam: ``(M, M)`` float in [0, 1] or None;
+    content: ``(M, M)`` bool, True where the frame shows image (False on letterbox padding), or None; cam_class:
+    the class Grad-CAM explains.
     """
 
     image: np.ndarray
     caption: str
     truth: np.ndarray | None
-    true_box: tuple[float, float, float, float] | None
+    true_box: Box | None
     pred: np.ndarray | None
-    pred_box: tuple[float, float, float, float] | None
+    pred_box: Box | None
     cam: np.ndarray | None
     content: np.ndarray | None = None
     cam_class: str | None = None
@@ -180,9 +182,8 @@ def confusion_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
 def _boxes(ax, example: Example) -> None:
     for box, colour in ((example.true_box, TRUTH_COLOUR), (example.pred_box, PRED_COLOUR)):
         if box is not None:
-            x0, y0, x1, y1 = box
-            # Pixel centres sit at integers, so a box covering pixels x0..x1-1 spans x0-0.5 .. x1-0.5.
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
+            # Pixel centres sit at integers, so a box covering pixels x..x+w-1 spans x-0.5 .. x+w-0.5.
+            ax.add_patch(Rectangle((box.x - 0.5, box.y - 0.5), box.w, box.h, fill=False, edgecolor=colour,
                                    linewidth=1))
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from usvid.boxes import Box
 from usvid.data.extract.config import ExtractConfig
 from usvid.data.extract.records import FrameRow
-from usvid.boxes import Box
 from usvid.data.sources import SourceItem
 from usvid.errors import ProcessingError
 from usvid.io import file_mode
@@ -186,8 +186,8 @@ class StoredFrames:
         return FrameRow(self.item, self.split, frame.index, frame.seconds, len(self.rows), annotated,
                         tuple(boxes), mask_index)
 
-    def _map_boxes(self, idx: int, boxes: list[Box]) -> list[tuple[float, float, float, float]]:
-        """Source-pixel boxes -> stored-pixel ``(x0, y0, x1, y1)``, clipped to the scan region."""
+    def _map_boxes(self, idx: int, boxes: list[Box]) -> list[Box]:
+        """Source-pixel boxes -> stored-pixel boxes, clipped to the scan region."""
         r = self.region
         out = []
         for b in boxes:

@@ -14,15 +14,14 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from usvid.boxes import Box
 from usvid.data.sources import SourceItem, file_signature
-from usvid.data.store import array_problem, format_boxes
+from usvid.data.store import array_problem, format_boxes, stored_corners
 from usvid.io import write_text_atomic
 from usvid.video.roi import ScanRegion
 
 RECORD_NAME = re.compile(r"^(?P<file>[A-Za-z0-9-][A-Za-z0-9._-]*-[0-9a-f]{8})\.(?:json|npy)$")  # what file_stem names, nothing else
 ENDED_EARLY = "ended_early"  # warning code: decoding stopped before the container's declared end
-
-StoredBox = tuple[float, float, float, float]  # (x0, y0, x1, y1) in stored pixels
 
 
 def file_stem(video_id: str) -> str:
@@ -38,7 +37,7 @@ class FrameRow:
     Attributes:
         frame_index, seconds: the source frame and its time from the first frame.
         store_index: its place in the video's ``frames/<file>.npy``.
-        boxes: lesion boxes ``(x0, y0, x1, y1)`` in stored pixels (annotated frames only).
+        boxes: lesion boxes in stored pixels (annotated frames only); written as their corners.
         mask_index: its lesion mask's place in ``masks/<file>.npy``, -1 for none.
     """
 
@@ -48,16 +47,16 @@ class FrameRow:
     seconds: float
     store_index: int
     annotated: bool
-    boxes: tuple[StoredBox, ...] = ()
+    boxes: tuple[Box, ...] = ()
     mask_index: int = -1
 
     def to_row(self) -> dict:
         boxes = self.boxes
-        union = (
-            (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-            if boxes
-            else ("", "", "", "")
-        )
+        if boxes:
+            x0s, y0s, x1s, y1s = zip(*(stored_corners(b) for b in boxes))
+            union = (min(x0s), min(y0s), max(x1s), max(y1s))
+        else:
+            union = ("", "", "", "")
         return {
             "video_id": self.item.video_id,
             "patient_id": self.item.patient_id,
