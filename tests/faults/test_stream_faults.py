@@ -342,7 +342,7 @@ def test_cli_double_ctrl_c_after_a_lost_udp_feed(checkpoint, tmp_path):
     try:
         assert wait_for(lambda: jsonl_count(jsonl, '"frame_index"') >= 20, 60, proc), "no frames from the feed"
         sender.kill()
-        assert wait_for(lambda: jsonl_count(jsonl, '"signal_lost"') >= 1, 10, proc), "loss not noticed"
+        assert wait_for(lambda: jsonl_count(events_path(jsonl), '"signal_lost"') >= 1, 10, proc), "loss not noticed"
         time.sleep(1.0)  # reconnecting now: FFmpeg blocks opening the silent feed, and shutdown waits for it
         for _ in range(3):
             proc.send_signal(signal.SIGINT)
