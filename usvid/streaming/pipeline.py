@@ -181,17 +181,17 @@ class InferenceWorker:
     ) -> FrameResult:
         """The result of one frame seen through ``region`` (``None``: the whole frame)."""
         t0 = time.perf_counter()
-        grey, roi = model_input(frame.grey, region), region
-        pred = self.predictor.predict(torch.from_numpy(grey)[None, None], roi)
+        grey = model_input(frame.grey, region)
+        pred = self.predictor.predict(torch.from_numpy(grey)[None, None], region)
         predict_ms = (time.perf_counter() - t0) * 1e3
         raw_probs = pred.probs[0].numpy().astype(np.float32)
         raw_box = pred.boxes[0]
-        contours = self._contours(pred, frame, roi) if raw_box is not None else ()
+        contours = self._contours(pred, frame, region) if raw_box is not None else ()
         probs, box = raw_probs, raw_box
         if smoother is not None:
             probs, box = smoother.update(frame.pts_seconds, raw_probs, raw_box)
         return FrameResult(
-            frame, self.class_names, probs, box, raw_probs, raw_box, roi, pred.timing.inference_ms, predict_ms,
+            frame, self.class_names, probs, box, raw_probs, raw_box, region, pred.timing.inference_ms, predict_ms,
             (t0 - frame.captured_at) * 1e3, contours,
         )
 
