@@ -8,24 +8,19 @@ from pathlib import Path
 import av
 import numpy as np
 
+from usvid.video.writer import VideoWriter
+
 
 def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = 15, container: str | None = None,
                 gop: int | None = None, preset: str | None = "ultrafast") -> Path:
-    """H.264 of RGB ``frames`` ``(T, H, W, 3)`` uint8 (even H and W) at ``fps``; mp4 unless ``container``
-    names another format (``"mpegts"``); ``gop``: frames between keyframes; ``preset=None``: libx264's own."""
-    with av.open(str(path), "w", format=container) as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        options = {**({"preset": preset} if preset else {}), **({"g": str(gop)} if gop else {})}
-        if options:
-            stream.options = options
+    """H.264 of RGB ``frames`` ``(T, H, W, 3)`` uint8 (even H and W) at ``fps``, through usvid's one writer; mp4
+    unless ``container`` names another format (``"mpegts"``); ``gop``: frames between keyframes;
+    ``preset=None``: libx264's own."""
+    rate = Fraction(fps)
+    with VideoWriter(path, rate, frames.shape[2], frames.shape[1], crf=None, preset=preset, gop=gop,
+                     time_base=1 / rate, container_format=container, atomic=False) as writer:
         for i, img in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts, vf.time_base = i, 1 / Fraction(fps)
-            for packet in stream.encode(vf):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+            writer.write(img, pts=i, format="rgb24")
     return path
 
 
