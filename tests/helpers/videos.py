@@ -13,8 +13,8 @@ from usvid.video.writer import VideoWriter
 
 def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = 15, container: str | None = None,
                 gop: int | None = None, preset: str | None = "ultrafast") -> Path:
-    """H.264 of RGB ``frames`` ``(T, H, W, 3)`` uint8 (even H and W) at ``fps``, through usvid's one writer; mp4
-    unless ``container`` names another format (``"mpegts"``); ``gop``: frames between keyframes;
+    """H.264 of RGB ``frames`` ``(T, H, W, 3)`` uint8 (even H and W) at ``fps``, through usvid's one writer;
+    mp4 unless ``container`` names another format (``"mpegts"``); ``gop``: frames between keyframes;
     ``preset=None``: libx264's own."""
     rate = Fraction(fps)
     with VideoWriter(path, rate, frames.shape[2], frames.shape[1], crf=None, preset=preset, gop=gop,

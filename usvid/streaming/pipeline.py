@@ -191,8 +191,8 @@ class InferenceWorker:
         if smoother is not None:
             probs, box = smoother.update(frame.pts_seconds, raw_probs, raw_box)
         return FrameResult(
-            frame, self.class_names, probs, box, raw_probs, raw_box, region, pred.timing.inference_ms, predict_ms,
-            (t0 - frame.captured_at) * 1e3, contours,
+            frame, self.class_names, probs, box, raw_probs, raw_box, region, pred.timing.inference_ms,
+            predict_ms, (t0 - frame.captured_at) * 1e3, contours,
         )
 
     def _contours(self, pred, frame: CapturedFrame, roi) -> tuple[np.ndarray, ...]:
