@@ -86,6 +86,8 @@ def predict(
             bars.update(frames, completed=p.frames_done, total=p.frames_total)
 
         report = predict_videos(src, model, out, config, progress=on_progress, coco=coco)
+    if report.selection:
+        console.print(report.selection)
     console.print(_table(report))
     failed = f", failed {len(report.failures)}" if report.failures else ""
     console.print(f"predicted {report.predicted}, already done {report.already_done}{failed}")

@@ -97,6 +97,9 @@ def stream(
     with Live(Text("opening source ..."), console=console, refresh_per_second=4, transient=True) as live:
 
         def on_started(pipeline) -> None:
+            selection = getattr(pipeline.predictor, "selection", None)
+            if selection is not None:
+                console.print(selection.describe())
             if pipeline.url:
                 console.print(f"browser view: [link={pipeline.url}]{pipeline.url}[/]")
 

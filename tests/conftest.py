@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,23 @@ def cuda_device() -> torch.device:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     return torch.device("cuda")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """A private usvid cache, and ``backend="auto"`` on the CPU kept at torch fp32 (no measuring, no export)
+    for every test but those that switch it on (tests/inference/test_autoselect.py): most tests compare
+    predictions with fp32 torch, and measuring each tiny model would cost seconds. Set in ``os.environ`` so
+    CLI subprocesses inherit it."""
+    saved = {k: os.environ.get(k) for k in ("USVID_CACHE_DIR", "USVID_AUTOSELECT")}
+    os.environ["USVID_CACHE_DIR"] = str(tmp_path_factory.mktemp("usvid-cache"))
+    os.environ["USVID_AUTOSELECT"] = "0"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def pytest_collection_modifyitems(config, items):

@@ -110,6 +110,9 @@ class BasePredictor:
     backend = "base"
     #: The model file, named in errors (None for a network given in memory).
     path: Path | None = None
+    #: How ``backend="auto"`` picked this path on the CPU (a :class:`usvid.inference.autoselect.Selection`);
+    #: None for a path the caller named.
+    selection = None
 
     def __init__(self, info: ModelInfo, device: torch.device, threshold: float = MASK_THRESHOLD) -> None:
         if not 0.0 < threshold < 1.0:

@@ -191,6 +191,8 @@ class PredictReport:
     class_names: tuple[str, ...]
     results: list[VideoResult] = field(default_factory=list)
     failures: list[VideoFailure] = field(default_factory=list)
+    #: What ``--backend auto`` measured and chose on the CPU, in words; None when the backend was named.
+    selection: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -277,6 +279,11 @@ def _stat(path: Path) -> dict:
 
 def _record_path(out: Path, name: str) -> Path:
     return out / RECORDS_DIR / f"{name}.json"
+
+
+def _selection_json(predictor) -> dict:
+    """``{"auto_selection": ...}`` for the run's config when ``--backend auto`` chose the path, else nothing."""
+    return {} if predictor.selection is None else {"auto_selection": predictor.selection.to_json()}
 
 
 def _run_key(model_path: Path, backend: str, config: PredictConfig) -> dict:
@@ -533,9 +540,11 @@ def predict_videos(
     clean_temporaries(out, sources)
     write_json_atomic(out / CONFIG_NAME, {"src": str(src), "model": str(model_path), "backend": predictor.backend,
                                           "class_names": list(predictor.class_names), **_settings(config),
-                                          "model_info": predictor.info.to_metadata()})
+                                          "model_info": predictor.info.to_metadata(),
+                                          **_selection_json(predictor)})
     key = _run_key(model_path, predictor.backend, config)
-    report = PredictReport(out, predictor.backend, predictor.class_names)
+    report = PredictReport(out, predictor.backend, predictor.class_names,
+                           selection=None if predictor.selection is None else predictor.selection.describe())
     for index, source in enumerate(sources):
         def on_batch(done: int, total: int | None, _name=source.name, _i=index) -> None:
             if progress is not None:

@@ -75,7 +75,11 @@ def load_predictor(
 ) -> BasePredictor:
     """Load a model file into the predictor for its type.
 
-    ``backend="auto"``: a checkpoint runs in torch (``precision="auto"``: fp16 on CUDA, fp32 on the CPU;
+    ``backend="auto"``: a checkpoint on the CPU (with ``precision="auto"``, no ``compile``) runs in the fastest
+    path that agrees with fp32 torch on fixed check frames, measured once per model file and machine and cached
+    (:mod:`usvid.inference.autoselect`: torch fp32, torch bf16 on CPUs with bf16 units, onnxruntime fp32;
+    ``USVID_AUTOSELECT=0`` keeps torch fp32). Otherwise a checkpoint runs in torch (``precision="auto"``:
+    fp16 on CUDA, fp32 on the CPU;
     ``cuda_graphs=None``: on for CUDA, where replaying a captured graph took LA-Net-R18 at batch 1 from 4.6 to
     1.5 ms end to end on an H200, off on the CPU),
     an ``.onnx`` in onnxruntime (CUDA provider when present), an engine in TensorRT. ``precision``,
@@ -94,6 +98,11 @@ def load_predictor(
     if chosen not in allowed:
         raise ConfigError(f"{path}: a {kind} file cannot run with backend '{backend}'; "
                           f"use {' or '.join(allowed)} (or export it with `usvid export` first)")
+    if backend == "auto" and kind == "checkpoint" and precision == "auto" and not compile:
+        from usvid.inference import autoselect
+
+        if autoselect.enabled() and resolve_device(device).type == "cpu":
+            return autoselect.auto_cpu_predictor(path, threads=threads, spin=spin, threshold=threshold)
     log.info("loading %s with the %s backend", path, chosen)
     if chosen == "torch":
         from usvid.inference.torch_backend import TorchPredictor
