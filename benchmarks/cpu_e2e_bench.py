@@ -4,21 +4,22 @@ For each model: torch fp32, torch bf16 (CPUs with bf16 units), onnxruntime fp32 
 (``usvid export --int8``, calibrated on the store's train split), each through the public
 ``load_predictor(...).predict`` on uint8 frames of ``--frame-size`` (854x500, the MBUD frame size), so every
 figure includes preprocessing (letterbox, normalise) and post-processing (mask to frame, box). Batch 1 and 8;
-the paths alternate in ``--rounds`` rounds so a busy moment of the machine hits them alike, and each row is the
-median over rounds of the per-round medians.
+the paths alternate in ``--rounds`` rounds so a busy moment of the machine hits them alike, and each row is
+the median over rounds of the per-round medians.
 
 In the same run: the fp32 and bf16 matmul peaks (torch, n = 2048) and the int8 peak (onnxruntime
 MatMulInteger, the kernels the int8 graph runs on), at the same thread count; each row's network GFLOP/s is
-given as a share of the peak of its own precision. Parity: every reduced path against torch fp32 on the store's
-test frames (neither calibrated nor checked on by the int8 export): class agreement on decisive frames (fp32
+given as a share of the peak of its own precision. Parity: every reduced path against torch fp32 on the
+store's test frames (neither calibrated nor checked on by the int8 export): class agreement on decisive frames (fp32
 top-two margin >= 0.1), pooled mask IoU at 0.5, and each path's accuracy against the store's labels. And what
 ``--backend auto`` picks for that checkpoint on this machine (:mod:`usvid.inference.autoselect`).
 
 Models: ``--checkpoint`` (default the shipped ``lanet-effl0-bus``, a trained LA-Net-EffL0 at 256 px) and
 ``--random lanet_r18`` (a seeded random network at the same size: speed only, its parity says nothing).
 
-    .venv/bin/python benchmarks/cpu_e2e_bench.py --store STORE   # STORE: e.g. `usvid extract ../shared/data/busi`
-                                                                 # at --size 256
+    .venv/bin/python benchmarks/cpu_e2e_bench.py --store STORE [--keep DIR]
+
+STORE: a frame store at the models' size, e.g. ``usvid extract ../shared/data/busi STORE --size 256``.
 
 Writes benchmarks/results/cpu_e2e.json and .md. Records ``lscpu``'s model and matrix flags.
 """
@@ -63,7 +64,8 @@ def random_checkpoint(tmp: Path, name: str, size: int) -> Path:
 
     torch.manual_seed(0)
     path = tmp / f"{name}_{size}_random.pt"
-    save_checkpoint(path, checkpoint_from_model(create_model(name, num_classes=2).eval(), ["benign", "malignant"],
+    model = create_model(name, num_classes=2).eval()
+    save_checkpoint(path, checkpoint_from_model(model, ["benign", "malignant"],
                                                 PreprocessConfig(size=size, store_size=size)))
     return path
 
@@ -105,11 +107,13 @@ def parity(predictors: dict, store: Path, frames: int) -> dict[str, dict]:
     return out
 
 
-def speed(predictors: dict, batches: list[int], frame_size: tuple[int, int], rounds: int, seconds: float) -> dict:
+def speed(predictors: dict, batches: list[int], frame_size: tuple[int, int], rounds: int,
+          seconds: float) -> dict:
     fw, fh = frame_size
     out: dict[str, dict] = {}
     for batch in batches:
-        frames = torch.randint(0, 256, (batch, 1, fh, fw), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        gen = torch.Generator().manual_seed(0)
+        frames = torch.randint(0, 256, (batch, 1, fh, fw), dtype=torch.uint8, generator=gen)
         per: dict[str, list[dict]] = {name: [] for name in predictors}
         for _ in range(rounds):
             for name, predictor in predictors.items():
@@ -162,14 +166,16 @@ def markdown(out: dict) -> str:
     for model in out["models"]:
         lines += [f"### {model['label']} at {model['size']} px ({model['gflop_per_frame']} GFLOP/frame); "
                   f"auto picks {model['auto']['chosen']}", "",
-                  "| path | batch | e2e ms/call | pre / net / post ms | e2e fps | net GFLOP/s | share of own peak | "
-                  "class agreement | mask IoU | accuracy |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| path | batch | e2e ms/call | pre / net / post ms | e2e fps | net GFLOP/s | "
+                  "share of own peak | class agreement | mask IoU | accuracy |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, per_batch in model["speed"].items():
             par = model["parity"][name]
             for batch, r in per_batch.items():
                 share = "-" if r["share_of_own_peak"] is None else f"{100 * r['share_of_own_peak']:.0f}%"
-                lines.append(f"| {name} | {batch} | {r['e2e_ms']} | {r['pre_ms']} / {r['net_ms']} / {r['post_ms']} | "
-                             f"{r['e2e_fps']} | {r['net_gflops']} | {share} | {par['class_agreement_decisive']} | "
+                split = f"{r['pre_ms']} / {r['net_ms']} / {r['post_ms']}"
+                lines.append(f"| {name} | {batch} | {r['e2e_ms']} | {split} | {r['e2e_fps']} | "
+                             f"{r['net_gflops']} | {share} | {par['class_agreement_decisive']} | "
                              f"{par['mask_iou']} | {par['accuracy']} |")
         lines.append("")
     return "\n".join(lines)
@@ -177,7 +183,8 @@ def markdown(out: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", type=Path, required=True, help="frame store at the models' size (calibration, parity)")
+    ap.add_argument("--store", type=Path, required=True,
+                    help="frame store at the models' size (calibration, parity)")
     ap.add_argument("--checkpoint", type=Path, default=SHIPPED)
     ap.add_argument("--random", default="lanet_r18", help="comma-separated random networks ('' for none)")
     ap.add_argument("--batches", type=lambda v: [int(b) for b in v.split(",")], default=[1, 8])
@@ -187,7 +194,8 @@ def main() -> int:
     ap.add_argument("--parity-frames", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS / "cpu_e2e.json")
-    ap.add_argument("--keep", type=Path, help="keep the exported models here (e.g. for stream_bench.py --model)")
+    ap.add_argument("--keep", type=Path,
+                    help="keep the exported models here (e.g. for stream_bench.py --model)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = {"machine": cpu_description(), "peaks": peaks(args.threads), "frame_size": list(args.frame_size),

@@ -122,7 +122,8 @@ def test_measured_once_then_cached_and_remeasured_when_inputs_change(auto_on, ch
     count = len(calls)
 
     make_checkpoint(checkpoint, "lanet_tiny", CLASSES, size=SIZE, seed=7)  # same file, new weights
-    fresh = autoselect.auto_cpu_predictor(checkpoint, measure=fixed_speeds({**speeds, "torch-fp32": 1.0}, calls))
+    faster_torch = fixed_speeds({**speeds, "torch-fp32": 1.0}, calls)
+    fresh = autoselect.auto_cpu_predictor(checkpoint, measure=faster_torch)
     assert len(calls) > count and not fresh.selection.cached and fresh.selection.chosen == "torch-fp32"
 
 
@@ -167,7 +168,8 @@ def test_a_named_backend_or_precision_is_not_second_guessed(auto_on, checkpoint,
 def test_switched_off_by_environment(checkpoint, monkeypatch):
     monkeypatch.setenv("USVID_AUTOSELECT", "0")
     predictor = load_predictor(checkpoint, device="cpu")
-    assert isinstance(predictor, TorchPredictor) and predictor.precision == "fp32" and predictor.selection is None
+    assert isinstance(predictor, TorchPredictor) and predictor.precision == "fp32"
+    assert predictor.selection is None
 
 
 def test_load_predictor_auto_uses_it(auto_on, checkpoint):

@@ -1,4 +1,4 @@
-"""The fastest CPU path for one checkpoint on this machine, checked against fp32: ``backend="auto"`` on the CPU.
+"""The fastest CPU path for one checkpoint on this machine, checked against fp32 (``backend="auto"``).
 
 Candidates for a checkpoint (``.pt``): torch fp32, the reference; torch bf16 on CPUs with native bf16 units
 (:func:`usvid.cpu.cpu_info`); onnxruntime fp32 on an ONNX export of the checkpoint, made once and cached. Int8
@@ -152,7 +152,7 @@ def check_frames(count: int = CHECK_FRAMES, seed: int = 0) -> np.ndarray:
 
 def time_predictor(predictor: BasePredictor, frames: np.ndarray, min_seconds: float = 0.6,
                    min_calls: int = 5) -> float:
-    """Median wall time of one ``predict`` call on one frame, in ms, cycling through ``frames`` ``(N, H, W)``."""
+    """Median wall time of one ``predict`` call on one frame, in ms, cycling through ``frames`` (N, H, W)."""
     for frame in frames[:2]:
         predictor.predict(frame)
     times: list[float] = []
@@ -169,9 +169,10 @@ def predict_all(predictor: BasePredictor, frames: np.ndarray) -> Prediction:
     return predictor.predict(torch.from_numpy(frames).unsqueeze(1))
 
 
-def agreement(ref: Prediction, got: Prediction, threshold: float = MASK_THRESHOLD) -> tuple[float, float | None]:
-    """Class agreement over the frames where ``ref``'s top-two margin is at least ``NEAR_TIE_MARGIN`` (1.0 when
-    none is), and the pooled mask IoU (``None`` without masks)."""
+def agreement(ref: Prediction, got: Prediction,
+              threshold: float = MASK_THRESHOLD) -> tuple[float, float | None]:
+    """Class agreement over the frames where ``ref``'s top-two margin is at least ``NEAR_TIE_MARGIN`` (1.0
+    when none is), and the pooled mask IoU (``None`` without masks)."""
     p_ref, p_got = ref.probs.numpy(), got.probs.numpy()
     top2 = np.sort(p_ref, axis=1)[:, -2:]
     decisive = (top2[:, -1] - (top2[:, 0] if p_ref.shape[1] > 1 else 0.0)) >= NEAR_TIE_MARGIN
@@ -213,8 +214,8 @@ def candidates() -> list[Candidate]:
     out.append(Candidate("torch-bf16", _load_torch("bf16"),
                          "" if cpu.bf16 else f"{cpu.model} has no native bf16 units"))
     missing = [m for m in ("onnx", "onnxruntime") if not _importable(m)]
-    out.append(Candidate("onnxruntime-fp32", _load_onnxruntime,
-                         f"{' and '.join(missing)} not installed (pip install 'usvid[export]')" if missing else ""))
+    absent = f"{' and '.join(missing)} not installed (pip install 'usvid[export]')" if missing else ""
+    out.append(Candidate("onnxruntime-fp32", _load_onnxruntime, absent))
     return out
 
 
@@ -267,7 +268,8 @@ def run_trials(path: Path, threads: int, spin: bool, threshold: float, measure: 
             continue
         share, iou = checks[cand.name]
         ms = min(times[cand.name]) if cand.name in times else None
-        note = "" if passed[cand.name] else f"needs class agreement {MIN_AGREEMENT:g}, mask IoU >= {MIN_MASK_IOU:g}"
+        note = "" if passed[cand.name] else \
+            f"needs class agreement {MIN_AGREEMENT:g}, mask IoU >= {MIN_MASK_IOU:g}"
         trials.append(Trial(cand.name, ms, share, iou, passed[cand.name], note))
     return trials, loaded
 
@@ -289,8 +291,8 @@ def read_cached(where: Path, key: dict) -> Selection | None:
     return selection if selection.key == key else None
 
 
-def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False, threshold: float = MASK_THRESHOLD,
-                    measure: Measure | None = None) -> tuple[Selection, BasePredictor | None]:
+def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False,
+                    threshold: float = MASK_THRESHOLD, measure: Measure | None = None) -> tuple[Selection, BasePredictor | None]:
     """The fastest parity-checked CPU path for checkpoint ``path`` (cached), and its predictor when it was
     loaded while measuring (``None`` on a cache hit: the caller loads the chosen path).
 
@@ -314,7 +316,7 @@ def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False, 
 
 def auto_cpu_predictor(path: Path, threads: int | None = None, spin: bool = False,
                        threshold: float = MASK_THRESHOLD, measure: Measure | None = None) -> BasePredictor:
-    """Load ``path`` in the path :func:`select_cpu_path` chose; the predictor's ``selection`` says which and why."""
+    """Load ``path`` in the path :func:`select_cpu_path` chose; its ``selection`` says which and why."""
     from usvid.inference.ort_backend import default_threads
 
     selection, predictor = select_cpu_path(path, threads, spin, threshold, measure)

@@ -282,7 +282,7 @@ def _record_path(out: Path, name: str) -> Path:
 
 
 def _selection_json(predictor) -> dict:
-    """``{"auto_selection": ...}`` for the run's config when ``--backend auto`` chose the path, else nothing."""
+    """``{"auto_selection": ...}`` for the run's config when ``--backend auto`` chose the path, else {}."""
     return {} if predictor.selection is None else {"auto_selection": predictor.selection.to_json()}
 
 
