@@ -198,3 +198,14 @@ def test_check_frames_are_fixed_and_scan_like():
     a, b = autoselect.check_frames(), autoselect.check_frames()
     assert np.array_equal(a, b) and a.dtype == np.uint8 and a.shape == (autoselect.CHECK_FRAMES, 500, 854)
     assert a.std() > 20  # not flat: the mask and box take part in the check
+
+
+def test_an_unwritable_cache_still_chooses(checkpoint, tmp_path, monkeypatch):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("USVID_AUTOSELECT", "1")
+    monkeypatch.setenv("USVID_CACHE_DIR", str(blocked))
+    speeds = {"torch-fp32": 10.0, "torch-bf16": 9.0, "onnxruntime-fp32": 4.0}
+    selection = autoselect.auto_cpu_predictor(checkpoint, measure=fixed_speeds(speeds)).selection
+    assert selection.chosen in ("torch-fp32", "torch-bf16")  # the export had nowhere to go
+    assert {t.path: t for t in selection.trials}["onnxruntime-fp32"].ms_per_frame is None

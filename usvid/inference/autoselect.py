@@ -250,7 +250,7 @@ def run_trials(path: Path, threads: int, spin: bool, threshold: float, measure: 
             continue
         try:
             loaded[cand.name] = cand.load(path, threads, spin, threshold)
-        except UsvidError as err:
+        except (UsvidError, OSError) as err:  # e.g. no room for the export: that path is out, not the run
             notes[cand.name] = str(err).splitlines()[0]
     reference = predict_all(loaded[REFERENCE], frames)
     for name, predictor in loaded.items():
@@ -309,8 +309,12 @@ def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False,
     log.info("measuring the CPU paths for %s on this machine (once; cached in %s)", path, where.parent)
     trials, loaded = run_trials(path, threads, spin, threshold, measure or time_predictor, check_frames())
     selection = Selection(fastest(trials), tuple(trials), key)
-    where.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(where, selection.to_json())
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(where, selection.to_json())
+    except OSError as err:  # a read-only home: the choice still holds for this run, it is just not kept
+        log.warning("could not keep the CPU path choice in %s (%s); it will be measured again next time",
+                    where, err.strerror or err)
     return selection, loaded[selection.chosen]
 
 
