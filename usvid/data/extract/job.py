@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import replace
@@ -22,8 +21,6 @@ from usvid.video.reader import GreyFrame, early_end, open_video
 from usvid.video.roi import RegionDetector, ScanRegion, full_frame_region
 
 log = logging.getLogger(__name__)
-# Held frames stored per new frame once the scan region is known: more than one, so the queue empties.
-_HELD_PER_FRAME = 2
 
 
 class _Decoded(NamedTuple):
@@ -138,28 +135,24 @@ class VideoJob:
             region = self._given_region(info.width, info.height)
             stored = None if region is None else StoredFrames(item, self.split, region, config)
             detector = RegionDetector(config.region.frames, str(item.path))
-            held = _Held(self.scratch, (config.region.frames, info.height, info.width))
+            held: list[GreyFrame] = []
             seen, last_seconds = 0, None
             for frame in frames:
                 seen += 1
                 last_seconds = frame.seconds
-                if stored is None:
+                if stored is not None:
+                    if selector.keep(frame.index, frame.seconds):
+                        stored.take(writer, frame)
+                else:
                     # Hold the first frames (copies: the reader's memory is reused) until the scan region is known;
                     # the detector takes their statistics as they come, while the decoder is the one that is busy.
-                    kept = held.add(frame)
-                    if detector.add(kept.grey, frame.limited_range):
-                        stored = StoredFrames(item, self.split, detector.region(), config)
-                else:
-                    held.store(stored, writer, selector, _HELD_PER_FRAME)
-                    if held:  # behind the held frames still waiting
-                        held.add(frame)
-                    elif selector.keep(frame.index, frame.seconds):
-                        stored.take(writer, frame)
+                    held.append(frame._replace(grey=self._hold(len(held), frame.grey)))
+                    if detector.add(held[-1].grey, frame.limited_range):
+                        stored = self._detected(writer, detector, held, selector)
                 if seen % config.batch_size == 0:
                     progress(seen, info.num_frames)
             if stored is None:
-                stored = StoredFrames(item, self.split, detector.region(), config)
-            held.store(stored, writer, selector, len(held))
+                stored = self._detected(writer, detector, held, selector)
             stored.flush(writer)
             progress(seen, info.num_frames)
         missing = [i for i in item.boxes if i >= seen]
@@ -179,36 +172,18 @@ class VideoJob:
         log.info("%s: %s", self.item.path, problem)  # a warning of the summary, printed by the CLI
         return [warning(ENDED_EARLY, self.item, problem)]
 
-
-
-class _Held:
-    """A video's first frames, copied into a reused buffer while its scan region is not known, in order.
-
-    Once it is, they are stored a few per new frame (:data:`_HELD_PER_FRAME`), the new ones joining the queue
-    until it is empty: storing them all at once would stop the reader's decode-ahead thread, which sets the
-    pace, for as long (``region.frames`` letterboxes, some 10 ms at 854x500).
-    """
-
-    def __init__(self, scratch: Scratch, shape: tuple[int, int, int]) -> None:
-        self.scratch, self.shape = scratch, shape  # (region.frames, H, W): taken when the first frame comes
-        self.frames: deque[tuple[int, GreyFrame]] = deque()  # (slot, frame) in source order
-        self.free = list(range(shape[0] - 1, -1, -1))
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def add(self, frame: GreyFrame) -> GreyFrame:
-        slot = self.free.pop()
-        buffer = self.scratch.array(self.shape)[slot]
-        np.copyto(buffer, frame.grey)
-        held = frame._replace(grey=buffer)
-        self.frames.append((slot, held))
+    def _hold(self, k: int, grey: np.ndarray) -> np.ndarray:
+        held = self.scratch.array((self.config.region.frames, *grey.shape))[k]
+        np.copyto(held, grey)
         return held
 
-    def store(self, stored: StoredFrames, writer: NpyWriter, selector: FrameSelector, count: int) -> None:
-        """Store the ``count`` oldest held frames (those ``selector`` keeps), freeing their slots."""
-        for _ in range(min(count, len(self.frames))):
-            slot, frame = self.frames.popleft()
+    def _detected(
+        self, writer: NpyWriter, detector: RegionDetector, held: list[GreyFrame], selector: FrameSelector
+    ) -> StoredFrames:
+        """The scan region from the held first frames' statistics; those frames are then stored."""
+        stored = StoredFrames(self.item, self.split, detector.region(), self.config)
+        for frame in held:
             if selector.keep(frame.index, frame.seconds):
                 stored.take(writer, frame)
-            self.free.append(slot)
+        held.clear()
+        return stored
