@@ -108,7 +108,9 @@ class PyAVReader(ReaderBase):
     """A video file read with PyAV; see :class:`usvid.video.base.VideoReader`."""
 
     def __init__(self, path: Path, threads: int = 0) -> None:
-        """``threads``: FFmpeg decoding threads; 0 lets FFmpeg pick (frame threads, one per core + 1)."""
+        """``threads``: FFmpeg decoding threads; 0 lets FFmpeg pick (frame threads, one per core + 1),
+        except in :meth:`grey_frames`: it decodes ahead on a thread of its own, every core but the caller's.
+        """
         self.path, self.threads = path, threads
         self._container = _open_container(path)
         try:
