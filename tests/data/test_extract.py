@@ -15,14 +15,16 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers.datasets import H, N, W, make_busi
+from tests.helpers.datasets import H, N, W, make_busi, make_dataset
 from usvid.boxes import Box
 from usvid.data.extract import ExtractConfig, extract
+from usvid.data.extract.job import VideoJob
 from usvid.data.manifest import VideoEntry, write_annotations, write_manifest
 from usvid.data.splits import SplitFractions
 from usvid.data.store import FrameStore, Letterbox, stored_corners
 from usvid.errors import ConfigError, InputError, ProcessingError
-from usvid.video.roi import RegionConfig
+from usvid.video.reader import expand_range, open_video
+from usvid.video.roi import RegionConfig, RegionDetector
 from usvid.video.testvideos import ultrasound_layout, write_test_video
 
 pytestmark = pytest.mark.timeout(120)
@@ -434,3 +436,45 @@ def test_empty_split_warning(dataset, tmp_path):
     assert [line.split(" is empty")[0] for line in summary.split_warnings[1:]] == ["split 'val'", "split 'test'"]
     assert "(2 patients at --split 70,15,15)" in summary.split_warnings[2]
     assert FrameStore(tmp_path / "store").meta["split_warnings"] == summary.split_warnings
+
+
+class _InlineJob(VideoJob):
+    """A video job whose decoder runs on the job's own thread: the plain sequential path."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads = 1
+
+
+def test_decoding_ahead_stores_the_bytes_of_decoding_inline(tmp_path, monkeypatch):
+    # One video at a time: each is decoded on a decode-ahead thread while the job letterboxes and writes.
+    dataset = make_dataset(tmp_path / "ds", n_videos=2, num_frames=45)
+    config = ExtractConfig(workers=1, region=RegionConfig(frames=12), **SMALL)
+    assert extract(dataset, tmp_path / "ahead", config).ok
+    monkeypatch.setattr("usvid.data.extract.jobs.VideoJob", _InlineJob)
+    assert extract(dataset, tmp_path / "inline", config).ok
+    ahead, inline = _tree(tmp_path / "ahead"), _tree(tmp_path / "inline")
+    assert len(np.load(next((tmp_path / "ahead" / "frames").glob("v0-*.npy")))) == 45
+    assert ahead.keys() == inline.keys() and all(ahead[k] == inline[k] for k in ahead)
+
+
+@pytest.mark.parametrize("held_frames", [12, 45])  # the region known mid-video, and only at its end
+def test_held_first_frames_are_stored_in_order_among_the_later_ones(tmp_path, held_frames):
+    # The first frames wait (copied) for the scan region, then are stored a few per new frame: the store
+    # must hold every frame, in source order, letterboxed to that region, as a plain loop over them gives.
+    video = write_test_video(tmp_path / "v.mp4", kind="ultrasound", width=W, height=H, num_frames=45, seed=3)
+    config = ExtractConfig(region=RegionConfig(frames=held_frames), **SMALL)
+    assert extract(video, tmp_path / "store", config).ok
+    with open_video(video, "pyav", threads=1) as reader:
+        batches = list(reader.batches(45, raw_luma=True))
+    grey, limited = batches[0].data[:, 0].numpy(), batches[0].limited_range
+    detector = RegionDetector(held_frames, str(video))
+    detector.add(grey[:held_frames], limited)
+    letterbox = detector.region().letterbox(config.size)
+    expected = np.zeros((45, config.size, config.size), np.uint8)
+    for frame, out in zip(grey, expected):
+        letterbox.into(frame, out)
+    if limited:
+        expand_range(expected)
+    stored = np.load(next((tmp_path / "store" / "frames").glob("v-*.npy")))
+    np.testing.assert_array_equal(stored, expected)

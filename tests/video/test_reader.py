@@ -333,3 +333,27 @@ def test_real_bframe_clips_random_access(shared_data, clip):
         picked = reader.get_frames(wanted).data.numpy()
     assert len(sequential) == n
     np.testing.assert_array_equal(picked, sequential[wanted])
+
+
+def test_decoding_ahead_drops_the_cut_last_packet_as_frame_threads_do(tmp_path):
+    # grey_frames decodes on its own thread with every core but the caller's (one decoder thread on two
+    # cores), and such a decoder refuses the incomplete last packet of a cut file where FFmpeg's default
+    # frame threads drop it: both must give the same frames, and so must a single-threaded decoder.
+    import av
+
+    src = write_test_video(tmp_path / "long.mp4", kind="index", width=94, height=62, num_frames=60)
+    whole = tmp_path / "faststart.mp4"  # the index first, so that a cut file still opens
+    with av.open(str(src)) as inp, av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with open_video(cut, "pyav") as reader:
+        ahead = np.stack([f.grey.copy() for f in reader.grey_frames()])
+    for threads in (0, 1):
+        with open_video(cut, "pyav", threads=threads) as reader:
+            np.testing.assert_array_equal(ahead, _all_frames(reader)[0][:, 0])
+    assert 0 < len(ahead) < 60 and [read_index(f) for f in ahead] == list(range(len(ahead)))

@@ -8,6 +8,7 @@ access seek to the keyframe before a frame and decode forward to the exact pts (
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -43,7 +44,7 @@ _LUMA_FORMATS = {
 }
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 _LUT = full_range_lut()
-_DECODE_AHEAD = 4  # frames decoded ahead of the caller with frame threads
+_DECODE_AHEAD = 4  # frames decoded ahead of the caller (more only cost fresh FFmpeg buffers: slower)
 
 
 def _open_container(path: Path):
@@ -98,11 +99,18 @@ def frame_to_grey(frame, out: np.ndarray | None = None, expand: bool = True) -> 
     return out, limited
 
 
+def _ahead_threads() -> int:
+    """Decoder threads beside a caller that works on every frame: every core but the caller's."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 class PyAVReader(ReaderBase):
     """A video file read with PyAV; see :class:`usvid.video.base.VideoReader`."""
 
     def __init__(self, path: Path, threads: int = 0) -> None:
-        """``threads``: FFmpeg decoding threads; 0 lets FFmpeg pick (frame threads, one per core + 1)."""
+        """``threads``: FFmpeg decoding threads; 0 lets FFmpeg pick (frame threads, one per core + 1),
+        except in :meth:`grey_frames`: it decodes ahead on a thread of its own, every core but the caller's.
+        """
         self.path, self.threads = path, threads
         self._container = _open_container(path)
         try:
@@ -126,6 +134,7 @@ class PyAVReader(ReaderBase):
         if size is not None:
             check_frame_size(*size, self.path)
         pts, key_pts = [], []
+        self._packets = 0  # stays the number read so far when reading stops early
         try:
             for packet in self._container.demux(stream):
                 if packet.size == 0 or packet.is_discard:
@@ -136,6 +145,7 @@ class PyAVReader(ReaderBase):
                         f"{self.path}: packets carry no timestamps; remux it (ffmpeg -i in -c copy out.mp4)"
                     )
                 pts.append(stamp)
+                self._packets = len(pts)
                 if packet.is_keyframe:
                     key_pts.append(stamp)
         except av.error.FFmpegError as err:
@@ -191,22 +201,28 @@ class PyAVReader(ReaderBase):
     def _convert(self, frame, grey: bool) -> np.ndarray:
         return frame_to_grey(frame)[0] if grey else frame.to_ndarray(format="rgb24")
 
-    def _use_threads(self) -> None:
+    def _use_threads(self, threads: int) -> None:
         """Sequential decoding's threads; FFmpeg takes them only before the decoder first opens (random access
         first keeps its default, slice threads, for the reader's life)."""
         if self._stream.codec_context.is_open:
             return
-        if self.threads != 1:
+        if threads != 1:
             self._stream.thread_type = "AUTO"
-        self._stream.codec_context.thread_count = self.threads
+        self._stream.codec_context.thread_count = threads
 
-    def _decode_all(self) -> Iterator[tuple[int, object, float]]:
-        """Every frame from the first, in presentation order: ``(index, av.VideoFrame, seconds)``."""
+    def _decode_all(self, threads: int | None = None) -> Iterator[tuple[int, object, float]]:
+        """Every frame from the first, in presentation order: ``(index, av.VideoFrame, seconds)``.
+
+        ``threads``: the decoder's (default: the reader's). The incomplete last packet of a file cut short is
+        dropped, as FFmpeg's frame threads do, whatever the threads (fewer refuse it as invalid data).
+        """
         import av
 
-        self._use_threads()
-        frames = self._rewind(self._pts[0]) if self._dirty else self._container.decode(self._stream)
+        self._use_threads(self.threads if threads is None else threads)
+        if self._dirty:
+            self._container.seek(int(self._pts[0]), stream=self._stream, backward=True, any_frame=False)
         self._dirty = True
+        frames = self._frames(self._container.demux(self._stream))
         h, w, i = self.info.height, self.info.width, 0
         try:
             for frame in frames:
@@ -220,6 +236,20 @@ class PyAVReader(ReaderBase):
             raise ProcessingError(
                 f"{self.path}: decoding failed after frame {i} ({err}); the file is corrupt"
             ) from None
+
+    def _frames(self, packets: Iterator) -> Iterator:
+        """The decoded frames of ``packets`` (what ``container.decode`` yields), see :meth:`_decode_all`."""
+        import av
+
+        read = 0
+        for packet in packets:
+            read += packet.size > 0 and not packet.is_discard  # counted as the index counts them
+            try:
+                yield from packet.decode()
+            except av.error.InvalidDataError:
+                if read != self._packets:
+                    raise
+                log.info("%s: the last packet is incomplete (a file cut short); dropped", self.path)
 
     def batches(
         self, batch_size: int = DEFAULT_BATCH_SIZE, *, grey: bool = True, raw_luma: bool = False
@@ -249,11 +279,13 @@ class PyAVReader(ReaderBase):
         # The Y plane in place: no copy of the full frame (only limited-range luma not left raw is converted).
         import cv2
 
-        decoded = self._decode_all()
-        if self.threads != 1:
-            # FFmpeg's frame threads start a frame when its packet is sent: a thread that only decodes keeps
-            # them busy while the caller works on the last frame (a few frames held: bounded memory).
-            decoded = prefetch(decoded, depth=_DECODE_AHEAD)
+        if self.threads == 1:
+            decoded = self._decode_all()
+        else:
+            # A thread that only decodes (FFmpeg works outside the GIL) while the caller works on the frames
+            # before, a few frames ahead (bounded memory). Its decoder gets every core but the caller's: on
+            # two cores a single-threaded one, which leaves the caller more CPU than FFmpeg's frame threads.
+            decoded = prefetch(self._decode_all(self.threads or _ahead_threads()), depth=_DECODE_AHEAD)
         full = None
         try:
             for i, frame, seconds in decoded:

@@ -65,7 +65,8 @@ def open_video(path: str | Path, backend: Backend | str = "auto", threads: int =
             (sorted by name, numbers compared as numbers), or a DICOM multi-frame file.
         backend: ``"auto"`` picks ``images`` for folders, ``dicom`` for DICOM files and
             :data:`DEFAULT_VIDEO_BACKEND` otherwise; or one of ``pyav``, ``decord``, ``torchcodec``.
-        threads: FFmpeg decoding threads of a video file; 0 lets FFmpeg pick (one per core and one more),
+        threads: FFmpeg decoding threads of a video file; 0 lets FFmpeg pick (one per core and one more;
+            PyAV's ``grey_frames`` decodes ahead on a thread of its own with every core but the caller's),
             1 decodes on the calling thread alone (fastest per CPU second: for decoding several videos at once).
         options: backend options (``fps`` for image folders, ``device`` for torchcodec).
     Raises:

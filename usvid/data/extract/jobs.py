@@ -50,7 +50,8 @@ def run_jobs(
     def run(n: int, item: SourceItem, file: str, inputs: str) -> None:
         if no_more.is_set():
             raise _Stopped
-        # The last videos (fewer left than workers) get FFmpeg's threads: there is no other video to fill the cores.
+        # The last videos (fewer left than workers) decode ahead on threads of their own: no other video
+        # fills the cores.
         threads = 1 if workers > 1 and len(todo) - next(started) >= workers else 0
 
         def on_batch(frames_done: int, frames_total: int) -> None:
