@@ -86,11 +86,13 @@ def measure_model(store_path: Path, name: str, args) -> dict:
 def markdown(out: dict) -> str:
     m = out["machine"]
     lines = [f"Machine: {m['model']}, flags {' '.join(m['matrix_flags'])}.", "",
-             "| model | batch | eager step s | compiled step s | speedup | compile cost s | break-even steps | "
-             "steps per epoch | pays within an epoch |", "|---|---|---|---|---|---|---|---|---|"]
+             "| model | batch | eager step s | compiled step s | speedup | compile cost s | "
+             "break-even steps | steps per epoch | pays within an epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in out["rows"]:
         lines.append(f"| {r['model']} | {r['batch_size']} | {r['eager_step_s']} | {r['compiled_step_s']} | "
-                     f"{r['speedup']} | {r['compile_cost_s']} | {r['break_even_steps']} | {r['epoch_steps']} | "
+                     f"{r['speedup']} | {r['compile_cost_s']} | {r['break_even_steps']} | "
+                     f"{r['epoch_steps']} | "
                      f"{'yes' if r['pays_within_epoch'] else 'no'} |")
     return "\n".join(lines)
 

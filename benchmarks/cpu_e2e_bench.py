@@ -10,9 +10,9 @@ the median over rounds of the per-round medians.
 In the same run: the fp32 and bf16 matmul peaks (torch, n = 2048) and the int8 peak (onnxruntime
 MatMulInteger, the kernels the int8 graph runs on), at the same thread count; each row's network GFLOP/s is
 given as a share of the peak of its own precision. Parity: every reduced path against torch fp32 on the
-store's test frames (neither calibrated nor checked on by the int8 export): class agreement on decisive frames (fp32
-top-two margin >= 0.1), pooled mask IoU at 0.5, and each path's accuracy against the store's labels. And what
-``--backend auto`` picks for that checkpoint on this machine (:mod:`usvid.inference.autoselect`).
+store's test frames (neither calibrated nor checked on by the int8 export): class agreement on decisive frames
+(fp32 top-two margin >= 0.1), pooled mask IoU at 0.5, and each path's accuracy against the store's labels.
+And what ``--backend auto`` picks for that checkpoint on this machine (:mod:`usvid.inference.autoselect`).
 
 Models: ``--checkpoint`` (default the shipped ``lanet-effl0-bus``, a trained LA-Net-EffL0 at 256 px) and
 ``--random lanet_r18`` (a seeded random network at the same size: speed only, its parity says nothing).
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from cpu_peaks import cpu_description, ort_int8_peak, torch_peak
-from inference_bench import time_predict
+from inference_bench import ort_matmul_gflops, time_predict
 
 from usvid.checkpoint import checkpoint_from_model, load_checkpoint, save_checkpoint
 from usvid.data.store import FrameStore
@@ -52,10 +52,17 @@ PEAK_OF = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
 
 
 def peaks(threads: int, n: int = 2048, repeats: int = 5) -> dict:
+    """fp32: the better of torch.mm and onnxruntime's MatMul (MKL may leave AVX-512 unused on AMD CPUs, MLAS
+    does not); bf16: torch.mm (oneDNN); int8: onnxruntime MatMulInteger. G(FL)OP/s at ``threads``."""
     torch.set_num_threads(threads)
-    return {"fp32_gflops": round(torch_peak(n, torch.float32, repeats), 1),
+    fp32_torch = torch_peak(n, torch.float32, repeats)
+    fp32_ort = ort_matmul_gflops(n, repeats)
+    int8 = ort_int8_peak(n, threads, repeats)
+    return {"fp32_gflops": round(max(fp32_torch, fp32_ort or 0.0), 1),
+            "fp32_torch_gflops": round(fp32_torch, 1),
+            "fp32_ort_gflops": None if fp32_ort is None else round(fp32_ort, 1),
             "bf16_gflops": round(torch_peak(n, torch.bfloat16, repeats), 1),
-            "int8_gflops": ort_int8_peak(n, threads, repeats), "n": n, "threads": threads}
+            "int8_gflops": None if int8 is None else round(int8, 1), "n": n, "threads": threads}
 
 
 def random_checkpoint(tmp: Path, name: str, size: int) -> Path:
@@ -162,7 +169,8 @@ def markdown(out: dict) -> str:
     m, p = out["machine"], out["peaks"]
     lines = [f"Machine: {m['model']}, {m['logical_cpus']} logical CPUs, flags {' '.join(m['matrix_flags'])}; "
              f"{p['threads']} threads. Peaks in this run (n = {p['n']}): fp32 {p['fp32_gflops']}, bf16 "
-             f"{p['bf16_gflops']}, int8 {p['int8_gflops'] and round(p['int8_gflops'], 1)} G(FL)OP/s.", ""]
+             f"{p['bf16_gflops']}, int8 {p['int8_gflops']} G(FL)OP/s (fp32: best of torch.mm "
+             f"{p['fp32_torch_gflops']} and onnxruntime MatMul {p['fp32_ort_gflops']}).", ""]
     for model in out["models"]:
         lines += [f"### {model['label']} at {model['size']} px ({model['gflop_per_frame']} GFLOP/frame); "
                   f"auto picks {model['auto']['chosen']}", "",

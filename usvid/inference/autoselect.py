@@ -292,7 +292,8 @@ def read_cached(where: Path, key: dict) -> Selection | None:
 
 
 def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False,
-                    threshold: float = MASK_THRESHOLD, measure: Measure | None = None) -> tuple[Selection, BasePredictor | None]:
+                    threshold: float = MASK_THRESHOLD,
+                    measure: Measure | None = None) -> tuple[Selection, BasePredictor | None]:
     """The fastest parity-checked CPU path for checkpoint ``path`` (cached), and its predictor when it was
     loaded while measuring (``None`` on a cache hit: the caller loads the chosen path).
 
