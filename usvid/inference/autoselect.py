@@ -109,7 +109,9 @@ class Selection:
 
 
 def selection_key(model_sha256: str, threads: int) -> dict:
-    """Everything the choice depends on; a change in any of it means measuring again."""
+    """Everything the choice depends on; a change in any of it means measuring again. ``threads``:
+    onnxruntime's intra-op threads; torch's own count (``OMP_NUM_THREADS``, ``torch.set_num_threads``) is
+    recorded beside it."""
     try:
         import onnxruntime
 
@@ -118,7 +120,8 @@ def selection_key(model_sha256: str, threads: int) -> dict:
         ort_version = None
     cpu = cpu_info()
     return {"model_sha256": model_sha256, "cpu_model": cpu.model, "matrix_flags": cpu.matrix_flags(),
-            "threads": threads, "usvid": usvid.__version__, "torch": torch.__version__,
+            "threads": threads, "torch_threads": torch.get_num_threads(), "usvid": usvid.__version__,
+            "torch": torch.__version__,
             "onnxruntime": ort_version}
 
 
