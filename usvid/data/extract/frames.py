@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import math
 import os
+import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +23,28 @@ from usvid.video.roi import ScanRegion
 
 
 class FrameSelector:
-    """Which source frames to keep: every K-th, or the first frame of each 1/F-second bucket, plus annotated."""
+    """Which source frames to keep: every K-th, or the first frame of each 1/F-second bucket, plus annotated.
 
-    def __init__(self, config: ExtractConfig, annotated: set[int]) -> None:
+    ``previous_seconds``: the time of the frame before the first one asked about (a segment of a video starts
+    where that frame left the buckets, see :mod:`usvid.data.extract.segments`); ``None``: the video's start.
+    """
+
+    def __init__(
+        self, config: ExtractConfig, annotated: set[int], previous_seconds: float | None = None
+    ) -> None:
         self.every, self.fps, self.annotated = config.every, config.fps, annotated
-        self._bucket = -1
+        started = previous_seconds is None or self.fps is None
+        self._bucket = -1 if started else self._bucket_of(previous_seconds)
+
+    def _bucket_of(self, seconds: float) -> int:
+        return math.floor(seconds * self.fps + 1e-6)
 
     def keep(self, index: int, seconds: float) -> bool:
         chosen = True
         if self.every is not None:
             chosen = index % self.every == 0
         elif self.fps is not None:
-            bucket = math.floor(seconds * self.fps + 1e-6)
+            bucket = self._bucket_of(seconds)
             chosen = bucket > self._bucket
             if chosen:
                 self._bucket = bucket
@@ -63,6 +75,20 @@ class NpyWriter:
     def append(self, frames: np.ndarray) -> None:
         self._file.write(memoryview(np.ascontiguousarray(frames, dtype=np.uint8)).cast("B"))
         self.count += frames.shape[0]
+
+    def extend(self, part: NpyWriter) -> None:
+        """Append the frames of ``part``, an unfinished writer of the same size (the caller aborts it)."""
+        part._file.flush()
+        with part.tmp_path.open("rb") as f:
+            f.seek(len(part._header))
+            shutil.copyfileobj(f, self._file, 1 << 20)
+        self.count += part.count
+
+    def restart(self) -> None:
+        """Forget the frames appended so far."""
+        self._file.seek(len(self._header))
+        self._file.truncate()
+        self.count = 0
 
     def finish(self) -> None:
         header = self._header_bytes(self.count)
@@ -146,6 +172,15 @@ class StoredFrames:
     @property
     def deduped(self) -> int:
         return 0 if self.deduper is None else self.deduper.dropped
+
+    def extend(self, later: StoredFrames) -> None:
+        """Append the rows and masks of a later segment of the video, flushed, whose frames are written after
+        these (no dedupe: it compares each frame with the one kept before)."""
+        rows, masks = len(self.rows), len(self.masks)
+        for r in later.rows:
+            mask_index = r.mask_index + masks if r.mask_index >= 0 else -1
+            self.rows.append(replace(r, store_index=r.store_index + rows, mask_index=mask_index))
+        self.masks += later.masks
 
     def take(self, writer: NpyWriter, frame: GreyFrame) -> None:
         """Letterbox one kept frame (``(H, W)`` uint8, may be a view of the decoder's memory)."""

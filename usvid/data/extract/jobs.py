@@ -42,6 +42,7 @@ def run_jobs(
     at their next batch (their partial files are removed).
     """
     workers = min(config.workers or min(os.cpu_count() or 1, MAX_AUTO_WORKERS), len(todo)) or 1
+    parts = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)  # segments of a video that runs alone
     failed: dict[int, Failure] = {}
     no_more, abort = threading.Event(), threading.Event()
     started = itertools.count()
@@ -50,16 +51,17 @@ def run_jobs(
     def run(n: int, item: SourceItem, file: str, inputs: str) -> None:
         if no_more.is_set():
             raise _Stopped
-        # The last videos (fewer left than workers) decode ahead on threads of their own: no other video
-        # fills the cores.
-        threads = 1 if workers > 1 and len(todo) - next(started) >= workers else 0
+        # The last videos (fewer left than workers) run alone: no other video fills the cores, so each is
+        # split into segments decoded at once (segments.py), or else decodes ahead on threads of its own.
+        alone = workers == 1 or len(todo) - next(started) < workers
 
         def on_batch(frames_done: int, frames_total: int) -> None:
             if abort.is_set():
                 raise _Stopped
             notify(ExtractProgress(item.video_id, n, num_items, frames_done, frames_total))
 
-        job = VideoJob(item, splits[item.patient_id], config, out, file, threads, scratch)
+        job = VideoJob(item, splits[item.patient_id], config, out, file, 0 if alone else 1, scratch,
+                       parts if alone else 1, segment_pool)
         try:
             made = job.run(on_batch)
         except (_Stopped, MissingDependencyError):
@@ -83,7 +85,11 @@ def run_jobs(
         frames = len(record["frames"])
         notify(ExtractProgress(item.video_id, n, num_items, frames, frames, finished=True))
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="usvid-extract") as pool:
+    # Outside the videos' pool: it is shut down after them, so no video submits a segment to a closed pool.
+    with (
+        ThreadPoolExecutor(max(1, workers * (parts - 1)), thread_name_prefix="usvid-segment") as segment_pool,
+        ThreadPoolExecutor(workers, thread_name_prefix="usvid-extract") as pool,
+    ):
         pending: set[Future] = {pool.submit(run, *job) for job in todo}
         first_error: BaseException | None = None
         try:

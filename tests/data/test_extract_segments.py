@@ -1,0 +1,169 @@
+"""A video that runs alone is extracted as segments split at keyframes: the store is the sequential one, byte for byte."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import pytest
+
+from usvid.boxes import Box
+from usvid.data.extract import ExtractConfig, extract
+from usvid.data.extract import job as job_module
+from usvid.data.extract.job import VideoJob
+from usvid.data.extract.segments import Segment, plan_segments
+from usvid.data.manifest import VideoEntry, write_annotations, write_manifest
+from usvid.data.sources import SourceItem
+from usvid.errors import ProcessingError
+from usvid.video.pyav_backend import PyAVReader
+from usvid.video.roi import RegionConfig
+from usvid.video.testvideos import write_test_video
+
+pytestmark = pytest.mark.timeout(120)
+W, H, N = 150, 98, 150
+SMALL = dict(size=64, batch_size=8, workers=1, region=RegionConfig(frames=24))
+# Boxes on frames of every segment (cuts at 72 for 2 parts, 48 and 96 for 3), and an explicit "no lesion".
+BOXES = {5: [Box(40, 30, 30, 20)], 40: [Box(90, 60, 10, 8)], 73: [Box(50, 40, 20, 15)], 90: [],
+         101: [Box(40, 30, 30, 20), Box(90, 60, 10, 8)], 149: [Box(60, 35, 25, 20)]}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _dataset(root: Path, video: Path, boxes: dict = BOXES) -> Path:
+    (root / "videos").mkdir(parents=True)
+    copy = Path(shutil.copy(video, root / "videos" / video.name))
+    write_manifest(root / "manifest.csv", [VideoEntry("v", "p0", copy, "benign")], root)
+    write_annotations(root / "annotations.json", {"v": boxes}, {"v": (W, H)})
+    return root
+
+
+def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: int) -> tuple[list, list]:
+    """Extract as on a machine of ``parts`` cores (one segment per core; 1: sequential); returns the summary's
+    warnings and, per split video, its segments and whether they were stitched (not redone sequentially)."""
+    split: list[tuple[int, bool]] = []
+    run_segments = job_module.run_segments
+
+    def spy(segments, *args):
+        passes = run_segments(segments, *args)
+        split.append((len(segments), passes is not None))
+        return passes
+
+    with monkeypatch.context() as m:
+        m.setattr("usvid.data.extract.jobs.os.cpu_count", lambda: parts)
+        m.setattr("usvid.data.extract.job.run_segments", spy)
+        summary = extract(src, out, config)
+    assert not summary.failures, summary.failures
+    return list(summary.warnings), split
+
+
+def _remux_faststart(src: Path, dst: Path) -> Path:
+    """The packets of ``src`` in an mp4 whose index (moov) comes first: cut short, it still opens."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dst
+
+
+@pytest.fixture(scope="module", params=["plain", "bframes-vfr"])
+def video(request, tmp_path_factory) -> Path:
+    options = {"plain": {}, "bframes-vfr": {"bframes": 2, "vfr": True}}[request.param]
+    path = tmp_path_factory.mktemp("video") / "v.mp4"
+    return write_test_video(path, kind="ultrasound", width=W, height=H, num_frames=N, gop=12, seed=4, **options)
+
+
+def test_plan_cuts_at_the_nearest_keyframes():
+    keys = list(range(0, N, 12))
+    assert plan_segments(keys, N, 2, 24) == [Segment(0, 72), Segment(72, None)]
+    assert plan_segments(keys, N, 3, 24) == [Segment(0, 48), Segment(48, 96), Segment(96, None)]
+    assert plan_segments(keys, N, 2, 96) == [Segment(0, None)]  # the region's frames must lie in the first
+    assert plan_segments([0], N, 2, 0) == [Segment(0, None)]  # no keyframe but the first
+    assert plan_segments(keys, 50, 2, 0) == [Segment(0, None)]  # too short: segments under 30 frames
+    assert plan_segments([0, 70, 72], N, 3, 0) == [Segment(0, 70), Segment(70, None)]  # 72: 2 frames after 70
+
+
+@pytest.mark.parametrize(
+    ("parts", "settings"),
+    [
+        (2, {}),
+        (3, {}),
+        (2, {"every": 4}),
+        (3, {"fps": 7.0}),
+        (2, {"fps": 3.0, "region": RegionConfig(detect=False)}),
+        (3, {"every": 5, "region": RegionConfig(roi=(20, 20, 110, 70))}),
+    ],
+    ids=["all", "all-3", "every", "fps-3", "fps-full-frame", "every-roi-3"],
+)
+def test_split_store_is_the_sequential_store(video, tmp_path, monkeypatch, parts, settings):
+    src = _dataset(tmp_path / "ds", video)
+    config = ExtractConfig(**{**SMALL, **settings})
+    _, split = _extract(src, tmp_path / "split", config, monkeypatch, parts)
+    _, sequential = _extract(src, tmp_path / "seq", config, monkeypatch, 1)
+    assert split == [(parts, True)] and sequential == []
+    assert _tree(tmp_path / "split") == _tree(tmp_path / "seq")
+
+
+@pytest.mark.parametrize("kind", ["faststart", "matroska"])
+def test_a_file_cut_short_splits_to_the_same_store_and_warning(tmp_path, monkeypatch, kind):
+    if kind == "faststart":
+        long = write_test_video(tmp_path / "long.mp4", kind="ultrasound", width=W, height=H, num_frames=N, gop=12)
+        video = _remux_faststart(long, tmp_path / "cut.mp4")
+    else:  # ffv1: every frame a keyframe; Matroska declares a duration, not a count
+        video = write_test_video(tmp_path / "cut.mkv", kind="ultrasound", width=W, height=H, num_frames=N,
+                                 codec="ffv1")
+    data = video.read_bytes()
+    video.write_bytes(data[: int(len(data) * 0.8)])
+    src = _dataset(tmp_path / "ds", video, boxes={5: [Box(40, 30, 30, 20)], 80: [Box(50, 40, 20, 15)]})
+    config = ExtractConfig(**SMALL)
+    split_warnings, split = _extract(src, tmp_path / "split", config, monkeypatch, 2)
+    seq_warnings, _ = _extract(src, tmp_path / "seq", config, monkeypatch, 1)
+    assert split == [(2, True)] and len(split_warnings) == 1 and split_warnings == seq_warnings
+    assert "truncated" in str(split_warnings[0])
+    assert _tree(tmp_path / "split") == _tree(tmp_path / "seq")
+    with pytest.raises(ProcessingError, match="--strict"):
+        _extract(src, tmp_path / "strict", replace(config, strict=True), monkeypatch, 2)
+
+
+def test_a_failing_segment_is_redone_from_the_first_frame(video, tmp_path, monkeypatch):
+    src = _dataset(tmp_path / "ds", video)
+    real = PyAVReader.grey_segment
+
+    def broken(self, start, stop, **kwargs):
+        for frame in real(self, start, stop, **kwargs):
+            if frame.index == 100:
+                raise ProcessingError("a frame that does not decode from its keyframe")
+            yield frame
+
+    config = ExtractConfig(**SMALL)
+    _extract(src, tmp_path / "seq", config, monkeypatch, 1)
+    monkeypatch.setattr(PyAVReader, "grey_segment", broken)
+    _, split = _extract(src, tmp_path / "split", config, monkeypatch, 2)
+    assert split == [(2, False)]  # redone: no part file left, every byte the sequential one's
+    assert _tree(tmp_path / "split") == _tree(tmp_path / "seq")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_stop_in_any_segment_stops_all_and_leaves_no_file(video, tmp_path):
+    item = SourceItem("v", "p0", "benign", video, "manifest")
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:
+            raise _Stop
+
+    with ThreadPoolExecutor(2) as pool:
+        job = VideoJob(item, "train", ExtractConfig(**SMALL), tmp_path / "store", "v", parts=3, pool=pool)
+        with pytest.raises(_Stop):
+            job.run(progress)
+    assert [p.name for p in (tmp_path / "store" / "frames").iterdir()] == []

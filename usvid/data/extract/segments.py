@@ -1,0 +1,149 @@
+"""One video extracted as several segments at once, split at keyframes, for a video that runs alone.
+
+One decoder thread decodes slower than FFmpeg's frame threads, and the work on each frame (letterboxing,
+writing) cannot hide behind it; two single-threaded decoders at once decode a third faster than the frame
+threads (``benchmarks/extract_bench.py``). So a video with no other video beside it is cut at keyframes near
+``1/parts``, ``2/parts``, ... of its frames, and each segment is decoded and stored by a thread of its own;
+the job then stitches them into the store the sequential extraction writes, byte for byte.
+
+What keeps the bytes: each segment decodes from its keyframe and every frame is checked against the index
+(its number and pts); the first segment holds at least the frames the scan region is detected from, and
+the others hold their first frames until it is published; a segment's frame selector starts where the frame
+before it left the ``--fps`` buckets; store, row and mask indices are offset when stitching. Dedupe compares
+each frame with the one kept before it, so a video is not split with dedupe on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from usvid.errors import UsvidError
+from usvid.video.roi import ScanRegion
+
+T = TypeVar("T")
+# A segment costs a container of its own and a seek (about a millisecond); shorter ones gain nothing.
+MIN_SEGMENT_FRAMES = 30
+
+
+class Halted(Exception):
+    """Raised inside a segment when another segment of its video failed: it stops at its next batch."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames ``start..stop-1`` of a video (``stop=None``: to its end); ``start`` is a keyframe."""
+
+    start: int
+    stop: int | None
+
+
+def plan_segments(
+    keyframes: Sequence[int],
+    num_frames: int,
+    parts: int,
+    first_frames: int,
+    min_frames: int = MIN_SEGMENT_FRAMES,
+) -> list[Segment]:
+    """Up to ``parts`` segments cut at the keyframes nearest ``k * num_frames / parts``.
+
+    Every segment has ``min_frames`` frames or more, the first ``first_frames`` or more (the frames the scan
+    region is detected from); a cut that cannot keep to that is left out, so one segment means: do not split.
+    """
+    cuts: list[int] = []
+    for k in range(1, parts):
+        target = k * num_frames / parts
+        cut = min(keyframes, key=lambda key: abs(key - target))
+        previous = cuts[-1] if cuts else 0
+        if cut >= max(first_frames, previous + min_frames) and num_frames - cut >= min_frames:
+            cuts.append(cut)
+    bounds = [0, *cuts]
+    return [Segment(a, b) for a, b in zip(bounds, [*cuts, None])]
+
+
+class SharedRegion:
+    """The scan region of a video as its segments learn it: given, or published by the first segment once it
+    has detected it; the other segments :meth:`wait` for it."""
+
+    def __init__(self, region: ScanRegion | None) -> None:
+        self._region = region
+        self._settled = threading.Event()
+        if region is not None:
+            self._settled.set()
+
+    @property
+    def known(self) -> bool:
+        return self._settled.is_set()
+
+    def publish(self, region: ScanRegion) -> None:
+        self._region = region
+        self._settled.set()
+
+    def fail(self) -> None:
+        """Wake the waiting segments with :class:`Halted` (the segment that detects it failed)."""
+        self._settled.set()
+
+    def wait(self) -> ScanRegion:
+        self._settled.wait()
+        if self._region is None:
+            raise Halted
+        return self._region
+
+
+class SegmentGroup:
+    """The segments of one video: their shared region, their summed progress, and halting them together.
+
+    ``progress(frames_done)``: the video's progress, called from the segments' threads.
+    """
+
+    def __init__(self, region: SharedRegion, count: int, progress: Callable[[int], None]) -> None:
+        self.region, self._progress = region, progress
+        self._seen = [0] * count
+        self._halted = threading.Event()
+
+    def reporter(self, k: int) -> Callable[[int], None]:
+        """Segment ``k``'s progress callback (its frames so far); it raises :class:`Halted` once halted."""
+
+        def report(seen: int) -> None:
+            if self._halted.is_set():
+                raise Halted
+            self._seen[k] = seen
+            self._progress(sum(self._seen))
+
+        return report
+
+    def halt(self) -> None:
+        self._halted.set()
+        self.region.fail()
+
+
+def run_segments(
+    segments: Sequence[Segment], run: Callable[[int, Segment], T], pool: Executor, group: SegmentGroup
+) -> list[T] | None:
+    """``run(k, segment)`` for each segment: the first on this thread, the others on ``pool``; their results.
+
+    A segment that fails halts the others. ``None``: one failed with a :class:`UsvidError` (a corrupt frame,
+    an inexact seek, no scan region); the caller extracts the video sequentially, which is the reference,
+    errors included. Any other error (a stop) is raised once every segment has stopped.
+    """
+    futures = [pool.submit(run, k, segment) for k, segment in enumerate(segments) if k]
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def settle(call: Callable[[], T]) -> None:
+        try:
+            results.append(call())
+        except BaseException as err:  # every segment is waited for before anything is raised
+            group.halt()
+            errors.append(err)
+
+    settle(lambda: run(0, segments[0]))
+    for future in futures:
+        settle(future.result)
+    fatal = [e for e in errors if not isinstance(e, (Halted, UsvidError))]
+    if fatal:
+        raise fatal[0]
+    return None if errors else results
