@@ -1,4 +1,5 @@
-"""A video that runs alone is extracted as segments split at keyframes: the store is the sequential one, byte for byte."""
+"""A video that runs alone is extracted as segments split at keyframes: the store is the sequential one,
+byte for byte."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def _remux_faststart(src: Path, dst: Path) -> Path:
 def video(request, tmp_path_factory) -> Path:
     options = {"plain": {}, "bframes-vfr": {"bframes": 2, "vfr": True}}[request.param]
     path = tmp_path_factory.mktemp("video") / "v.mp4"
-    return write_test_video(path, kind="ultrasound", width=W, height=H, num_frames=N, gop=12, seed=4, **options)
+    return write_test_video(path, kind="ultrasound", width=W, height=H, num_frames=N, gop=12, seed=4,
+                            **options)
 
 
 def test_plan_cuts_at_the_nearest_keyframes():
@@ -95,8 +97,8 @@ def test_plan_cuts_at_the_nearest_keyframes():
         (2, {}),
         (3, {}),
         (2, {"every": 4}),
-        (3, {"fps": 7.0}),
-        (2, {"fps": 3.0, "region": RegionConfig(detect=False)}),
+        (3, {"fps": 25 / 24}),  # a bucket starts at each cut (frames 48, 96)
+        (2, {"fps": 7.0, "region": RegionConfig(detect=False)}),  # frame 72 starts a bucket, 71 not
         (3, {"every": 5, "region": RegionConfig(roi=(20, 20, 110, 70))}),
     ],
     ids=["all", "all-3", "every", "fps-3", "fps-full-frame", "every-roi-3"],
@@ -113,7 +115,8 @@ def test_split_store_is_the_sequential_store(video, tmp_path, monkeypatch, parts
 @pytest.mark.parametrize("kind", ["faststart", "matroska"])
 def test_a_file_cut_short_splits_to_the_same_store_and_warning(tmp_path, monkeypatch, kind):
     if kind == "faststart":
-        long = write_test_video(tmp_path / "long.mp4", kind="ultrasound", width=W, height=H, num_frames=N, gop=12)
+        long = write_test_video(tmp_path / "long.mp4", kind="ultrasound", width=W, height=H, num_frames=N,
+                                gop=12)
         video = _remux_faststart(long, tmp_path / "cut.mp4")
     else:  # ffv1: every frame a keyframe; Matroska declares a duration, not a count
         video = write_test_video(tmp_path / "cut.mkv", kind="ultrasound", width=W, height=H, num_frames=N,

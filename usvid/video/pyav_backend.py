@@ -340,13 +340,17 @@ class PyAVReader(ReaderBase):
         import av
 
         key = int(self._pts[start])
-        packets = container.demux(stream)
+        if start > 0 and key not in self._packets_before:
+            raise ProcessingError(
+                f"{self.path}: frame {start} is not a keyframe; start a segment at one of keyframes()"
+            )
+        packets, read = container.demux(stream), 0
         if start > 0:
             container.seek(key, stream=stream, backward=True, any_frame=False)
-            packets = self._from_keyframe(packets, key)
+            packets, read = self._from_keyframe(packets, key), self._packets_before[key]
         h, w, i = self.info.height, self.info.width, start
         try:
-            for frame in self._frames(packets, self._packets_before.get(key, 0)):
+            for frame in self._frames(packets, read):
                 if i == start and frame.pts is not None and frame.pts < key:
                     continue  # an open GOP's leading frame: it belongs to the segment before
                 if frame.pts is None or i >= len(self._pts) or frame.pts != self._pts[i]:

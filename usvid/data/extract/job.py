@@ -35,6 +35,16 @@ class _Pass(NamedTuple):
     last_seconds: float | None
 
 
+def _stitch(writer: NpyWriter, parts: list[NpyWriter], passes: list[_Pass]) -> _Pass:
+    """The passes over a video's segments as one: the later segments' frames (in ``parts``) appended to
+    ``writer`` in order, and their rows after the first's."""
+    first = passes[0]
+    for part, later in zip(parts, passes[1:]):
+        writer.extend(part)
+        first.stored.extend(later.stored)
+    return _Pass(first.stored, sum(p.seen for p in passes), passes[-1].last_seconds)
+
+
 def _report(progress: Callable[[int, int], None], num_frames: int, seen: int) -> None:
     progress(seen, num_frames)
 
@@ -196,13 +206,10 @@ class VideoJob:
                 log.info("%s: a segment failed; extracting it from the first frame", self.item.path)
                 writer.restart()
                 return None
-            for part, later in zip(parts, passes[1:]):
-                writer.extend(part)
-                passes[0].stored.extend(later.stored)
+            return _stitch(writer, parts, passes)
         finally:
             for part in parts:
                 part.abort()
-        return _Pass(passes[0].stored, sum(p.seen for p in passes), passes[-1].last_seconds)
 
     def _pass(
         self,
