@@ -344,9 +344,10 @@ class PyAVReader(ReaderBase):
             raise ProcessingError(
                 f"{self.path}: frame {start} is not a keyframe; start a segment at one of keyframes()"
             )
+        # The first segment seeks too, to the first frame: as decoding the whole video does after the index.
+        container.seek(key, stream=stream, backward=True, any_frame=False)
         packets, read = container.demux(stream), 0
         if start > 0:
-            container.seek(key, stream=stream, backward=True, any_frame=False)
             packets, read = self._from_keyframe(packets, key), self._packets_before[key]
         h, w, i = self.info.height, self.info.width, start
         try:
