@@ -4,7 +4,10 @@ byte for byte."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,9 +16,8 @@ import pytest
 
 from usvid.boxes import Box
 from usvid.data.extract import ExtractConfig, extract
-from usvid.data.extract import job as job_module
 from usvid.data.extract.job import VideoJob
-from usvid.data.extract.segments import Segment, plan_segments
+from usvid.data.extract.segments import Cores, Segment, SegmentGroup, SharedRegion, plan_segments
 from usvid.data.manifest import VideoEntry, write_annotations, write_manifest
 from usvid.data.sources import SourceItem
 from usvid.errors import ProcessingError
@@ -47,16 +49,16 @@ def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: in
     """Extract as on a machine of ``parts`` cores (one segment per core; 1: sequential); returns the summary's
     warnings and, per split video, its segments and whether they were stitched (not redone sequentially)."""
     split: list[tuple[int, bool]] = []
-    run_segments = job_module.run_segments
+    run = Cores.run
 
-    def spy(segments, *args):
-        passes = run_segments(segments, *args)
+    def spy(self, segments, *args):
+        passes = run(self, segments, *args)
         split.append((len(segments), passes is not None))
         return passes
 
     with monkeypatch.context() as m:
         m.setattr("usvid.data.extract.jobs.os.cpu_count", lambda: parts)
-        m.setattr("usvid.data.extract.job.run_segments", spy)
+        m.setattr(Cores, "run", spy)
         summary = extract(src, out, config)
     assert not summary.failures, summary.failures
     return list(summary.warnings), split
@@ -89,6 +91,28 @@ def test_plan_cuts_at_the_nearest_keyframes():
     assert plan_segments([0], N, 2, 0) == [Segment(0, None)]  # no keyframe but the first
     assert plan_segments(keys, 50, 2, 0) == [Segment(0, None)]  # too short: segments under 30 frames
     assert plan_segments([0, 70, 72], N, 3, 0) == [Segment(0, 70), Segment(70, None)]  # 72: 2 frames after 70
+
+
+def _on_thread(k: int, segment: Segment) -> str:
+    time.sleep(0.1 if k == 0 else 0.3)  # the first ends while the others run, or wait for a core
+    return threading.current_thread().name
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_segments_take_only_free_cores_else_run_on_the_jobs_thread(others):
+    segments = plan_segments(list(range(0, N, 12)), N, 3, 0)
+    with ThreadPoolExecutor(2, thread_name_prefix="pool") as pool:
+        cores = Cores(3, pool)
+        group = SegmentGroup(SharedRegion(None), len(segments), lambda seen: None)
+        with ExitStack() as working:
+            for _ in range(1 + others):  # this video's job, and the other videos'
+                working.enter_context(cores.job())
+            threads = cores.run(segments, _on_thread, group)
+    main = threading.current_thread().name
+    if others:  # 3 cores, 2 jobs: one free core, for one of the two later segments; the job runs the other
+        assert threads[0] == main and sorted(t == main for t in threads[1:]) == [False, True]
+    else:
+        assert threads[0] == main and all(t.startswith("pool") for t in threads[1:])
 
 
 @pytest.mark.parametrize(
@@ -166,7 +190,8 @@ def test_a_stop_in_any_segment_stops_all_and_leaves_no_file(video, tmp_path):
             raise _Stop
 
     with ThreadPoolExecutor(2) as pool:
-        job = VideoJob(item, "train", ExtractConfig(**SMALL), tmp_path / "store", "v", parts=3, pool=pool)
+        job = VideoJob(item, "train", ExtractConfig(**SMALL), tmp_path / "store", "v", parts=3,
+                       cores=Cores(3, pool))
         with pytest.raises(_Stop):
             job.run(progress)
     assert [p.name for p in (tmp_path / "store" / "frames").iterdir()] == []

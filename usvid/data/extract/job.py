@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
 from contextlib import closing
 from dataclasses import replace
 from functools import partial
@@ -16,7 +15,7 @@ import numpy as np
 from usvid.data.extract.config import ExtractConfig
 from usvid.data.extract.frames import FrameSelector, NpyWriter, Scratch, StoredFrames
 from usvid.data.extract.records import ENDED_EARLY, VideoRecord, VideoRow, warning
-from usvid.data.extract.segments import Segment, SegmentGroup, SharedRegion, plan_segments, run_segments
+from usvid.data.extract.segments import Cores, Segment, SegmentGroup, SharedRegion, plan_segments
 from usvid.data.sources import SourceItem
 from usvid.errors import ProcessingError
 from usvid.io import atomic_path
@@ -82,7 +81,7 @@ class VideoJob:
     """Extracts one source item into ``frames/<file>.npy`` (+ masks) and returns its record.
 
     ``threads``: FFmpeg decoding threads (0: FFmpeg picks); ``scratch``: the worker thread's reusable buffer;
-    ``parts``: segments a PyAV video is split into, decoded at once on ``pool`` (see
+    ``parts``: segments a PyAV video is split into, decoded at once on the free ones of ``cores`` (see
     :mod:`usvid.data.extract.segments`; 1: not split).
     """
 
@@ -96,11 +95,11 @@ class VideoJob:
         threads: int = 0,
         scratch: Scratch | None = None,
         parts: int = 1,
-        pool: Executor | None = None,
+        cores: Cores | None = None,
     ) -> None:
         self.item, self.split, self.config, self.out, self.file = item, split, config, out, file
         self.threads, self.scratch = threads, scratch or Scratch()
-        self.parts, self.pool = parts, pool
+        self.parts, self.cores = parts, cores
 
     def run(self, progress: Callable[[int, int], None]) -> VideoRecord:
         writer = NpyWriter(self.out / "frames" / f"{self.file}.npy", self.config.size, estimate=1000)
@@ -181,7 +180,7 @@ class VideoJob:
         """The video as segments decoded at once (see :mod:`usvid.data.extract.segments`), stitched; ``None``:
         not split (one segment, dedupe, not PyAV) or a segment failed, and the writer holds nothing."""
         config, info = self.config, reader.info
-        if self.parts < 2 or self.pool is None or config.dedupe or not isinstance(reader, PyAVReader):
+        if self.parts < 2 or self.cores is None or config.dedupe or not isinstance(reader, PyAVReader):
             return None
         region = SharedRegion(self._given_region(info.width, info.height))
         first = 0 if region.known else config.region.frames
@@ -201,7 +200,7 @@ class VideoJob:
                 return self._pass(frames, writers[k], selector, region, group.reporter(k), detect=k == 0)
 
         try:
-            passes = run_segments(segments, run, self.pool, group)
+            passes = self.cores.run(segments, run, group)
             if passes is None:
                 log.info("%s: a segment failed; extracting it from the first frame", self.item.path)
                 writer.restart()

@@ -13,6 +13,7 @@ from usvid.data.extract.config import MAX_AUTO_WORKERS, ExtractConfig
 from usvid.data.extract.frames import Scratch
 from usvid.data.extract.job import VideoJob
 from usvid.data.extract.progress import ExtractProgress, Progress
+from usvid.data.extract.segments import Cores
 from usvid.data.extract.records import write_record
 from usvid.data.sources import Failure, SourceItem
 from usvid.errors import InputError, MissingDependencyError, ProcessingError
@@ -42,7 +43,6 @@ def run_jobs(
     at their next batch (their partial files are removed).
     """
     workers = min(config.workers or min(os.cpu_count() or 1, MAX_AUTO_WORKERS), len(todo)) or 1
-    parts = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)  # segments of a video that runs alone
     failed: dict[int, Failure] = {}
     no_more, abort = threading.Event(), threading.Event()
     started = itertools.count()
@@ -51,8 +51,8 @@ def run_jobs(
     def run(n: int, item: SourceItem, file: str, inputs: str) -> None:
         if no_more.is_set():
             raise _Stopped
-        # The last videos (fewer left than workers) run alone: no other video fills the cores, so each is
-        # split into segments decoded at once (segments.py), or else decodes ahead on threads of its own.
+        # The last videos (fewer left than workers) are split into segments that take the cores the other
+        # videos leave (segments.py), or else decode ahead on threads of their own.
         alone = workers == 1 or len(todo) - next(started) < workers
 
         def on_batch(frames_done: int, frames_total: int) -> None:
@@ -61,9 +61,10 @@ def run_jobs(
             notify(ExtractProgress(item.video_id, n, num_items, frames_done, frames_total))
 
         job = VideoJob(item, splits[item.patient_id], config, out, file, 0 if alone else 1, scratch,
-                       parts if alone else 1, segment_pool)
+                       cores.count if alone else 1, cores)
         try:
-            made = job.run(on_batch)
+            with cores.job():
+                made = job.run(on_batch)
         except (_Stopped, MissingDependencyError):
             raise
         except Exception as err:  # one broken video must not stop the others
@@ -86,10 +87,12 @@ def run_jobs(
         notify(ExtractProgress(item.video_id, n, num_items, frames, frames, finished=True))
 
     # Outside the videos' pool: it is shut down after them, so no video submits a segment to a closed pool.
+    cpus = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
     with (
-        ThreadPoolExecutor(max(1, workers * (parts - 1)), thread_name_prefix="usvid-segment") as segment_pool,
+        ThreadPoolExecutor(max(1, workers * (cpus - 1)), thread_name_prefix="usvid-segment") as segment_pool,
         ThreadPoolExecutor(workers, thread_name_prefix="usvid-extract") as pool,
     ):
+        cores = Cores(cpus, segment_pool)
         pending: set[Future] = {pool.submit(run, *job) for job in todo}
         first_error: BaseException | None = None
         try:

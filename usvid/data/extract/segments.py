@@ -16,9 +16,11 @@ each frame with the one kept before it, so a video is not split with dedupe on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from usvid.errors import UsvidError
@@ -27,6 +29,7 @@ from usvid.video.roi import ScanRegion
 T = TypeVar("T")
 # A segment costs a container of its own and a seek (about a millisecond); shorter ones gain nothing.
 MIN_SEGMENT_FRAMES = 30
+_WAIT_SECONDS = 0.05  # a segment waiting for a core looks again (it is also woken when one is freed)
 
 
 class Halted(Exception):
@@ -120,30 +123,95 @@ class SegmentGroup:
         self.region.fail()
 
 
-def run_segments(
-    segments: Sequence[Segment], run: Callable[[int, Segment], T], pool: Executor, group: SegmentGroup
-) -> list[T] | None:
-    """``run(k, segment)`` for each segment: the first on this thread, the others on ``pool``; their results.
+class Cores:
+    """The cores of one extraction, shared by its videos' jobs and segments.
 
-    A segment that fails halts the others. ``None``: one failed with a :class:`UsvidError` (a corrupt frame,
-    an inexact seek, no scan region); the caller extracts the video sequentially, which is the reference,
-    errors included. Any other error (a stop) is raised once every segment has stopped.
+    A video's job always runs, and counts while it does (:meth:`job`); a segment beyond a video's first starts
+    only on a core no one works on, and one not started by the time the job is done with the first is run by
+    the job itself. So a split never crowds the cores: beside other videos, a video's segments run one after
+    the other on its job's thread, and spread as soon as the other videos finish.
+
+    ``pool``: runs the segments; threads enough for every segment that may wait for a core.
     """
-    futures = [pool.submit(run, k, segment) for k, segment in enumerate(segments) if k]
-    results: list[T] = []
-    errors: list[BaseException] = []
 
-    def settle(call: Callable[[], T]) -> None:
+    def __init__(self, count: int, pool: Executor) -> None:
+        self.count, self._pool = count, pool
+        self._busy = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def job(self) -> Iterator[None]:
+        with self._changed:
+            self._busy += 1
         try:
-            results.append(call())
-        except BaseException as err:  # every segment is waited for before anything is raised
-            group.halt()
-            errors.append(err)
+            yield
+        finally:
+            self._leave()
 
-    settle(lambda: run(0, segments[0]))
-    for future in futures:
-        settle(future.result)
-    fatal = [e for e in errors if not isinstance(e, (Halted, UsvidError))]
-    if fatal:
-        raise fatal[0]
-    return None if errors else results
+    def run(
+        self, segments: Sequence[Segment], run: Callable[[int, Segment], T], group: SegmentGroup
+    ) -> list[T] | None:
+        """``run(k, segment)`` for each segment: the first on this thread, the others on a free core, else
+        here after the first; their results.
+
+        A segment that fails halts the others. ``None``: one failed with a :class:`UsvidError` (a corrupt
+        frame, an inexact seek, no scan region); the caller extracts the video sequentially, which is the
+        reference, errors included. Any other error (a stop) is raised once every started segment stopped.
+        """
+        claims = [threading.Lock() for _ in segments]  # whoever takes a segment's lock runs it
+
+        def on_a_free_core(k: int) -> T | None:
+            while not self._enter():
+                if claims[k].locked():
+                    return None
+            try:
+                return run(k, segments[k]) if claims[k].acquire(blocking=False) else None
+            finally:
+                self._leave()
+
+        futures = {k: self._pool.submit(on_a_free_core, k) for k in range(1, len(segments))}
+        results: dict[int, T] = {}
+        errors: list[BaseException] = []
+
+        def settle(k: int, call: Callable[[], T]) -> None:
+            try:
+                results[k] = call()
+            except BaseException as err:  # every started segment is waited for before anything is raised
+                group.halt()
+                errors.append(err)
+
+        settle(0, partial(run, 0, segments[0]))
+        running = []
+        for k in futures:
+            if claims[k].acquire(blocking=False):  # not started: here, unless another segment failed
+                self._wake()
+                if not errors:
+                    settle(k, partial(run, k, segments[k]))
+            else:
+                running.append(k)
+        for k in running:
+            settle(k, futures[k].result)
+        fatal = [e for e in errors if not isinstance(e, (Halted, UsvidError))]
+        if fatal:
+            raise fatal[0]
+        return None if errors else [results[k] for k in range(len(segments))]
+
+    def _enter(self) -> bool:
+        """Take a free core, waiting a moment for one."""
+        with self._changed:
+            if self._busy >= self.count:
+                self._changed.wait(_WAIT_SECONDS)
+            if self._busy >= self.count:
+                return False
+            self._busy += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._changed:
+            self._busy -= 1
+            self._changed.notify_all()
+
+    def _wake(self) -> None:
+        """Let the segments waiting for a core look at their claims again."""
+        with self._changed:
+            self._changed.notify_all()
