@@ -36,9 +36,9 @@ class ExtractConfig:
             its first ``region.frames`` frames, 200 MB at 1080p). With more than one, each video is decoded
             on one thread (FFmpeg decodes a stream faster per CPU second alone than with frame threads, and
             the videos fill the cores), except the last ones (and every one with one worker): a PyAV video
-            is split at keyframes into one segment per core, decoded and stored at once, each on one thread
-            (:mod:`usvid.data.extract.segments`; not with ``dedupe``); other videos are decoded on a thread
-            of their own beside their letterboxing, with a decoder of every core but one.
+            is split at keyframes into one segment per core, each decoded on one thread, the later ones on
+            the cores no other video works on (:mod:`usvid.data.extract.segments`; not with ``dedupe``);
+            other videos are decoded on a thread of their own beside their letterboxing.
             The store is the same for any number of workers.
         classes: keep only videos of these labels (compared case-insensitively).
         category: the COCO category of ``annotations.json`` whose boxes are lesion boxes; boxes of other

@@ -13,8 +13,8 @@ from usvid.data.extract.config import MAX_AUTO_WORKERS, ExtractConfig
 from usvid.data.extract.frames import Scratch
 from usvid.data.extract.job import VideoJob
 from usvid.data.extract.progress import ExtractProgress, Progress
-from usvid.data.extract.segments import Cores
 from usvid.data.extract.records import write_record
+from usvid.data.extract.segments import Cores
 from usvid.data.sources import Failure, SourceItem
 from usvid.errors import InputError, MissingDependencyError, ProcessingError
 
