@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import shutil
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -76,16 +75,19 @@ class NpyWriter:
         self._file.write(memoryview(np.ascontiguousarray(frames, dtype=np.uint8)).cast("B"))
         self.count += frames.shape[0]
 
-    def extend(self, part: NpyWriter) -> None:
-        """Append the frames of ``part``, an unfinished writer of the same size (the caller aborts it)."""
-        part._file.flush()
-        with part.tmp_path.open("rb") as f:
-            f.seek(len(part._header))
-            shutil.copyfileobj(f, self._file, 1 << 20)
+    def part(self, offset: int) -> NpyPart:
+        """A writer of the frames that go ``offset`` frames into this file (a later segment of the video)."""
+        return NpyPart(self, offset)
+
+    def join(self, part: NpyPart) -> None:
+        """Count the frames of ``part``, closed, which starts where this writer's frames end."""
+        if part.offset != self.count:
+            raise ValueError(f"a part at frame {part.offset} joined to {self.count} frames; they must meet")
         self.count += part.count
+        self._file.seek(0, os.SEEK_END)
 
     def restart(self) -> None:
-        """Forget the frames appended so far."""
+        """Forget the frames written so far (parts' too: close them first)."""
         self._file.seek(len(self._header))
         self._file.truncate()
         self.count = 0
@@ -106,6 +108,23 @@ class NpyWriter:
     def abort(self) -> None:
         self._file.close()
         self.tmp_path.unlink(missing_ok=True)
+
+
+class NpyPart:
+    """Frames written straight into their place in a :class:`NpyWriter`'s file, from ``offset`` frames on: a
+    later segment of a video writes while the segments before it do, and nothing is copied to join them."""
+
+    def __init__(self, writer: NpyWriter, offset: int) -> None:
+        self.offset, self.count = offset, 0
+        self._file = writer.tmp_path.open("r+b")
+        self._file.seek(len(writer._header) + offset * writer.size * writer.size)
+
+    def append(self, frames: np.ndarray) -> None:
+        self._file.write(memoryview(np.ascontiguousarray(frames, dtype=np.uint8)).cast("B"))
+        self.count += frames.shape[0]
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class Scratch(threading.local):

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from usvid.data.extract.config import ExtractConfig
-from usvid.data.extract.frames import FrameSelector, NpyWriter, Scratch, StoredFrames
+from usvid.data.extract.frames import FrameSelector, NpyPart, NpyWriter, Scratch, StoredFrames
 from usvid.data.extract.records import ENDED_EARLY, VideoRecord, VideoRow, warning
 from usvid.data.extract.segments import Cores, Segment, SegmentGroup, SharedRegion, plan_segments
 from usvid.data.sources import SourceItem
@@ -34,12 +34,12 @@ class _Pass(NamedTuple):
     last_seconds: float | None
 
 
-def _stitch(writer: NpyWriter, parts: list[NpyWriter], passes: list[_Pass]) -> _Pass:
-    """The passes over a video's segments as one: the later segments' frames (in ``parts``) appended to
-    ``writer`` in order, and their rows after the first's."""
+def _stitch(writer: NpyWriter, parts: list[NpyPart], passes: list[_Pass]) -> _Pass:
+    """The passes over a video's segments as one: the later segments' frames (``parts``, closed) joined to
+    ``writer``'s in order, and their rows after the first's."""
     first = passes[0]
     for part, later in zip(parts, passes[1:]):
-        writer.extend(part)
+        writer.join(part)
         first.stored.extend(later.stored)
     return _Pass(first.stored, sum(p.seen for p in passes), passes[-1].last_seconds)
 
@@ -188,9 +188,7 @@ class VideoJob:
         if len(segments) < 2:
             return None
         group = SegmentGroup(region, len(segments), report)
-        final = self.out / "frames" / f"{self.file}.npy"
-        parts = [NpyWriter(final.with_name(f"{final.name}.{k}"), config.size)
-                 for k in range(1, len(segments))]
+        parts = [writer.part(offset) for offset in self._offsets(reader, segments)[1:]]
         writers = [writer, *parts]
 
         def run(k: int, segment: Segment) -> _Pass:
@@ -201,14 +199,24 @@ class VideoJob:
 
         try:
             passes = self.cores.run(segments, run, group)
-            if passes is None:
-                log.info("%s: a segment failed; extracting it from the first frame", self.item.path)
-                writer.restart()
-                return None
-            return _stitch(writer, parts, passes)
         finally:
             for part in parts:
-                part.abort()
+                part.close()
+        if passes is None:
+            log.info("%s: a segment failed; extracting it from the first frame", self.item.path)
+            writer.restart()
+            return None
+        return _stitch(writer, parts, passes)
+
+    def _offsets(self, reader: PyAVReader, segments: list[Segment]) -> list[int]:
+        """Where each segment's frames go in the store: after the frames kept before it, counted on the
+        index's times (each decoded frame is checked to have them; without dedupe the selector alone decides)."""
+        selector = FrameSelector(self.config, set(self.item.boxes))
+        offsets = [0]
+        for segment in segments[:-1]:
+            kept = sum(selector.keep(i, reader.seconds_of(i)) for i in range(segment.start, segment.stop))
+            offsets.append(offsets[-1] + kept)
+        return offsets
 
     def _pass(
         self,
