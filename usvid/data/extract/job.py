@@ -210,7 +210,7 @@ class VideoJob:
 
     def _offsets(self, reader: PyAVReader, segments: list[Segment]) -> list[int]:
         """Where each segment's frames go in the store: after the frames kept before it, counted on the
-        index's times (each decoded frame is checked to have them; without dedupe the selector alone decides)."""
+        index's times (each decoded frame is checked to have them; without dedupe, the selector decides)."""
         selector = FrameSelector(self.config, set(self.item.boxes))
         offsets = [0]
         for segment in segments[:-1]:
