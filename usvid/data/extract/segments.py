@@ -2,15 +2,17 @@
 
 One decoder thread decodes slower than FFmpeg's frame threads, and the work on each frame (letterboxing,
 writing) cannot hide behind it; two single-threaded decoders at once decode a third faster than the frame
-threads (``benchmarks/extract_bench.py``). So a video with no other video beside it is cut at keyframes near
-``1/parts``, ``2/parts``, ... of its frames, and each segment is decoded and stored by a thread of its own;
-the job then stitches them into the store the sequential extraction writes, byte for byte.
+threads (``benchmarks/extract_bench.py``). So one of the last videos of a run is cut at keyframes near
+``1/parts``, ``2/parts``, ... of its frames, and each segment is decoded and stored by a thread of its own,
+the later ones only on cores no other video works on (:class:`Cores`); the job then stitches them into the
+store the sequential extraction writes, byte for byte.
 
 What keeps the bytes: each segment decodes from its keyframe and every frame is checked against the index
 (its number and pts); the first segment holds at least the frames the scan region is detected from, and
 the others hold their first frames until it is published; a segment's frame selector starts where the frame
-before it left the ``--fps`` buckets; store, row and mask indices are offset when stitching. Dedupe compares
-each frame with the one kept before it, so a video is not split with dedupe on.
+before it left the ``--fps`` buckets; each segment writes its frames at their place in the ``.npy`` (counted
+on the index's times) and its rows and masks are offset when stitching. Dedupe compares each frame with the
+one kept before it, so a video is not split with dedupe on.
 """
 
 from __future__ import annotations
