@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from usvid.boxes import Box
@@ -45,9 +46,9 @@ def _dataset(root: Path, video: Path, boxes: dict = BOXES) -> Path:
     return root
 
 
-def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: int) -> tuple[list, list]:
-    """Extract as on a machine of ``parts`` cores (one segment per core; 1: sequential); returns the summary's
-    warnings and, per split video, its segments and whether they were stitched (not redone sequentially)."""
+def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: int, ok: bool = True):
+    """Extract as on a machine of ``parts`` cores (one segment per core; 1: sequential); returns the summary
+    and, per split video, its segments and whether they were stitched (not redone sequentially)."""
     split: list[tuple[int, bool]] = []
     run = Cores.run
 
@@ -60,8 +61,8 @@ def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: in
         m.setattr("usvid.data.extract.jobs.os.cpu_count", lambda: parts)
         m.setattr(Cores, "run", spy)
         summary = extract(src, out, config)
-    assert not summary.failures, summary.failures
-    return list(summary.warnings), split
+    assert not ok or not summary.failures, summary.failures
+    return summary, split
 
 
 def _remux_faststart(src: Path, dst: Path) -> Path:
@@ -149,10 +150,10 @@ def test_a_file_cut_short_splits_to_the_same_store_and_warning(tmp_path, monkeyp
     video.write_bytes(data[: int(len(data) * 0.8)])
     src = _dataset(tmp_path / "ds", video, boxes={5: [Box(40, 30, 30, 20)], 80: [Box(50, 40, 20, 15)]})
     config = ExtractConfig(**SMALL)
-    split_warnings, split = _extract(src, tmp_path / "split", config, monkeypatch, 2)
-    seq_warnings, _ = _extract(src, tmp_path / "seq", config, monkeypatch, 1)
-    assert split == [(2, True)] and len(split_warnings) == 1 and split_warnings == seq_warnings
-    assert "truncated" in str(split_warnings[0])
+    split_summary, split = _extract(src, tmp_path / "split", config, monkeypatch, 2)
+    seq_summary, _ = _extract(src, tmp_path / "seq", config, monkeypatch, 1)
+    assert split == [(2, True)] and len(split_summary.warnings) == 1
+    assert split_summary.warnings == seq_summary.warnings and "truncated" in str(split_summary.warnings[0])
     assert _tree(tmp_path / "split") == _tree(tmp_path / "seq")
     with pytest.raises(ProcessingError, match="--strict"):
         _extract(src, tmp_path / "strict", replace(config, strict=True), monkeypatch, 2)
@@ -195,3 +196,19 @@ def test_a_stop_in_any_segment_stops_all_and_leaves_no_file(video, tmp_path):
         with pytest.raises(_Stop):
             job.run(progress)
     assert [p.name for p in (tmp_path / "store" / "frames").iterdir()] == []
+
+
+def test_a_first_segment_without_a_scan_region_fails_as_the_sequential_extraction(tmp_path, monkeypatch):
+    # The later segments wait for the region the first one detects: its failure must wake them.
+    from tests.helpers.videos import write_video
+
+    video = write_video(tmp_path / "still.mp4", np.zeros((N, H, W, 3), np.uint8), fps=25, gop=12)
+    src = _dataset(tmp_path / "ds", video, boxes={})
+    failures = {}
+    for parts in (1, 2):
+        summary, split = _extract(src, tmp_path / f"p{parts}", ExtractConfig(**SMALL), monkeypatch, parts,
+                                  ok=False)
+        failures[parts] = summary.failures
+    assert split == [(2, False)]  # tried, then redone from the first frame
+    assert len(failures[1]) == 1 and failures[2] == failures[1] and "scan region" in failures[1][0].message
+    assert _tree(tmp_path / "p1" / "frames") == _tree(tmp_path / "p2" / "frames") == {}
