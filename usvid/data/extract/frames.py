@@ -201,14 +201,14 @@ class StoredFrames:
             self.rows.append(replace(r, store_index=r.store_index + rows, mask_index=mask_index))
         self.masks += later.masks
 
-    def take(self, writer: NpyWriter, frame: GreyFrame) -> None:
+    def take(self, writer: NpyWriter | NpyPart, frame: GreyFrame) -> None:
         """Letterbox one kept frame (``(H, W)`` uint8, may be a view of the decoder's memory)."""
         self.letterbox.into(frame.grey, self._batch[len(self._taken)])
         self._taken.append(frame._replace(grey=None))
         if len(self._taken) == len(self._batch):
             self.flush(writer)
 
-    def flush(self, writer: NpyWriter) -> None:
+    def flush(self, writer: NpyWriter | NpyPart) -> None:
         """Finish the letterboxed frames taken so far (range, near-duplicates) and write them."""
         if not self._taken:
             return

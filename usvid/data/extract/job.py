@@ -221,7 +221,7 @@ class VideoJob:
     def _pass(
         self,
         frames: Iterable[GreyFrame],
-        writer: NpyWriter,
+        writer: NpyWriter | NpyPart,
         selector: FrameSelector,
         region: SharedRegion,
         report: Callable[[int], None],
@@ -279,7 +279,7 @@ class VideoJob:
         return held
 
     def _release(
-        self, writer: NpyWriter, region: ScanRegion, held: list[GreyFrame], selector: FrameSelector
+        self, writer: NpyWriter | NpyPart, region: ScanRegion, held: list[GreyFrame], selector: FrameSelector
     ) -> StoredFrames:
         """Store the held first frames once the scan region is known."""
         stored = StoredFrames(self.item, self.split, region, self.config)
