@@ -316,7 +316,8 @@ class PyAVReader(ReaderBase):
     def grey_segment(self, start: int, stop: int | None, *, raw_luma: bool = False) -> Iterator[GreyFrame]:
         """Frames ``start..stop-1`` (``stop=None``: to the end) as :meth:`grey_frames` yields them, decoded on
         the calling thread by a single-threaded decoder on a container of its own, so segments of one video
-        decode at once, one per thread.
+        decode at once, one per thread. The first (``start=0``) takes the reader's container (an open costs
+        some 2 ms), which then decodes nothing else meanwhile.
 
         ``start`` is a keyframe (:meth:`keyframes`). Every frame must be the index's frame of its number (its
         pts), so the frames are those of decoding from the first frame.
@@ -324,15 +325,21 @@ class PyAVReader(ReaderBase):
         Raises:
             ProcessingError: decoding fails, a frame is not the index's, or the video ends before ``stop``.
         """
-        container = _open_container(self.path)
+        own = start > 0
+        container = _open_container(self.path) if own else self._container
         stream = container.streams.video[0]
-        stream.codec_context.thread_count = 1
+        if own:
+            stream.codec_context.thread_count = 1
+        else:
+            self._use_threads(1)
+            self._dirty = True
         decoded = self._segment_frames(container, stream, start, stop)
         try:
             yield from _grey(decoded, raw_luma)
         finally:
             decoded.close()
-            container.close()
+            if own:
+                container.close()
 
     def _segment_frames(
         self, container, stream, start: int, stop: int | None
