@@ -46,9 +46,11 @@ def _dataset(root: Path, video: Path, boxes: dict = BOXES) -> Path:
     return root
 
 
-def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: int, ok: bool = True):
-    """Extract as on a machine of ``parts`` cores (one segment per core; 1: sequential); returns the summary
-    and, per split video, its segments and whether they were stitched (not redone sequentially)."""
+def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: int, ok: bool = True,
+             per_core: int = 1):
+    """Extract as on a machine of ``parts`` cores (``per_core`` segments per core, of 30 frames or more; 1:
+    sequential); returns the summary and, per split video, its segments and whether they were stitched (not
+    redone sequentially)."""
     split: list[tuple[int, bool]] = []
     run = Cores.run
 
@@ -59,6 +61,8 @@ def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: in
 
     with monkeypatch.context() as m:
         m.setattr("usvid.data.extract.jobs.os.cpu_count", lambda: parts)
+        m.setattr("usvid.data.extract.jobs.SEGMENTS_PER_CORE", per_core)
+        m.setattr("usvid.data.extract.job.MIN_SEGMENT_FRAMES", 30)
         m.setattr(Cores, "run", spy)
         summary = extract(src, out, config)
     assert not ok or not summary.failures, summary.failures
@@ -86,12 +90,15 @@ def video(request, tmp_path_factory) -> Path:
 
 def test_plan_cuts_at_the_nearest_keyframes():
     keys = list(range(0, N, 12))
-    assert plan_segments(keys, N, 2, 24) == [Segment(0, 72), Segment(72, None)]
-    assert plan_segments(keys, N, 3, 24) == [Segment(0, 48), Segment(48, 96), Segment(96, None)]
-    assert plan_segments(keys, N, 2, 96) == [Segment(0, None)]  # the region's frames must lie in the first
-    assert plan_segments([0], N, 2, 0) == [Segment(0, None)]  # no keyframe but the first
-    assert plan_segments(keys, 50, 2, 0) == [Segment(0, None)]  # too short: segments under 30 frames
-    assert plan_segments([0, 70, 72], N, 3, 0) == [Segment(0, 70), Segment(70, None)]  # 72: 2 frames after 70
+    assert plan_segments(keys, N, 2, 24, 30) == [Segment(0, 72), Segment(72, None)]
+    assert plan_segments(keys, N, 3, 24, 30) == [Segment(0, 48), Segment(48, 96), Segment(96, None)]
+    assert plan_segments(keys, N, 2, 96, 30) == [Segment(0, None)]  # region frames lie in the first
+    assert plan_segments([0], N, 2, 0, 30) == [Segment(0, None)]  # no keyframe but the first
+    assert plan_segments(keys, 50, 2, 0, 30) == [Segment(0, None)]  # too short: segments under 30 frames
+    assert plan_segments([0, 70, 72], N, 3, 0, 30) == [Segment(0, 70), Segment(70, None)]  # 72: 2 after 70
+    # More parts than the frames allow: as many as have 120 frames (the default) or more, evenly cut.
+    assert plan_segments(list(range(0, 300, 30)), 300, 8, 96) == [Segment(0, 150), Segment(150, None)]
+    assert len(plan_segments(list(range(0, 1800, 30)), 1800, 8, 96)) == 8
 
 
 def _on_thread(k: int, segment: Segment) -> str:
@@ -101,7 +108,7 @@ def _on_thread(k: int, segment: Segment) -> str:
 
 @pytest.mark.parametrize("others", [0, 1])
 def test_segments_take_only_free_cores_else_run_on_the_jobs_thread(others):
-    segments = plan_segments(list(range(0, N, 12)), N, 3, 0)
+    segments = plan_segments(list(range(0, N, 12)), N, 3, 0, 30)
     with ThreadPoolExecutor(2, thread_name_prefix="pool") as pool:
         cores = Cores(3, pool)
         group = SegmentGroup(SharedRegion(None), len(segments), lambda seen: None)
@@ -134,6 +141,15 @@ def test_split_store_is_the_sequential_store(video, tmp_path, monkeypatch, parts
     _, split = _extract(src, tmp_path / "split", config, monkeypatch, parts)
     _, sequential = _extract(src, tmp_path / "seq", config, monkeypatch, 1)
     assert split == [(parts, True)] and sequential == []
+    assert _tree(tmp_path / "split") == _tree(tmp_path / "seq")
+
+
+def test_more_segments_than_cores_give_the_sequential_store(video, tmp_path, monkeypatch):
+    src = _dataset(tmp_path / "ds", video)
+    config = ExtractConfig(**SMALL, fps=7.0)
+    _, split = _extract(src, tmp_path / "split", config, monkeypatch, 2, per_core=4)
+    _extract(src, tmp_path / "seq", config, monkeypatch, 1)
+    assert split == [(3, True)]  # 0-59, 60-119, 120-149: 8 asked, cut where 30 frames or more allow
     assert _tree(tmp_path / "split") == _tree(tmp_path / "seq")
 
 

@@ -15,7 +15,14 @@ import numpy as np
 from usvid.data.extract.config import ExtractConfig
 from usvid.data.extract.frames import FrameSelector, NpyPart, NpyWriter, Scratch, StoredFrames
 from usvid.data.extract.records import ENDED_EARLY, VideoRecord, VideoRow, warning
-from usvid.data.extract.segments import Cores, Segment, SegmentGroup, SharedRegion, plan_segments
+from usvid.data.extract.segments import (
+    MIN_SEGMENT_FRAMES,
+    Cores,
+    Segment,
+    SegmentGroup,
+    SharedRegion,
+    plan_segments,
+)
 from usvid.data.sources import SourceItem
 from usvid.errors import ProcessingError
 from usvid.io import atomic_path
@@ -184,7 +191,7 @@ class VideoJob:
             return None
         region = SharedRegion(self._given_region(info.width, info.height))
         first = 0 if region.known else config.region.frames
-        segments = plan_segments(reader.keyframes(), info.num_frames, self.parts, first)
+        segments = plan_segments(reader.keyframes(), info.num_frames, self.parts, first, MIN_SEGMENT_FRAMES)
         if len(segments) < 2:
             return None
         group = SegmentGroup(region, len(segments), report)

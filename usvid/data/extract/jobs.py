@@ -14,7 +14,7 @@ from usvid.data.extract.frames import Scratch
 from usvid.data.extract.job import VideoJob
 from usvid.data.extract.progress import ExtractProgress, Progress
 from usvid.data.extract.records import write_record
-from usvid.data.extract.segments import Cores
+from usvid.data.extract.segments import SEGMENTS_PER_CORE, Cores
 from usvid.data.sources import Failure, SourceItem
 from usvid.errors import InputError, MissingDependencyError, ProcessingError
 
@@ -61,7 +61,7 @@ def run_jobs(
             notify(ExtractProgress(item.video_id, n, num_items, frames_done, frames_total))
 
         job = VideoJob(item, splits[item.patient_id], config, out, file, 0 if alone else 1, scratch,
-                       cores.count if alone else 1, cores)
+                       SEGMENTS_PER_CORE * cores.count if alone else 1, cores)
         try:
             with cores.job():
                 made = job.run(on_batch)

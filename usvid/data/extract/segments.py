@@ -29,8 +29,11 @@ from usvid.errors import UsvidError
 from usvid.video.roi import ScanRegion
 
 T = TypeVar("T")
-# A segment costs a container of its own and a seek (about a millisecond); shorter ones gain nothing.
-MIN_SEGMENT_FRAMES = 30
+# A segment costs a container of its own and a seek (some 3 ms, the decoding of ~8 frames at 854x500).
+MIN_SEGMENT_FRAMES = 120
+# Segments per core: a core that another video frees finds a segment left to take, so a split video's tail
+# runs on every core (with one per core, a video whose job took its second segment runs it alone).
+SEGMENTS_PER_CORE = 4
 _WAIT_SECONDS = 0.05  # a segment waiting for a core looks again (it is also woken when one is freed)
 
 
@@ -53,14 +56,16 @@ def plan_segments(
     first_frames: int,
     min_frames: int = MIN_SEGMENT_FRAMES,
 ) -> list[Segment]:
-    """Up to ``parts`` segments cut at the keyframes nearest ``k * num_frames / parts``.
+    """Up to ``parts`` segments (fewer for a short video: ``min_frames`` or more each) cut at the keyframes
+    nearest ``k * num_frames / n``.
 
-    Every segment has ``min_frames`` frames or more, the first ``first_frames`` or more (the frames the scan
-    region is detected from); a cut that cannot keep to that is left out, so one segment means: do not split.
+    The first segment has ``first_frames`` frames or more (the frames the scan region is detected from); a cut
+    that cannot keep to that or to ``min_frames`` is left out, so one segment means: do not split.
     """
+    n = max(1, min(parts, num_frames // max(min_frames, 1)))
     cuts: list[int] = []
-    for k in range(1, parts):
-        target = k * num_frames / parts
+    for k in range(1, n):
+        target = k * num_frames / n
         cut = min(keyframes, key=lambda key: abs(key - target))
         previous = cuts[-1] if cuts else 0
         if cut >= max(first_frames, previous + min_frames) and num_frames - cut >= min_frames:
