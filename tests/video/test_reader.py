@@ -357,3 +357,26 @@ def test_decoding_ahead_drops_the_cut_last_packet_as_frame_threads_do(tmp_path):
         with open_video(cut, "pyav", threads=threads) as reader:
             np.testing.assert_array_equal(ahead, _all_frames(reader)[0][:, 0])
     assert 0 < len(ahead) < 60 and [read_index(f) for f in ahead] == list(range(len(ahead)))
+
+
+@pytest.mark.parametrize("name", ["plain", "bframes", "vfr", "odd", "mpeg4"])
+def test_pyav_segments_from_keyframes_are_the_frames_of_one_pass(videos, name):
+    with open_video(videos[name], "pyav") as reader:
+        whole = [(f.index, f.seconds, f.grey.copy()) for f in reader.grey_frames(raw_luma=True)]
+        keys = reader.keyframes()
+        bounds = keys[:4]
+        assert keys[0] == 0 and len(bounds) >= 2 and reader.seconds_of(bounds[1]) == whole[bounds[1]][1]
+        parts = [
+            (f.index, f.seconds, f.grey.copy())
+            for start, stop in zip(bounds, [*bounds[1:], None])
+            for f in reader.grey_segment(start, stop, raw_luma=True)
+        ]
+        assert [p[:2] for p in parts] == [w[:2] for w in whole]
+        np.testing.assert_array_equal(np.stack([p[2] for p in parts]), np.stack([w[2] for w in whole]))
+        if 1 not in keys:  # a segment starts at a keyframe
+            with pytest.raises(ProcessingError, match="frame 1 is not a keyframe; start a segment at one of"):
+                list(reader.grey_segment(1, None))
+            # A container index that claims one where there is none: the seek lands on the keyframe before.
+            reader._packets_before[int(reader._pts[1])] = 1
+            with pytest.raises(ProcessingError, match="landed at pts"):
+                list(reader.grey_segment(1, None))

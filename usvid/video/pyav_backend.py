@@ -99,6 +99,20 @@ def frame_to_grey(frame, out: np.ndarray | None = None, expand: bool = True) -> 
     return out, limited
 
 
+def _grey(decoded: Iterator[tuple[int, object, float]], raw_luma: bool) -> Iterator[GreyFrame]:
+    """Decoded ``(index, av.VideoFrame, seconds)`` -> grey frames: the Y plane in place (no copy of the full
+    frame; only limited-range luma not left raw is converted)."""
+    import cv2
+
+    full = None
+    for i, frame, seconds in decoded:
+        y, limited = luma_view(frame)
+        if limited and not raw_luma:
+            full = np.empty(y.shape, np.uint8) if full is None else full
+            y, limited = cv2.LUT(y, _LUT, dst=full), False
+        yield GreyFrame(i, seconds, y, limited)
+
+
 def _ahead_threads() -> int:
     """Decoder threads beside a caller that works on every frame: every core but the caller's."""
     return max(1, (os.cpu_count() or 1) - 1)
@@ -135,6 +149,7 @@ class PyAVReader(ReaderBase):
             check_frame_size(*size, self.path)
         pts, key_pts = [], []
         self._packets = 0  # stays the number read so far when reading stops early
+        self._packets_before: dict[int, int] = {}  # keyframe pts -> packets read before it (for segments)
         try:
             for packet in self._container.demux(stream):
                 if packet.size == 0 or packet.is_discard:
@@ -148,6 +163,7 @@ class PyAVReader(ReaderBase):
                 self._packets = len(pts)
                 if packet.is_keyframe:
                     key_pts.append(stamp)
+                    self._packets_before.setdefault(stamp, len(pts) - 1)
         except av.error.FFmpegError as err:
             if not pts:
                 raise InputError(f"{self.path}: cannot read video packets ({err})") from None
@@ -237,11 +253,11 @@ class PyAVReader(ReaderBase):
                 f"{self.path}: decoding failed after frame {i} ({err}); the file is corrupt"
             ) from None
 
-    def _frames(self, packets: Iterator) -> Iterator:
-        """The decoded frames of ``packets`` (what ``container.decode`` yields), see :meth:`_decode_all`."""
+    def _frames(self, packets: Iterator, read: int = 0) -> Iterator:
+        """The decoded frames of ``packets`` (what ``container.decode`` yields), see :meth:`_decode_all`;
+        ``read``: the index's packets before the first of ``packets``."""
         import av
 
-        read = 0
         for packet in packets:
             read += packet.size > 0 and not packet.is_discard  # counted as the index counts them
             try:
@@ -276,9 +292,6 @@ class PyAVReader(ReaderBase):
             yield self._wrap(buf[: len(idx)], idx, stamps, limited)
 
     def grey_frames(self, *, raw_luma: bool = False) -> Iterator[GreyFrame]:
-        # The Y plane in place: no copy of the full frame (only limited-range luma not left raw is converted).
-        import cv2
-
         if self.threads == 1:
             decoded = self._decode_all()
         else:
@@ -286,16 +299,99 @@ class PyAVReader(ReaderBase):
             # before, a few frames ahead (bounded memory). Its decoder gets every core but the caller's: on
             # two cores a single-threaded one, which leaves the caller more CPU than FFmpeg's frame threads.
             decoded = prefetch(self._decode_all(self.threads or _ahead_threads()), depth=_DECODE_AHEAD)
-        full = None
         try:
-            for i, frame, seconds in decoded:
-                y, limited = luma_view(frame)
-                if limited and not raw_luma:
-                    full = np.empty(y.shape, np.uint8) if full is None else full
-                    y, limited = cv2.LUT(y, _LUT, dst=full), False
-                yield GreyFrame(i, seconds, y, limited)
+            yield from _grey(decoded, raw_luma)
         finally:
             decoded.close()  # stops and joins the decode-ahead thread before anyone closes the container
+
+    # -- segments: one video decoded at once from several keyframes ---------------------------------
+    def keyframes(self) -> list[int]:
+        """The frame indices of the keyframes (where decoding can start), ascending; at least ``[0]``."""
+        return sorted({0, *np.searchsorted(self._pts, self._key_pts).tolist()})
+
+    def seconds_of(self, index: int) -> float:
+        """The time of frame ``index`` from the first frame, from the index (what decoding gives it)."""
+        return self._seconds(self._pts[index])
+
+    def grey_segment(self, start: int, stop: int | None, *, raw_luma: bool = False) -> Iterator[GreyFrame]:
+        """Frames ``start..stop-1`` (``stop=None``: to the end) as :meth:`grey_frames` yields them, decoded on
+        the calling thread by a single-threaded decoder on a container of its own, so segments of one video
+        decode at once, one per thread. The first (``start=0``) takes the reader's container (an open costs
+        some 2 ms), which then decodes nothing else meanwhile.
+
+        ``start`` is a keyframe (:meth:`keyframes`). Every frame must be the index's frame of its number (its
+        pts), so the frames are those of decoding from the first frame.
+
+        Raises:
+            ProcessingError: decoding fails, a frame is not the index's, or the video ends before ``stop``.
+        """
+        own = start > 0
+        container = _open_container(self.path) if own else self._container
+        stream = container.streams.video[0]
+        if own:
+            stream.codec_context.thread_count = 1
+        else:
+            self._use_threads(1)
+            self._dirty = True
+        decoded = self._segment_frames(container, stream, start, stop)
+        try:
+            yield from _grey(decoded, raw_luma)
+        finally:
+            decoded.close()
+            if own:
+                container.close()
+
+    def _segment_frames(
+        self, container, stream, start: int, stop: int | None
+    ) -> Iterator[tuple[int, object, float]]:
+        import av
+
+        key = int(self._pts[start])
+        if start > 0 and key not in self._packets_before:
+            raise ProcessingError(
+                f"{self.path}: frame {start} is not a keyframe; start a segment at one of keyframes()"
+            )
+        # The first segment seeks too, to the first frame: as decoding the whole video does after the index.
+        container.seek(key, stream=stream, backward=True, any_frame=False)
+        packets, read = container.demux(stream), 0
+        if start > 0:
+            packets, read = self._from_keyframe(packets, key), self._packets_before[key]
+        h, w, i = self.info.height, self.info.width, start
+        try:
+            for frame in self._frames(packets, read):
+                if i == start and frame.pts is not None and frame.pts < key:
+                    continue  # an open GOP's leading frame: it belongs to the segment before
+                if frame.pts is None or i >= len(self._pts) or frame.pts != self._pts[i]:
+                    raise ProcessingError(
+                        f"{self.path}: frame {i} decoded with pts {frame.pts}, not the index's "
+                        f"{self._pts[i] if i < len(self._pts) else 'end'}; decode it from the first frame"
+                    )
+                if (frame.height, frame.width) != (h, w):
+                    raise ProcessingError(
+                        f"{self.path}: frame {i} is {frame.width}x{frame.height}, not {w}x{h}"
+                    )
+                yield i, frame, self._seconds(frame.pts)
+                i += 1
+                if i == stop:
+                    return
+        except av.error.FFmpegError as err:
+            raise ProcessingError(
+                f"{self.path}: decoding failed after frame {i} ({err}); the file is corrupt"
+            ) from None
+        if stop is not None:
+            raise ProcessingError(f"{self.path}: decoding ended at frame {i}, before frame {stop}")
+
+    def _from_keyframe(self, packets: Iterator, key: int) -> Iterator:
+        """``packets`` after a seek, checked to start at the keyframe of pts ``key`` (the index's count of
+        packets read, which finds the last one, holds from there)."""
+        first = True
+        for packet in packets:
+            if first and packet.size > 0 and not packet.is_discard:
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp != key:
+                    raise ProcessingError(f"{self.path}: a seek to pts {key} landed at pts {stamp}")
+                first = False
+            yield packet
 
     @staticmethod
     def _wrap(buf: np.ndarray, idx: list[int], stamps: list[float], limited: bool = False) -> FrameBatch:

@@ -28,8 +28,10 @@ keeps only the given labels (BUSI's ``benign,malignant`` protocol drops ``normal
 Videos run ``workers`` at a time (one per core by default, at most 8), each on a single-threaded decoder:
 at MBUD-like sizes FFmpeg decodes a stream on one thread for about 30% less CPU than with frame threads, and
 several videos keep the cores busy where frame threads leave a quarter of them idle
-(``benchmarks/extract_bench.py``).
-The store does not depend on the number of workers.
+(``benchmarks/extract_bench.py``). A video that runs alone (the last ones, or any with one worker) is split
+at keyframes into one segment per core, each decoded and stored on a thread of its own, and stitched
+(:mod:`usvid.data.extract.segments`).
+The store does not depend on the number of workers, nor on the splitting.
 """
 
 from __future__ import annotations

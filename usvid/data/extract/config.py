@@ -35,8 +35,10 @@ class ExtractConfig:
         workers: videos extracted at once (0: one per CPU core, at most :data:`MAX_AUTO_WORKERS`: each holds
             its first ``region.frames`` frames, 200 MB at 1080p). With more than one, each video is decoded
             on one thread (FFmpeg decodes a stream faster per CPU second alone than with frame threads, and
-            the videos fill the cores), except the last ones, each decoded on a thread of its own beside
-            its letterboxing, with a decoder of every core but one (one thread on two cores).
+            the videos fill the cores), except the last ones (and every one with one worker): a PyAV video
+            is split at keyframes into one segment per core, each decoded on one thread, the later ones on
+            the cores no other video works on (:mod:`usvid.data.extract.segments`; not with ``dedupe``);
+            other videos are decoded on a thread of their own beside their letterboxing.
             The store is the same for any number of workers.
         classes: keep only videos of these labels (compared case-insensitively).
         category: the COCO category of ``annotations.json`` whose boxes are lesion boxes; boxes of other

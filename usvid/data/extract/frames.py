@@ -6,6 +6,7 @@ import io
 import math
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +22,28 @@ from usvid.video.roi import ScanRegion
 
 
 class FrameSelector:
-    """Which source frames to keep: every K-th, or the first frame of each 1/F-second bucket, plus annotated."""
+    """Which source frames to keep: every K-th, or the first frame of each 1/F-second bucket, plus annotated.
 
-    def __init__(self, config: ExtractConfig, annotated: set[int]) -> None:
+    ``previous_seconds``: the time of the frame before the first one asked about (a segment of a video starts
+    where that frame left the buckets, see :mod:`usvid.data.extract.segments`); ``None``: the video's start.
+    """
+
+    def __init__(
+        self, config: ExtractConfig, annotated: set[int], previous_seconds: float | None = None
+    ) -> None:
         self.every, self.fps, self.annotated = config.every, config.fps, annotated
-        self._bucket = -1
+        started = previous_seconds is None or self.fps is None
+        self._bucket = -1 if started else self._bucket_of(previous_seconds)
+
+    def _bucket_of(self, seconds: float) -> int:
+        return math.floor(seconds * self.fps + 1e-6)
 
     def keep(self, index: int, seconds: float) -> bool:
         chosen = True
         if self.every is not None:
             chosen = index % self.every == 0
         elif self.fps is not None:
-            bucket = math.floor(seconds * self.fps + 1e-6)
+            bucket = self._bucket_of(seconds)
             chosen = bucket > self._bucket
             if chosen:
                 self._bucket = bucket
@@ -64,6 +75,23 @@ class NpyWriter:
         self._file.write(memoryview(np.ascontiguousarray(frames, dtype=np.uint8)).cast("B"))
         self.count += frames.shape[0]
 
+    def part(self, offset: int) -> NpyPart:
+        """A writer of the frames that go ``offset`` frames into this file (a later segment of the video)."""
+        return NpyPart(self, offset)
+
+    def join(self, part: NpyPart) -> None:
+        """Count the frames of ``part``, closed, which starts where this writer's frames end."""
+        if part.offset != self.count:
+            raise ValueError(f"a part at frame {part.offset} joined to {self.count} frames; they must meet")
+        self.count += part.count
+        self._file.seek(0, os.SEEK_END)
+
+    def restart(self) -> None:
+        """Forget the frames written so far (parts' too: close them first)."""
+        self._file.seek(len(self._header))
+        self._file.truncate()
+        self.count = 0
+
     def finish(self) -> None:
         header = self._header_bytes(self.count)
         if len(header) == len(self._header):
@@ -80,6 +108,23 @@ class NpyWriter:
     def abort(self) -> None:
         self._file.close()
         self.tmp_path.unlink(missing_ok=True)
+
+
+class NpyPart:
+    """Frames written straight into their place in a :class:`NpyWriter`'s file, from ``offset`` frames on: a
+    later segment of a video writes while the segments before it do, and nothing is copied to join them."""
+
+    def __init__(self, writer: NpyWriter, offset: int) -> None:
+        self.offset, self.count = offset, 0
+        self._file = writer.tmp_path.open("r+b")
+        self._file.seek(len(writer._header) + offset * writer.size * writer.size)
+
+    def append(self, frames: np.ndarray) -> None:
+        self._file.write(memoryview(np.ascontiguousarray(frames, dtype=np.uint8)).cast("B"))
+        self.count += frames.shape[0]
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class Scratch(threading.local):
@@ -147,14 +192,23 @@ class StoredFrames:
     def deduped(self) -> int:
         return 0 if self.deduper is None else self.deduper.dropped
 
-    def take(self, writer: NpyWriter, frame: GreyFrame) -> None:
+    def extend(self, later: StoredFrames) -> None:
+        """Append the rows and masks of a later segment of the video, flushed, whose frames are written after
+        these (no dedupe: it compares each frame with the one kept before)."""
+        rows, masks = len(self.rows), len(self.masks)
+        for r in later.rows:
+            mask_index = r.mask_index + masks if r.mask_index >= 0 else -1
+            self.rows.append(replace(r, store_index=r.store_index + rows, mask_index=mask_index))
+        self.masks += later.masks
+
+    def take(self, writer: NpyWriter | NpyPart, frame: GreyFrame) -> None:
         """Letterbox one kept frame (``(H, W)`` uint8, may be a view of the decoder's memory)."""
         self.letterbox.into(frame.grey, self._batch[len(self._taken)])
         self._taken.append(frame._replace(grey=None))
         if len(self._taken) == len(self._batch):
             self.flush(writer)
 
-    def flush(self, writer: NpyWriter) -> None:
+    def flush(self, writer: NpyWriter | NpyPart) -> None:
         """Finish the letterboxed frames taken so far (range, near-duplicates) and write them."""
         if not self._taken:
             return

@@ -3,24 +3,56 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from usvid.data.extract.config import ExtractConfig
-from usvid.data.extract.frames import FrameSelector, NpyWriter, Scratch, StoredFrames
+from usvid.data.extract.frames import FrameSelector, NpyPart, NpyWriter, Scratch, StoredFrames
 from usvid.data.extract.records import ENDED_EARLY, VideoRecord, VideoRow, warning
+from usvid.data.extract.segments import (
+    MIN_SEGMENT_FRAMES,
+    Cores,
+    Segment,
+    SegmentGroup,
+    SharedRegion,
+    plan_segments,
+)
 from usvid.data.sources import SourceItem
 from usvid.errors import ProcessingError
 from usvid.io import atomic_path
-from usvid.video.reader import GreyFrame, early_end, open_video
+from usvid.video.pyav_backend import PyAVReader
+from usvid.video.reader import GreyFrame, VideoReader, early_end, open_video
 from usvid.video.roi import RegionDetector, ScanRegion, full_frame_region
 
 log = logging.getLogger(__name__)
+
+
+class _Pass(NamedTuple):
+    """What one pass over a video's frames (or a segment's) stored."""
+
+    stored: StoredFrames
+    seen: int
+    last_seconds: float | None
+
+
+def _stitch(writer: NpyWriter, parts: list[NpyPart], passes: list[_Pass]) -> _Pass:
+    """The passes over a video's segments as one: the later segments' frames (``parts``, closed) joined to
+    ``writer``'s in order, and their rows after the first's."""
+    first = passes[0]
+    for part, later in zip(parts, passes[1:]):
+        writer.join(part)
+        first.stored.extend(later.stored)
+    return _Pass(first.stored, sum(p.seen for p in passes), passes[-1].last_seconds)
+
+
+def _report(progress: Callable[[int, int], None], num_frames: int, seen: int) -> None:
+    progress(seen, num_frames)
 
 
 class _Decoded(NamedTuple):
@@ -55,7 +87,9 @@ def check_annotations(item: SourceItem, width: int, height: int, num_frames: int
 class VideoJob:
     """Extracts one source item into ``frames/<file>.npy`` (+ masks) and returns its record.
 
-    ``threads``: FFmpeg decoding threads (0: FFmpeg picks); ``scratch``: the worker thread's reusable buffer.
+    ``threads``: FFmpeg decoding threads (0: FFmpeg picks); ``scratch``: the worker thread's reusable buffer;
+    ``parts``: segments a PyAV video is split into, decoded at once on the free ones of ``cores`` (see
+    :mod:`usvid.data.extract.segments`; 1: not split).
     """
 
     def __init__(
@@ -67,9 +101,12 @@ class VideoJob:
         file: str,
         threads: int = 0,
         scratch: Scratch | None = None,
+        parts: int = 1,
+        cores: Cores | None = None,
     ) -> None:
         self.item, self.split, self.config, self.out, self.file = item, split, config, out, file
         self.threads, self.scratch = threads, scratch or Scratch()
+        self.parts, self.cores = parts, cores
 
     def run(self, progress: Callable[[int, int], None]) -> VideoRecord:
         writer = NpyWriter(self.out / "frames" / f"{self.file}.npy", self.config.size, estimate=1000)
@@ -122,45 +159,116 @@ class VideoJob:
         return _Decoded(stored, 1, 0.0, width, height, warnings)
 
     def _video(self, writer: NpyWriter, progress: Callable[[int, int], None]) -> _Decoded:
-        config, item = self.config, self.item
-        # grey_frames is closed before the reader, also when a video stops early: the reader may decode ahead
-        # on another thread. raw_luma: the range expansion runs on the letterboxed frames, not on the full ones.
-        with (
-            open_video(item.path, config.backend, threads=self.threads) as reader,
-            closing(reader.grey_frames(raw_luma=True)) as frames,
-        ):
+        item = self.item
+        with open_video(item.path, self.config.backend, threads=self.threads) as reader:
             info = reader.info
             check_annotations(item, info.width, info.height, info.num_frames)
-            selector = FrameSelector(config, set(item.boxes))
-            region = self._given_region(info.width, info.height)
-            stored = None if region is None else StoredFrames(item, self.split, region, config)
-            detector = RegionDetector(config.region.frames, str(item.path))
-            held: list[GreyFrame] = []
-            seen, last_seconds = 0, None
-            for frame in frames:
-                seen += 1
-                last_seconds = frame.seconds
-                if stored is not None:
-                    if selector.keep(frame.index, frame.seconds):
-                        stored.take(writer, frame)
-                else:
-                    # Hold the first frames (copies: the reader's memory is reused) until the scan region is known;
-                    # the detector takes their statistics as they come, while the decoder is the one that is busy.
-                    held.append(frame._replace(grey=self._hold(len(held), frame.grey)))
-                    if detector.add(held[-1].grey, frame.limited_range):
-                        stored = self._detected(writer, detector, held, selector)
-                if seen % config.batch_size == 0:
-                    progress(seen, info.num_frames)
-            if stored is None:
-                stored = self._detected(writer, detector, held, selector)
-            stored.flush(writer)
-            progress(seen, info.num_frames)
-        missing = [i for i in item.boxes if i >= seen]
+            report = partial(_report, progress, info.num_frames)
+            done = self._split(reader, writer, report) or self._sequential(reader, writer, report)
+        missing = [i for i in item.boxes if i >= done.seen]
         if missing:
             raise ProcessingError(
-                f"{item.path}: annotation for frame {min(missing)} but only {seen} frames could be decoded"
+                f"{item.path}: annotation for frame {min(missing)} but only {done.seen} frames could be "
+                "decoded"
             )
-        return _Decoded(stored, seen, info.fps, info.width, info.height, self._end_warnings(info, seen, last_seconds))
+        return _Decoded(done.stored, done.seen, info.fps, info.width, info.height,
+                        self._end_warnings(info, done.seen, done.last_seconds))
+
+    def _sequential(self, reader: VideoReader, writer: NpyWriter, report: Callable[[int], None]) -> _Pass:
+        # grey_frames is closed before the reader, also when a video stops early: the reader may decode
+        # ahead on another thread. raw_luma: the range expansion runs on the letterboxed frames, not on the
+        # full ones.
+        with closing(reader.grey_frames(raw_luma=True)) as frames:
+            region = SharedRegion(self._given_region(reader.info.width, reader.info.height))
+            selector = FrameSelector(self.config, set(self.item.boxes))
+            return self._pass(frames, writer, selector, region, report)
+
+    def _split(self, reader: VideoReader, writer: NpyWriter, report: Callable[[int], None]) -> _Pass | None:
+        """The video as segments decoded at once (see :mod:`usvid.data.extract.segments`), stitched; ``None``:
+        not split (one segment, dedupe, not PyAV) or a segment failed, and the writer holds nothing."""
+        config, info = self.config, reader.info
+        if self.parts < 2 or self.cores is None or config.dedupe or not isinstance(reader, PyAVReader):
+            return None
+        region = SharedRegion(self._given_region(info.width, info.height))
+        first = 0 if region.known else config.region.frames
+        segments = plan_segments(reader.keyframes(), info.num_frames, self.parts, first, MIN_SEGMENT_FRAMES)
+        if len(segments) < 2:
+            return None
+        group = SegmentGroup(region, len(segments), report)
+        parts = [writer.part(offset) for offset in self._offsets(reader, segments)[1:]]
+        writers = [writer, *parts]
+
+        def run(k: int, segment: Segment) -> _Pass:
+            before = reader.seconds_of(segment.start - 1) if k else None
+            selector = FrameSelector(config, set(self.item.boxes), before)
+            with closing(reader.grey_segment(segment.start, segment.stop, raw_luma=True)) as frames:
+                return self._pass(frames, writers[k], selector, region, group.reporter(k), detect=k == 0)
+
+        try:
+            passes = self.cores.run(segments, run, group)
+        finally:
+            for part in parts:
+                part.close()
+        if passes is None:
+            log.info("%s: a segment failed; extracting it from the first frame", self.item.path)
+            writer.restart()
+            return None
+        return _stitch(writer, parts, passes)
+
+    def _offsets(self, reader: PyAVReader, segments: list[Segment]) -> list[int]:
+        """Where each segment's frames go in the store: after the frames kept before it, counted on the
+        index's times (each decoded frame is checked to have them; without dedupe, the selector decides)."""
+        selector = FrameSelector(self.config, set(self.item.boxes))
+        offsets = [0]
+        for segment in segments[:-1]:
+            kept = sum(selector.keep(i, reader.seconds_of(i)) for i in range(segment.start, segment.stop))
+            offsets.append(offsets[-1] + kept)
+        return offsets
+
+    def _pass(
+        self,
+        frames: Iterable[GreyFrame],
+        writer: NpyWriter | NpyPart,
+        selector: FrameSelector,
+        region: SharedRegion,
+        report: Callable[[int], None],
+        detect: bool = True,
+    ) -> _Pass:
+        """Store the kept ``frames`` (consecutive, of one video or one segment) in the scan region.
+
+        Until ``region`` is known the frames are held (copies: the reader's memory is reused): with
+        ``detect``, the detector takes their statistics as they come, while the decoder is the one that is
+        busy, and publishes the region; a later segment holds as many as the detector looks at, then waits.
+        """
+        config = self.config
+        stored = detector = None
+        if region.known:
+            stored = StoredFrames(self.item, self.split, region.wait(), config)
+        elif detect:
+            detector = RegionDetector(config.region.frames, str(self.item.path))
+        held: list[GreyFrame] = []
+        seen, last_seconds = 0, None
+        for frame in frames:
+            seen += 1
+            last_seconds = frame.seconds
+            if stored is not None:
+                if selector.keep(frame.index, frame.seconds):
+                    stored.take(writer, frame)
+            else:
+                held.append(frame._replace(grey=self._hold(len(held), frame.grey)))
+                if detector is not None and detector.add(held[-1].grey, frame.limited_range):
+                    region.publish(detector.region())
+                if region.known or len(held) == config.region.frames:
+                    stored = self._release(writer, region.wait(), held, selector)
+            if seen % config.batch_size == 0:
+                report(seen)
+        if stored is None:
+            if detector is not None:
+                region.publish(detector.region())
+            stored = self._release(writer, region.wait(), held, selector)
+        stored.flush(writer)
+        report(seen)
+        return _Pass(stored, seen, last_seconds)
 
     def _end_warnings(self, info, decoded: int, last_seconds: float | None) -> list[dict]:
         """A file cut short decodes without an error: compare with what its container declares."""
@@ -177,11 +285,11 @@ class VideoJob:
         np.copyto(held, grey)
         return held
 
-    def _detected(
-        self, writer: NpyWriter, detector: RegionDetector, held: list[GreyFrame], selector: FrameSelector
+    def _release(
+        self, writer: NpyWriter | NpyPart, region: ScanRegion, held: list[GreyFrame], selector: FrameSelector
     ) -> StoredFrames:
-        """The scan region from the held first frames' statistics; those frames are then stored."""
-        stored = StoredFrames(self.item, self.split, detector.region(), self.config)
+        """Store the held first frames once the scan region is known."""
+        stored = StoredFrames(self.item, self.split, region, self.config)
         for frame in held:
             if selector.keep(frame.index, frame.seconds):
                 stored.take(writer, frame)

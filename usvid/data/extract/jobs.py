@@ -14,6 +14,7 @@ from usvid.data.extract.frames import Scratch
 from usvid.data.extract.job import VideoJob
 from usvid.data.extract.progress import ExtractProgress, Progress
 from usvid.data.extract.records import write_record
+from usvid.data.extract.segments import SEGMENTS_PER_CORE, Cores
 from usvid.data.sources import Failure, SourceItem
 from usvid.errors import InputError, MissingDependencyError, ProcessingError
 
@@ -50,18 +51,20 @@ def run_jobs(
     def run(n: int, item: SourceItem, file: str, inputs: str) -> None:
         if no_more.is_set():
             raise _Stopped
-        # The last videos (fewer left than workers) decode ahead on threads of their own: no other video
-        # fills the cores.
-        threads = 1 if workers > 1 and len(todo) - next(started) >= workers else 0
+        # The last videos (fewer left than workers) are split into segments that take the cores the other
+        # videos leave (segments.py), or else decode ahead on threads of their own.
+        alone = workers == 1 or len(todo) - next(started) < workers
 
         def on_batch(frames_done: int, frames_total: int) -> None:
             if abort.is_set():
                 raise _Stopped
             notify(ExtractProgress(item.video_id, n, num_items, frames_done, frames_total))
 
-        job = VideoJob(item, splits[item.patient_id], config, out, file, threads, scratch)
+        job = VideoJob(item, splits[item.patient_id], config, out, file, 0 if alone else 1, scratch,
+                       SEGMENTS_PER_CORE * cores.count if alone else 1, cores)
         try:
-            made = job.run(on_batch)
+            with cores.job():
+                made = job.run(on_batch)
         except (_Stopped, MissingDependencyError):
             raise
         except Exception as err:  # one broken video must not stop the others
@@ -83,7 +86,13 @@ def run_jobs(
         frames = len(record["frames"])
         notify(ExtractProgress(item.video_id, n, num_items, frames, frames, finished=True))
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="usvid-extract") as pool:
+    # Outside the videos' pool: it is shut down after them, so no video submits a segment to a closed pool.
+    cpus = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+    with (
+        ThreadPoolExecutor(max(1, workers * (cpus - 1)), thread_name_prefix="usvid-segment") as segment_pool,
+        ThreadPoolExecutor(workers, thread_name_prefix="usvid-extract") as pool,
+    ):
+        cores = Cores(cpus, segment_pool)
         pending: set[Future] = {pool.submit(run, *job) for job in todo}
         first_error: BaseException | None = None
         try:
