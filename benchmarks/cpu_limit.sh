@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU measurements of issue #16 in one go, one after another on a quiet machine (about 35 minutes on
+# The CPU measurements of issue #16 in one go, one after another on a quiet machine (about 50 minutes on
 # 2 cores): end-to-end inference per precision against the peaks, usvid stream on the fastest paths,
 # torch.compile for training, extraction of one video against its raw decode. Needs ../shared/data (BUSI)
 # for the calibration and parity store. Results: benchmarks/results/{cpu_e2e,cpu_compile,extract,stream_*}.
@@ -17,4 +17,6 @@ for m in model.int8 lanet_r18_256_random.int8 model; do
   $P stream_bench.py --model "$W/models/$m.onnx" --out "results/stream_cpu_${m//./_}.json"
 done
 $P extract_bench.py --videos 8 --seconds 10 --repeats 5 --backends pyav
+$P extract_bench.py --videos 2 --seconds 60 --repeats 3 --backends pyav --out results/extract_60s.json
+$P cpu_train_bench.py
 $P cpu_compile_bench.py

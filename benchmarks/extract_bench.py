@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from usvid.cpu import cpu_info
 from usvid.data.extract import ExtractConfig, extract
 from usvid.errors import MissingDependencyError
 from usvid.video.reader import open_video
@@ -227,8 +228,9 @@ def main() -> None:
         help="benchmark on the real clips of this folder (../shared/data/videos/lung-covid-blues) instead; "
         "results to extract_lung.json",
     )
+    parser.add_argument("--out", type=Path, help="results file (default extract.json / extract_lung.json)")
     args = parser.parse_args()
-    results = RESULTS.with_name("extract_lung.json") if args.lung else RESULTS
+    results = args.out or (RESULTS.with_name("extract_lung.json") if args.lung else RESULTS)
     work = Path(tempfile.mkdtemp(prefix="usvid-bench-in-"))
     try:
         if args.lung:
@@ -292,6 +294,8 @@ def main() -> None:
             "machine": {
                 "platform": platform.platform(),
                 "cpu": platform.processor() or platform.machine(),
+                "cpu_model": cpu_info().model,
+                "cpu_flags": cpu_info().matrix_flags(),
                 "cpu_count": os.cpu_count(),
                 "loadavg_before": load_before,
                 "loadavg_after": os.getloadavg(),
