@@ -19,4 +19,5 @@ done
 $P extract_bench.py --videos 8 --seconds 10 --repeats 5 --backends pyav
 $P extract_bench.py --videos 2 --seconds 60 --repeats 3 --backends pyav --out results/extract_60s.json
 $P cpu_train_bench.py
+$P cpu_batch_bench.py
 $P cpu_compile_bench.py

@@ -65,10 +65,11 @@ def _bare_step(model, optimizer, batch, cfg: TrainConfig, amp_dtype) -> None:
     optimizer.step()
 
 
-def _arm(store, name: str, size: int, steps_n: int, *, channels_last: bool, amp: bool):
+def _arm(store, name: str, size: int, steps_n: int, *, channels_last: bool, amp: bool,
+         batch: int | None = None):
     """Model, optimizer, env and planned steps for one arm (each arm trains its own copy)."""
-    cfg = TrainConfig(model=name, size=size, batch_size=BATCH.get(name, 8), device="cpu", num_workers=0,
-                      channels_last=channels_last, amp=amp, stage1_epochs=0)
+    cfg = TrainConfig(model=name, size=size, batch_size=batch or BATCH.get(name, 8), device="cpu",
+                      num_workers=0, channels_last=channels_last, amp=amp, stage1_epochs=0)
     frames = split_frames(store, "train", store.labels)
     steps = plan_stage2(frames, cfg.batch_size, seed=0, epoch=0, frames_per_video=cfg.frames_per_video,
                         class_balance=cfg.class_balance)[:steps_n]
