@@ -21,31 +21,20 @@ from pathlib import Path
 
 import torch
 from cpu_peaks import cpu_description
-from cpu_train_bench import _arm, _bare_step
+from cpu_train_bench import _arm, _bare_step, augmented_batches
 from train_bench import synthetic_store
 
 from usvid.io import write_json_atomic
-from usvid.training.frames import BatchReader, open_store, split_frames
+from usvid.training.frames import open_store
 
 RESULTS = Path(__file__).parent / "results" / "cpu_batch.json"
-
-
-def _batches(store, arm) -> list:
-    _, steps, _, _, env, _ = arm
-    reader = BatchReader(store, split_frames(store, "train", store.labels))
-    out = []
-    for s in steps:
-        b = reader.read(s)
-        x, m = env.augment(b.images, b.masks)
-        out.append((x, m, b.annotated, b.labels))
-    return out
 
 
 def measure(store_path: Path, name: str, batches: list[int], args) -> list[dict]:
     store = open_store(store_path)
     arms = {b: _arm(store, name, args.size, args.steps, channels_last=True, amp=True, batch=b)
             for b in batches}
-    data = {b: _batches(store, arm) for b, arm in arms.items()}
+    data = {b: augmented_batches(store, arm) for b, arm in arms.items()}
 
     def run(b: int) -> float:
         cfg, _, model, opt, _, compute = arms[b]

@@ -25,24 +25,13 @@ from pathlib import Path
 
 import torch
 from cpu_peaks import cpu_description
-from cpu_train_bench import _arm, _bare_step
+from cpu_train_bench import _arm, _bare_step, augmented_batches
 from train_bench import synthetic_store
 
 from usvid.io import write_json_atomic
-from usvid.training.frames import BatchReader, open_store, split_frames
+from usvid.training.frames import open_store
 
 RESULTS = Path(__file__).parent / "results" / "cpu_compile.json"
-
-
-def _batches(store, arm) -> list:
-    cfg, steps, _, _, env, _ = arm
-    reader = BatchReader(store, split_frames(store, "train", store.labels))
-    out = []
-    for s in steps:
-        b = reader.read(s)
-        x, m = env.augment(b.images, b.masks)
-        out.append((x, m, b.annotated, b.labels))
-    return out
 
 
 def _run(model, optimizer, batches, cfg, amp_dtype) -> list[float]:
@@ -61,7 +50,7 @@ def measure_model(store_path: Path, name: str, args) -> dict:
     cfg, _, model_e, opt_e, _, compute = eager
     _, _, model_c, opt_c, _, _ = compiled
     model_c = torch.compile(model_c)
-    batches = _batches(store, eager)
+    batches = augmented_batches(store, eager)
     _run(model_e, opt_e, batches[:1], cfg, compute.amp_dtype)  # eager warm-up (oneDNN primitive caches)
     first = _run(model_c, opt_c, batches, cfg, compute.amp_dtype)  # includes tracing and code generation
     steady: dict[str, list[float]] = {"eager": [], "compiled": []}

@@ -86,6 +86,18 @@ def _arm(store, name: str, size: int, steps_n: int, *, channels_last: bool, amp:
     return cfg, steps, model, optimizer, env, compute
 
 
+def augmented_batches(store, arm) -> list:
+    """The batches of ``arm``'s planned steps, read and augmented once (so arms time the step alone)."""
+    _, steps, _, _, env, _ = arm
+    reader = BatchReader(store, split_frames(store, "train", store.labels))
+    out = []
+    for s in steps:
+        b = reader.read(s)
+        x, m = env.augment(b.images, b.masks)
+        out.append((x, m, b.annotated, b.labels))
+    return out
+
+
 def measure_model(store_path: Path, name: str, args) -> dict:
     store = open_store(store_path)
     frames = split_frames(store, "train", store.labels)

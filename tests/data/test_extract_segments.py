@@ -11,10 +11,10 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
+from tests.helpers.videos import remux_faststart
 from usvid.boxes import Box
 from usvid.data.extract import ExtractConfig, extract
 from usvid.data.extract.job import VideoJob
@@ -69,15 +69,6 @@ def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: in
     return summary, split
 
 
-def _remux_faststart(src: Path, dst: Path) -> Path:
-    """The packets of ``src`` in an mp4 whose index (moov) comes first: cut short, it still opens."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    return dst
 
 
 @pytest.fixture(scope="module", params=["plain", "bframes-vfr"])
@@ -159,7 +150,7 @@ def test_a_file_cut_short_splits_to_the_same_store_and_warning(tmp_path, monkeyp
     if kind == "faststart":
         long = write_test_video(tmp_path / "long.mp4", kind="ultrasound", width=W, height=H, num_frames=N,
                                 gop=12)
-        video = _remux_faststart(long, tmp_path / "cut.mp4")
+        video = remux_faststart(long, tmp_path / "cut.mp4")
     else:  # ffv1: every frame a keyframe; Matroska declares a duration, not a count
         video = write_test_video(tmp_path / "cut.mkv", kind="ultrasound", width=W, height=H, num_frames=N,
                                  codec="ffv1")

@@ -40,3 +40,14 @@ def count_frames(path: Path) -> int:
     """How many frames the video decodes to."""
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+def remux_faststart(src: Path, dst: Path) -> Path:
+    """The packets of ``src`` in an mp4 whose index (moov) comes first: cut short, it still opens."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dst

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.videos import remux_faststart
 from usvid.errors import ConfigError, InputError, MissingDependencyError, ProcessingError
 from usvid.video.reader import FrameBatch, VideoReader, open_video
 from usvid.video.testvideos import read_index, write_test_video
@@ -314,7 +315,8 @@ def test_memory_stays_bounded_on_a_long_video(tmp_path):
             n = sum(len(b) for b in prefetch(reader.batches(8), depth=2))
         _, peak_decode = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        extract(path, tmp_path / "store", ExtractConfig(size=64, batch_size=8, region=RegionConfig(frames=16)))
+        config = ExtractConfig(size=64, batch_size=8, region=RegionConfig(frames=16))
+        extract(path, tmp_path / "store", config)
         _, peak_extract = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -339,16 +341,8 @@ def test_decoding_ahead_drops_the_cut_last_packet_as_frame_threads_do(tmp_path):
     # grey_frames decodes on its own thread with every core but the caller's (one decoder thread on two
     # cores), and such a decoder refuses the incomplete last packet of a cut file where FFmpeg's default
     # frame threads drop it: both must give the same frames, and so must a single-threaded decoder.
-    import av
-
     src = write_test_video(tmp_path / "long.mp4", kind="index", width=94, height=62, num_frames=60)
-    whole = tmp_path / "faststart.mp4"  # the index first, so that a cut file still opens
-    with av.open(str(src)) as inp, av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream_from_template(inp.streams.video[0])
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
+    whole = remux_faststart(src, tmp_path / "faststart.mp4")  # the index first: a cut file still opens
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with open_video(cut, "pyav") as reader:
