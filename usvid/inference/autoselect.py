@@ -189,7 +189,8 @@ def agreement(ref: Prediction, got: Prediction,
 
 @dataclass(frozen=True)
 class Candidate:
-    """A path to try: how to load it (``load(threads, spin, threshold)``) and why it may be absent."""
+    """A path to try: how to load it (``load(checkpoint, threads, spin, threshold)``) and, when it cannot run
+    on this machine, why (``absent``)."""
 
     name: str
     load: Callable[[Path, int, bool, float], BasePredictor]
