@@ -23,6 +23,13 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def cache_root() -> Path:
+    """usvid's own cache folder: ``$USVID_CACHE_DIR``, else ``~/.cache/usvid`` (TensorRT engines, the CPU path
+    choices of ``backend="auto"`` and their exports live in subfolders)."""
+    root = os.environ.get("USVID_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "usvid"
+
+
 def file_mode() -> int:
     """The permissions an ordinary ``open()`` gives a new file (0o666 less the process umask)."""
     return 0o666 & ~_UMASK

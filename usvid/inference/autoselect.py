@@ -37,8 +37,8 @@ from usvid.cpu import cpu_info
 from usvid.errors import UsvidError
 from usvid.inference.base import BasePredictor, Prediction
 from usvid.inference.export_onnx import pooled_mask_iou
-from usvid.inference.quantize import NEAR_TIE_MARGIN
-from usvid.io import file_digest, write_json_atomic
+from usvid.inference.quantize import class_agreement
+from usvid.io import cache_root, file_digest, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("USVID_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "usvid") / "auto"
+    return cache_root() / "auto"
 
 
 @dataclass(frozen=True)
@@ -174,12 +173,10 @@ def predict_all(predictor: BasePredictor, frames: np.ndarray) -> Prediction:
 
 def agreement(ref: Prediction, got: Prediction,
               threshold: float = MASK_THRESHOLD) -> tuple[float, float | None]:
-    """Class agreement over the frames where ``ref``'s top-two margin is at least ``NEAR_TIE_MARGIN`` (1.0
-    when none is), and the pooled mask IoU (``None`` without masks)."""
-    p_ref, p_got = ref.probs.numpy(), got.probs.numpy()
-    top2 = np.sort(p_ref, axis=1)[:, -2:]
-    decisive = (top2[:, -1] - (top2[:, 0] if p_ref.shape[1] > 1 else 0.0)) >= NEAR_TIE_MARGIN
-    same = p_ref.argmax(1) == p_got.argmax(1)
+    """Class agreement over the frames where ``ref`` is decisive
+    (:func:`~usvid.inference.quantize.class_agreement`; 1.0 when none is), and the pooled mask IoU (``None``
+    without masks)."""
+    decisive, same = class_agreement(ref.probs.numpy(), got.probs.numpy())
     share = float(same[decisive].mean()) if decisive.any() else 1.0
     iou = None
     if ref.mask is not None and got.mask is not None:
@@ -248,7 +245,8 @@ def run_trials(path: Path, threads: int, spin: bool, threshold: float, measure: 
     loaded: dict[str, BasePredictor] = {}
     notes: dict[str, str] = {}
     checks: dict[str, tuple[float, float | None]] = {}
-    for cand in candidates():
+    tried = candidates()
+    for cand in tried:
         if cand.absent:
             notes[cand.name] = cand.absent
             continue
@@ -266,7 +264,7 @@ def run_trials(path: Path, threads: int, spin: bool, threshold: float, measure: 
         for name in times:
             times[name].append(measure(loaded[name], frames))
     trials = []
-    for cand in candidates():
+    for cand in tried:
         if cand.name not in loaded:
             trials.append(Trial(cand.name, None, None, None, False, notes[cand.name]))
             continue

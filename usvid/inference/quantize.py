@@ -159,15 +159,20 @@ class _Calibration:
         return {INPUT_NAME: self.batches[self.next - 1]}
 
 
+def class_agreement(p_ref: np.ndarray, p_got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(decisive, same)``, each ``(N,)`` bool: frames whose reference ``(N, K)`` probabilities have a top-two
+    margin of at least ``NEAR_TIE_MARGIN``, and frames where both give the same class."""
+    top2 = np.sort(p_ref, axis=1)[:, -2:] if p_ref.shape[1] > 1 else np.concatenate([0 * p_ref, p_ref], 1)
+    return (top2[:, 1] - top2[:, 0]) >= NEAR_TIE_MARGIN, p_ref.argmax(1) == p_got.argmax(1)
+
+
 def compare_int8(
     ref: tuple[torch.Tensor, ...], got: tuple[np.ndarray, ...], labels: list[int] | None, config: Int8Config,
     check_split: str,
 ) -> Int8Report:
     """``ref``: fp32 PyTorch ``(probs, [mask])``; ``got``: the int8 model's; ``labels``: class indices or None."""
     p_ref, p_got = ref[0].numpy(), got[0]
-    top2 = np.sort(p_ref, axis=1)[:, -2:] if p_ref.shape[1] > 1 else np.concatenate([0 * p_ref, p_ref], 1)
-    decisive = (top2[:, 1] - top2[:, 0]) >= NEAR_TIE_MARGIN
-    same = p_ref.argmax(1) == p_got.argmax(1)
+    decisive, same = class_agreement(p_ref, p_got)
     mask_iou = mean_mask = None
     if len(ref) > 1:
         m_ref, m_got = ref[1].numpy(), got[1]

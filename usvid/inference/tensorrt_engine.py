@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -51,7 +50,7 @@ from usvid.inference.export_onnx import (
     parity_inputs,
 )
 from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
-from usvid.io import atomic_path, write_json_atomic
+from usvid.io import atomic_path, cache_root, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,7 @@ PARITY_TOLERANCE = {"fp16": 2e-2, "fp32": 1e-3}
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("USVID_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "usvid") / "tensorrt"
+    return cache_root() / "tensorrt"
 
 
 @dataclass(frozen=True)

@@ -239,19 +239,22 @@ class PyAVReader(ReaderBase):
             self._container.seek(int(self._pts[0]), stream=self._stream, backward=True, any_frame=False)
         self._dirty = True
         frames = self._frames(self._container.demux(self._stream))
-        h, w, i = self.info.height, self.info.width, 0
+        i = 0
         try:
             for frame in frames:
-                if (frame.height, frame.width) != (h, w):
-                    raise ProcessingError(
-                        f"{self.path}: frame {i} is {frame.width}x{frame.height}, not {w}x{h}"
-                    )
+                self._check_size(frame, i)
                 yield i, frame, self._seconds(frame.pts) if frame.pts is not None else i / self.info.fps
                 i += 1
         except av.error.FFmpegError as err:
             raise ProcessingError(
                 f"{self.path}: decoding failed after frame {i} ({err}); the file is corrupt"
             ) from None
+
+    def _check_size(self, frame, index: int) -> None:
+        """A frame of another size than the stream's (a mid-stream resolution change) is refused."""
+        h, w = self.info.height, self.info.width
+        if (frame.height, frame.width) != (h, w):
+            raise ProcessingError(f"{self.path}: frame {index} is {frame.width}x{frame.height}, not {w}x{h}")
 
     def _frames(self, packets: Iterator, read: int = 0) -> Iterator:
         """The decoded frames of ``packets`` (what ``container.decode`` yields), see :meth:`_decode_all`;
@@ -356,7 +359,7 @@ class PyAVReader(ReaderBase):
         packets, read = container.demux(stream), 0
         if start > 0:
             packets, read = self._from_keyframe(packets, key), self._packets_before[key]
-        h, w, i = self.info.height, self.info.width, start
+        i = start
         try:
             for frame in self._frames(packets, read):
                 if i == start and frame.pts is not None and frame.pts < key:
@@ -366,10 +369,7 @@ class PyAVReader(ReaderBase):
                         f"{self.path}: frame {i} decoded with pts {frame.pts}, not the index's "
                         f"{self._pts[i] if i < len(self._pts) else 'end'}; decode it from the first frame"
                     )
-                if (frame.height, frame.width) != (h, w):
-                    raise ProcessingError(
-                        f"{self.path}: frame {i} is {frame.width}x{frame.height}, not {w}x{h}"
-                    )
+                self._check_size(frame, i)
                 yield i, frame, self._seconds(frame.pts)
                 i += 1
                 if i == stop:
