@@ -186,26 +186,26 @@ def agreement(ref: Prediction, got: Prediction,
 
 @dataclass(frozen=True)
 class Candidate:
-    """A path to try: how to load it (``load(checkpoint, threads, spin, threshold)``) and, when it cannot run
-    on this machine, why (``absent``)."""
+    """A path to try: how to load it (``load(checkpoint, its sha256, threads, spin, threshold)``) and, when it
+    cannot run on this machine, why (``absent``)."""
 
     name: str
-    load: Callable[[Path, int, bool, float], BasePredictor]
+    load: Callable[[Path, str, int, bool, float], BasePredictor]
     absent: str = ""
 
 
-def _load_torch(precision: str) -> Callable[[Path, int, bool, float], BasePredictor]:
-    def load(path: Path, threads: int, spin: bool, threshold: float) -> BasePredictor:
+def _load_torch(precision: str) -> Callable[[Path, str, int, bool, float], BasePredictor]:
+    def load(path: Path, sha256: str, threads: int, spin: bool, threshold: float) -> BasePredictor:
         from usvid.inference.torch_backend import TorchPredictor
 
         return TorchPredictor.from_checkpoint(path, "cpu", precision=precision, threshold=threshold)
     return load
 
 
-def _load_onnxruntime(path: Path, threads: int, spin: bool, threshold: float) -> BasePredictor:
+def _load_onnxruntime(path: Path, sha256: str, threads: int, spin: bool, threshold: float) -> BasePredictor:
     from usvid.inference.ort_backend import OrtPredictor
 
-    return OrtPredictor(cached_onnx(path), "cpu", threads=threads, spin=spin, threshold=threshold)
+    return OrtPredictor(cached_onnx(path, sha256), "cpu", threads=threads, spin=spin, threshold=threshold)
 
 
 def candidates() -> list[Candidate]:
@@ -226,11 +226,12 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def cached_onnx(checkpoint: Path) -> Path:
-    """The fp32 ONNX export of ``checkpoint``, made (with its own parity check) the first time only."""
+def cached_onnx(checkpoint: Path, sha256: str) -> Path:
+    """The fp32 ONNX export of ``checkpoint`` (whose content hash is ``sha256``), made (with its own parity
+    check) the first time only."""
     from usvid.inference.export_onnx import export_onnx
 
-    out = cache_dir() / f"{file_digest(checkpoint)['sha256']}.onnx"
+    out = cache_dir() / f"{sha256}.onnx"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         log.info("exporting %s to ONNX for the onnxruntime path (%s)", checkpoint, out)
@@ -238,7 +239,7 @@ def cached_onnx(checkpoint: Path) -> Path:
     return out
 
 
-def run_trials(path: Path, threads: int, spin: bool, threshold: float, measure: Measure,
+def run_trials(path: Path, sha256: str, threads: int, spin: bool, threshold: float, measure: Measure,
                frames: np.ndarray, rounds: int = 2) -> tuple[list[Trial], dict[str, BasePredictor]]:
     """Load every candidate, check it against the reference on ``frames``, then time the ones that pass in
     ``rounds`` interleaved rounds (the best round counts: noise from other processes only slows a path)."""
@@ -251,7 +252,7 @@ def run_trials(path: Path, threads: int, spin: bool, threshold: float, measure: 
             notes[cand.name] = cand.absent
             continue
         try:
-            loaded[cand.name] = cand.load(path, threads, spin, threshold)
+            loaded[cand.name] = cand.load(path, sha256, threads, spin, threshold)
         except (UsvidError, OSError) as err:  # e.g. no room for the export: that path is out, not the run
             notes[cand.name] = str(err).splitlines()[0]
     reference = predict_all(loaded[REFERENCE], frames)
@@ -304,13 +305,15 @@ def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False,
     from usvid.inference.ort_backend import default_threads
 
     threads = threads or default_threads()
-    key = selection_key(file_digest(path)["sha256"], threads)
+    sha256 = file_digest(path)["sha256"]
+    key = selection_key(sha256, threads)
     where = cache_dir() / f"{key_digest(key)}.json"
     cached = read_cached(where, key)
     if cached is not None:
         return cached, None
     log.info("measuring the CPU paths for %s on this machine (once; cached in %s)", path, where.parent)
-    trials, loaded = run_trials(path, threads, spin, threshold, measure or time_predictor, check_frames())
+    trials, loaded = run_trials(path, sha256, threads, spin, threshold, measure or time_predictor,
+                                check_frames())
     selection = Selection(fastest(trials), tuple(trials), key)
     try:
         where.parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +332,7 @@ def auto_cpu_predictor(path: Path, threads: int | None = None, spin: bool = Fals
     selection, predictor = select_cpu_path(path, threads, spin, threshold, measure)
     if predictor is None:
         load = {c.name: c.load for c in candidates()}[selection.chosen]
-        predictor = load(path, threads or default_threads(), spin, threshold)
+        predictor = load(path, selection.key["model_sha256"], threads or default_threads(), spin, threshold)
     predictor.selection = selection
     log.info("%s", selection.describe())
     return predictor
