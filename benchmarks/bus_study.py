@@ -61,6 +61,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lanet_effl0": {"model": "lanet_effl0", "pretrained": "imagenet"},
     "effl0_cls": {"model": "effl0_cls", "pretrained": "imagenet"},
     "lanet_effl0_area": {"model": "lanet_effl0", "pretrained": "imagenet", "fusion_pool": "area"},
+    # P starts at a 5% lesion probability instead of 0.5 (ModelConfig.mask_prior).
+    "lanet_effl0_prior": {"model": "lanet_effl0", "pretrained": "imagenet", "mask_prior": 0.05},
     # From scratch (no ImageNet ResNet weights exist offline): the paper's networks with the paper's recipe.
     "resnet18_cls": {"model": "resnet18_cls", "pretrained": None, "recipe": "paper"},
     "lanet_r18": {"model": "lanet_r18", "pretrained": None, "recipe": "paper"},
@@ -69,9 +71,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 #: Plans: (training store, variant) in the order they run; seeds apply to each.
 PLANS: dict[str, list[tuple[str, str]]] = {
     "main": [("combined", "lanet_effl0"), ("combined", "effl0_cls")],
+    # LA-Net alone, e.g. at another input size (--size) where the grid of P is the question, not the pairing.
+    "lanet": [("combined", "lanet_effl0")],
     "cross": [("busbra", "lanet_effl0"), ("busi", "lanet_effl0")],
     # Paired with "main"'s lanet_effl0 (bilinear fusion, the authors') on the same seeds.
     "pooling": [("combined", "lanet_effl0_area")],
+    # Paired with "main"'s lanet_effl0 (the paper's identity start of the fusion BN) on the same seeds.
+    "prior": [("combined", "lanet_effl0_prior")],
     "scratch": [("combined", "resnet18_cls"), ("combined", "lanet_r18")],
 }
 
@@ -107,7 +113,7 @@ def run_config(recipe: TrainConfig, variant: dict[str, Any], seed: int, args: ar
         base = base.merged(size=recipe.size, stage1_epochs=recipe.stage1_epochs, epochs=recipe.epochs,
                            batch_size=recipe.batch_size, class_balance=recipe.class_balance,
                            val_frames_per_video=recipe.val_frames_per_video)
-    schedule = {k: getattr(args, k) for k in ("epochs", "stage1_epochs") if getattr(args, k) is not None}
+    schedule = {k: getattr(args, k) for k in ("epochs", "stage1_epochs", "size") if getattr(args, k) is not None}
     return base.merged(**overrides, **schedule, seed=seed, device="cpu", num_workers=0)
 
 
@@ -216,6 +222,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="Override the recipe's stage-2 epochs.")
     p.add_argument("--stage1-epochs", type=int, default=None, help="Override the recipe's stage-1 epochs.")
+    p.add_argument("--size", type=int, default=None,
+                   help="Override the recipe's input size; the stores must be <stem><size> (e.g. bus512).")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tta", default="none", choices=("none", "flip"))
     p.add_argument("--name", default="bus_study", help="Results file stem under benchmarks/results/.")
@@ -228,7 +236,8 @@ def main() -> None:
     runs = [r for r in previous]
     done = {(r["train_store"], r["variant"], r["seed"]) for r in runs}
     command = "python benchmarks/bus_study.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
+        f"--{k.replace('_', '-')} {item}" for k, v in vars(args).items() if v is not None
+        for item in (v if isinstance(v, list) else [v]))
     for seed in range(args.seeds):
         for plan in plans:
             for train_store, name in PLANS[plan]:
@@ -242,7 +251,8 @@ def main() -> None:
                            "interval": "95% Student t-interval of the mean over seeds",
                            "positive_class": "malignant", "summary": summary,
                            "paired": [paired(runs, "lanet_effl0", "effl0_cls"),
-                                      paired(runs, "lanet_effl0_area", "lanet_effl0")], "runs": runs}
+                                      paired(runs, "lanet_effl0_area", "lanet_effl0"),
+                                      paired(runs, "lanet_effl0_prior", "lanet_effl0")], "runs": runs}
                 write_json_atomic(results_json, payload)
                 write_text_atomic(RESULTS / f"{args.name}.md", markdown(summary))
     print(markdown(summarise(runs)))

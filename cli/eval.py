@@ -27,6 +27,9 @@ def eval_command(
     positive: str = typer.Option("malignant", "--positive",
                                  help="Class that sensitivity, specificity, PPV, NPV and AUC are about."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none or flip (mean with the mirror)."),
+    threshold: float = typer.Option(0.5, "--threshold",
+                                    help="Mask probability at or above which a pixel is lesion, for JSI and overlays "
+                                         "(as on predict / stream; choose it on the val split, not on test)."),
 ) -> None:
     """Evaluate a checkpoint on a split of a frame store and write a report with plots."""
     from usvid.training.eval import evaluate_checkpoint
@@ -47,6 +50,7 @@ def eval_command(
         result = evaluate_checkpoint(
             checkpoint, store, split, out, frames_per_video=frames_per_video, batch_size=batch_size, device=device,
             num_examples=examples, progress=on_batch, positive=positive, tta=tta,
+            mask_threshold=threshold,
         )
     finally:
         if task is not None:
@@ -67,6 +71,6 @@ def eval_command(
     console.print(interval_note(rep), highlight=False, soft_wrap=True)
     fl = rep["frame_level"]
     console.print(f"JSI mask {_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])} over {fl['jsi_frames']} "
-                  f"annotated lesion frames", highlight=False)
+                  f"annotated lesion frames (lesion pixels p >= {rep['mask_threshold']:g})", highlight=False)
     console.print(f"report: {result.files['report.md']}", highlight=False)
     next_step(f"usvid export {checkpoint} --out model.onnx")

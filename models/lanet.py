@@ -10,6 +10,8 @@ numbers and needs no extra layers. ``'shared'`` follows the paper's wording by f
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,6 +34,8 @@ class LesionAwareNet(nn.Module):
         reduction: CAM reduction ratio.
         shared_channels: projection width in ``'shared'`` mode.
         fusion_pool: ``'bilinear'`` (authors) or ``'area'`` (exact cell average), see :func:`pool_to`.
+        mask_prior: the fusion BN's bias starts at ``logit(mask_prior)``; None = 0, the paper's
+            (see :class:`~usvid.models.config.ModelConfig`).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class LesionAwareNet(nn.Module):
         reduction: int = 16,
         shared_channels: int = 256,
         fusion_pool: str = "bilinear",
+        mask_prior: float | None = None,
     ) -> None:
         super().__init__()
         self.fusion_pool = fusion_pool
@@ -74,6 +79,8 @@ class LesionAwareNet(nn.Module):
             nn.Conv2d(len(channels), 1, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(1)
         )
         xavier_init(self)
+        if mask_prior is not None:
+            nn.init.constant_(self.fuse[1].bias, math.log(mask_prior / (1.0 - mask_prior)))
 
     def forward(self, features: FeatureMaps) -> Tensor:
         """Args: features: f1..f4 from the FEX.
@@ -131,6 +138,7 @@ class LANetModel(NetworkBase):
             reduction=config.reduction,
             shared_channels=config.shared_channels,
             fusion_pool=config.fusion_pool,
+            mask_prior=config.mask_prior,
         )
         self.mam = MaskAttention() if config.use_mam else None
         self.classifier = ClassifierHead(self.backbone.channels[-1], config.num_classes)

@@ -8,7 +8,7 @@ The lesion-pixel rule, :func:`lesion_pixels`, is ``p >= threshold``. Evaluation 
 with ``>=`` (the README's JSI figures were computed that way), so keeping it there and moving inference to
 it changes no reported number; the two rules differ only on pixels at exactly the threshold.
 
-A leaf module: numpy, OpenCV and the standard library only, so every layer may import it.
+A leaf module: numpy, OpenCV, the standard library and :mod:`usvid.errors` only, so every layer may import it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["MASK_THRESHOLD", "Box", "box_iou", "largest_region", "largest_region_box", "lesion_pixels"]
+from usvid.errors import ConfigError
+
+__all__ = [
+    "MASK_THRESHOLD", "Box", "box_iou", "check_mask_threshold", "largest_region", "largest_region_box", "lesion_pixels",
+]
 
 #: Mask probability at or above which a pixel is lesion (paper section 3.3: "threshold 0.5").
 MASK_THRESHOLD = 0.5
+
+
+def check_mask_threshold(threshold: float) -> float:
+    """``threshold`` itself, or a :class:`~usvid.errors.ConfigError` when it does not lie strictly in (0, 1)."""
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"mask threshold must lie strictly between 0 and 1, got {threshold}")
+    return threshold
 
 
 def lesion_pixels(prob: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:

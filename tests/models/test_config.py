@@ -50,6 +50,10 @@ def test_from_dict_rejects_non_mapping():
         ({"use_cam": "no"}, "'use_cam' must be true or false"),
         ({"cbam_mode": "shard"}, "Did you mean 'shared'"),
         ({"spatial_kernel": "5x5"}, "'spatial_kernel' must be one of 7x7, 3x3x3"),
+        ({"mask_prior": 1.0}, "'mask_prior' must be a probability strictly between 0 and 1"),
+        ({"mask_prior": 0}, "'mask_prior' must be a probability strictly between 0 and 1"),
+        ({"mask_prior": "0.05"}, "'mask_prior' must be a probability"),
+        ({"arch": "cls", "mask_prior": 0.05}, "mask_prior only applies to arch 'lanet' \\(got arch 'cls'\\)"),
     ],
 )
 def test_invalid_values_fail_clearly(changes, match):

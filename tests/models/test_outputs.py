@@ -96,3 +96,21 @@ def test_fusion_pool_reaches_the_model():
     x = torch.rand(1, 1, 64, 96)
     with torch.no_grad():
         assert not torch.allclose(area(x).mask, bilinear(x).mask)
+
+
+def test_mask_prior_starts_p_at_the_prior_and_changes_nothing_else():
+    torch.manual_seed(0)
+    paper = create_model("lanet_tiny").train()
+    torch.manual_seed(0)
+    prior = create_model("lanet_tiny", mask_prior=0.05).train()
+    # logit(0.05) = ln(0.05 / 0.95), written out: the fusion BN's bias, the only parameter that differs
+    assert prior.lanet.fuse[1].bias.item() == pytest.approx(-2.944439, abs=1e-6)
+    assert paper.lanet.fuse[1].bias.item() == 0.0
+    differ = [k for k, v in paper.state_dict().items() if not torch.equal(v, prior.state_dict()[k])]
+    assert differ == ["lanet.fuse.1.bias"]
+    x = torch.rand(8, 1, 64, 64)
+    with torch.no_grad():
+        # In training mode the BN normalises the batch: the logits' batch mean is exactly the bias.
+        assert prior(x).mask_logits.mean().item() == pytest.approx(-2.944439, abs=1e-4)
+        assert paper(x).mask_logits.mean().item() == pytest.approx(0.0, abs=1e-4)
+        assert paper(x).mask.median().item() > 0.4 > 0.1 > prior(x).mask.median().item()

@@ -169,6 +169,42 @@ def test_two_lesion_frame_box_jsi_counts_both_lesions():
     assert score_localisation(big, truth, 64) == pytest.approx((400 / 500, 400 / 500))
 
 
+def test_mask_threshold_decides_which_upsampled_pixels_are_lesion():
+    # A 2 x 2 P on a 64 px input: the lesion cell holds 0.4, the paper's 0.5 finds nothing there.
+    prob = np.array([[0.4, 0.0], [0.0, 0.0]], np.float32)
+    truth = np.zeros((64, 64), np.uint8)
+    truth[:32, :32] = 255
+    assert score_localisation(prob, truth, 64) == (0.0, 0.0)
+    up = F.interpolate(torch.from_numpy(prob)[None, None], size=(64, 64), mode="bilinear",
+                       align_corners=False)[0, 0].numpy()
+    expected = {}
+    for t in (0.3, 0.1):
+        pred = up >= t  # bilinear falls off from the cell's centre: a lower threshold takes in more of it
+        gt = truth > 127
+        expected[t] = (pred & gt).sum() / (pred | gt).sum()
+        assert score_localisation(prob, truth, 64, threshold=t)[0] == pytest.approx(expected[t])
+    assert 0.0 < expected[0.3] < expected[0.1] < 1.0
+
+
+def test_eval_records_and_applies_its_mask_threshold(trained_run, tmp_path):
+    store, result = trained_run
+    reports = {t: evaluate_checkpoint(result.best, store, "test", tmp_path / str(t), device="cpu", num_examples=0,
+                                      mask_threshold=t).report for t in (0.5, 0.05)}
+    assert reports[0.5]["mask_threshold"] == 0.5 and reports[0.05]["mask_threshold"] == 0.05
+    assert "p >= 0.05" in (tmp_path / "0.05" / "report.md").read_text()
+    # Same predictions, another rule: classes are untouched, the JSI is recomputed at the new threshold.
+    assert reports[0.5]["frame_level"]["accuracy"] == reports[0.05]["frame_level"]["accuracy"]
+    ckpt = load_checkpoint(result.best)
+    frames = split_frames(store, "test", ckpt.class_names)
+    preds = predict_frames(ckpt.build_model(), BatchReader(store, frames), range(len(frames)), ckpt.preprocess,
+                           torch.device("cpu"), mask_threshold=0.05)
+    assert reports[0.05]["frame_level"]["jsi_mask"] == pytest.approx(float(np.mean(preds.jsi_mask)))
+    assert reports[0.05]["frame_level"]["jsi_mask"] != reports[0.5]["frame_level"]["jsi_mask"]
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ConfigError, match="mask threshold must lie strictly between 0 and 1"):
+            evaluate_checkpoint(result.best, store, "test", tmp_path / "bad", device="cpu", mask_threshold=bad)
+
+
 def test_report_md_and_cli_lead_with_the_positive_class_and_intervals(evaluated):
     _, _, res, out = evaluated
     md = (out / "report.md").read_text()

@@ -354,3 +354,15 @@ def test_models_without_mask_logits_fall_back_to_the_probabilities():
     out = Old(torch.zeros(1, 2), torch.full((1, 1, 2, 2), 0.9))
     pred, from_logits = loop._loss_mask(out)
     assert pred is out.mask and from_logits is False
+
+
+def test_mask_prior_reaches_the_trained_network(trained_run, tmp_path, config_factory):
+    store, _ = trained_run
+    config = config_factory(epochs=0, stage1_epochs=1, mask_prior=0.05)
+    # The network fit starts from: the fusion BN's bias is logit(0.05).
+    start = loop._build_model(config, ["benign", "malignant"])
+    assert start.lanet.fuse[1].bias.item() == pytest.approx(math.log(0.05 / 0.95), abs=1e-6)
+    result = fit(config, store, tmp_path / "prior")
+    ckpt = load_checkpoint(result.last)
+    assert ckpt.model_config["mask_prior"] == 0.05
+    assert ckpt.build_model().config.mask_prior == 0.05

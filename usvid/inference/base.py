@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from usvid.boxes import MASK_THRESHOLD, Box
+from usvid.boxes import MASK_THRESHOLD, Box, check_mask_threshold
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.inference.geometry import network_frames
 from usvid.inference.metadata import ModelInfo
@@ -115,8 +115,7 @@ class BasePredictor:
     selection = None
 
     def __init__(self, info: ModelInfo, device: torch.device, threshold: float = MASK_THRESHOLD) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ConfigError(f"mask threshold must lie strictly between 0 and 1, got {threshold}")
+        check_mask_threshold(threshold)
         self.info = info
         self.device = device
         self.threshold = threshold

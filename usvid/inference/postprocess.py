@@ -19,8 +19,7 @@ import math
 import numpy as np
 import torch
 
-from usvid.boxes import MASK_THRESHOLD, Box, largest_region, lesion_pixels
-from usvid.errors import ConfigError
+from usvid.boxes import MASK_THRESHOLD, Box, check_mask_threshold, largest_region, lesion_pixels
 from usvid.inference.geometry import mask_to_content
 from usvid.video.roi import ScanRegion, full_frame_region
 
@@ -74,6 +73,5 @@ def masks_to_boxes(
     input_size: int | None = None,
 ) -> list[Box | None]:
     """:func:`mask_to_box` for each mask of a batch ``(B, 1, s, s)`` float in [0, 1]."""
-    if not 0.0 < threshold < 1.0:
-        raise ConfigError(f"mask threshold must lie strictly between 0 and 1, got {threshold}")
+    check_mask_threshold(threshold)
     return [mask_to_box(m, frame_size, roi, threshold, input_size=input_size) for m in masks]

@@ -111,6 +111,8 @@ class TrainConfig:
     use_mam: bool | None = None
     #: LA-Net's fusion of f1..f3 onto f4's grid: "bilinear" (the authors') or "area" (every position averaged).
     fusion_pool: str | None = None
+    #: LA-Net's starting lesion probability (the fusion BN's bias = its logit); None = the paper's init.
+    mask_prior: float | None = None
     #: FEX initialisation passed to create_model: a torchvision ResNet state-dict path, or "imagenet" for
     #: the variants that ship ImageNet weights (EfficientNet-Lite); None = the paper's Xavier init.
     #: No downloads happen at run time.

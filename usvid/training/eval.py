@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from usvid import __version__
-from usvid.boxes import Box, largest_region_box, lesion_pixels
+from usvid.boxes import MASK_THRESHOLD, Box, check_mask_threshold, largest_region_box, lesion_pixels
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.data.store import Letterbox
 from usvid.errors import ConfigError, InputError
@@ -68,6 +68,7 @@ def evaluate_checkpoint(
     progress: Callable[[int, int], None] | None = None,
     positive: str = metrics.DEFAULT_POSITIVE,
     tta: Tta = "none",
+    mask_threshold: float = MASK_THRESHOLD,
 ) -> EvalResult:
     """Evaluate ``checkpoint`` on ``split`` of ``store`` and write the report into ``out``.
 
@@ -80,8 +81,12 @@ def evaluate_checkpoint(
         positive: the class sensitivity, specificity, PPV, NPV and the positive AUC are about (one-vs-rest
             when there are more than two classes); it must be one of the checkpoint's classes.
         tta: ``"flip"`` averages probabilities and masks of each frame and its horizontal mirror.
+        mask_threshold: lesion pixels are ``p >= mask_threshold`` of the upsampled P, for the JSI scores and
+            the overlays (0.5, the paper's, by default; ``usvid predict`` / ``stream --threshold`` is the
+            same number at deployment). Choose another on the validation split, never on test.
     """
     _check_options(batch_size, frames_per_video, num_examples)
+    check_mask_threshold(mask_threshold)
     inputs = [check_path_text(item, what) for item, what in ((checkpoint, "checkpoint"), (store, "frame store"))
               if isinstance(item, (str, Path))]
     out = check_output_dir(out, inputs=inputs, option="--out")
@@ -102,10 +107,10 @@ def evaluate_checkpoint(
     indices = plan_eval(frames, frames_per_video)
     sample = _pick_examples(frames, indices, num_examples)
     preds = predict_frames(model, reader, indices, ckpt.preprocess, dev, batch_size=batch_size, keep_masks=sample,
-                           on_batch=progress, tta=tta)
+                           on_batch=progress, tta=tta, mask_threshold=mask_threshold)
     _check_finite(preds, checkpoint)
-    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta)
-    examples = _examples(model, reader, sample, preds, ckpt, dev)
+    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta, mask_threshold)
+    examples = _examples(model, reader, sample, preds, ckpt, dev, mask_threshold)
     figures = _plots(result, preds, examples)
     files = report.write_report(out, result, figures)
     log.info("wrote %s", files["report.json"])
@@ -152,7 +157,7 @@ def _check_positive(ckpt: Checkpoint, positive: str, source: Any) -> None:
 
 
 def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Predictions, source: Any,
-            frames_per_video: int | None, positive: str, tta: str) -> dict[str, Any]:
+            frames_per_video: int | None, positive: str, tta: str, mask_threshold: float) -> dict[str, Any]:
     frame_level = metrics.classification_metrics(preds.labels, preds.probs, frames.class_names, positive)
     frame_level["jsi_mask"] = float(np.mean(preds.jsi_mask)) if preds.jsi_mask else None
     frame_level["jsi_box"] = float(np.mean(preds.jsi_box)) if preds.jsi_box else None
@@ -173,6 +178,7 @@ def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Prediction
         "operating_point": report.operating_rule(frames.class_names, positive),
         "gradcam_target": "each example frame's predicted class",
         "tta": tta,
+        "mask_threshold": mask_threshold,
         "box_jsi_rule": "IoU of the unions of the bounding rectangles of every 8-connected region, prediction "
                         "vs ground truth, as pixel masks at the input size",
         "frame_level": frame_level,
@@ -194,7 +200,7 @@ def _pick_examples(frames: SplitFrames, indices: list[int], count: int) -> list[
 
 
 def _examples(model, reader: BatchReader, sample: list[int], preds: Predictions, ckpt: Checkpoint,
-              dev: torch.device) -> list[report.Example]:
+              dev: torch.device, mask_threshold: float) -> list[report.Example]:
     if not sample:
         return []
     size = ckpt.preprocess.size
@@ -216,7 +222,7 @@ def _examples(model, reader: BatchReader, sample: list[int], preds: Predictions,
         truth = _truth(batch.masks[k, 0].numpy(), size) if rec.annotated else None
         scale = size / batch.images.shape[-1]
         true_box = _scaled(rec.box, scale) if rec.annotated and rec.box is not None else None
-        pred = _upsampled(preds.masks.get(idx), size)
+        pred = _upsampled(preds.masks.get(idx), size, mask_threshold)
         out.append(report.Example(
             image=grey[k],
             caption=f"{rec.video_id}: true {names[rec.label]}, predicted {predicted} (P {probs.max():.2f})",
@@ -247,11 +253,11 @@ def _truth(mask: np.ndarray, size: int) -> np.ndarray:
     return (F.interpolate(t, size=(size, size), mode="nearest")[0, 0] > 127).numpy()
 
 
-def _upsampled(prob: np.ndarray | None, size: int) -> np.ndarray | None:
+def _upsampled(prob: np.ndarray | None, size: int, threshold: float) -> np.ndarray | None:
     if prob is None:
         return None
     up = F.interpolate(torch.from_numpy(prob)[None, None], size=(size, size), mode="bilinear", align_corners=False)
-    return lesion_pixels(up[0, 0].numpy())
+    return lesion_pixels(up[0, 0].numpy(), threshold)
 
 
 def _scaled(box: Box, scale: float) -> Box:

@@ -2,7 +2,7 @@
 
 Used by per-epoch validation and by :func:`usvid.training.eval.evaluate_checkpoint`, so both score
 exactly the same way. Localisation is scored on annotated frames that show a lesion: P is upsampled
-(bilinear) to the network input size M, thresholded at 0.5 and compared with the ground-truth mask
+(bilinear) to the network input size M, thresholded (``p >= mask_threshold``, 0.5 by default, the paper's) and compared with the ground-truth mask
 (nearest-resized to M). Box JSI compares like with like: the union of the bounding rectangles of every
 8-connected region of the prediction against the same of the ground-truth mask, both as pixel masks at M
 (:func:`usvid.training.metrics.box_mask_jsi`). A box-annotated frame's mask is its filled boxes, so each true
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from usvid.boxes import lesion_pixels
+from usvid.boxes import MASK_THRESHOLD, check_mask_threshold, lesion_pixels
 from usvid.errors import unknown_name
 from usvid.preprocess import PreprocessConfig, preprocess
 from usvid.training import metrics
@@ -67,17 +67,19 @@ class Predictions:
         return ids, labels, probs
 
 
-def score_localisation(prob: np.ndarray, truth: np.ndarray, input_size: int) -> tuple[float | None, float | None]:
+def score_localisation(prob: np.ndarray, truth: np.ndarray, input_size: int,
+                       threshold: float = MASK_THRESHOLD) -> tuple[float | None, float | None]:
     """Mask JSI and box JSI (see the module docstring) of one frame; ``(None, None)`` without a true lesion.
 
     Args:
         prob: P ``(S_n, S_n)`` float in [0, 1].
         truth: ground truth ``(S, S)`` uint8 in {0, 255} (filled boxes for a box annotation).
         input_size: M, the network input size scoring happens at.
+        threshold: lesion pixels are ``p >= threshold`` after upsampling (:func:`usvid.boxes.lesion_pixels`).
     """
     up = F.interpolate(torch.from_numpy(prob)[None, None].float(), size=(input_size, input_size), mode="bilinear",
                        align_corners=False)[0, 0].numpy()
-    pred = lesion_pixels(up)
+    pred = lesion_pixels(up, threshold)
     gt = _resize_nearest(truth, input_size) > 127
     if not gt.any():
         return None, None
@@ -118,13 +120,16 @@ def predict_frames(
     keep_masks: Sequence[int] = (),
     on_batch: Callable[[int, int], None] | None = None,
     tta: Tta = "none",
+    mask_threshold: float = MASK_THRESHOLD,
 ) -> Predictions:
     """Class probabilities and localisation scores for ``indices`` of ``reader``'s split (model in eval mode).
 
-    ``tta="flip"`` averages each frame's probabilities and mask with those of its horizontal mirror.
+    ``tta="flip"`` averages each frame's probabilities and mask with those of its horizontal mirror;
+    ``mask_threshold`` is the lesion-pixel threshold the JSI scores use (see :func:`score_localisation`).
     """
     if tta not in TTA_MODES:
         raise unknown_name("test-time augmentation", str(tta), TTA_MODES)
+    check_mask_threshold(mask_threshold)
     was_training = model.training
     model.eval()
     keep = set(keep_masks)
@@ -143,7 +148,8 @@ def predict_frames(
                 if idx in keep:
                     masks[idx] = p[row]
                 if records[idx].annotated:
-                    jm, jb = score_localisation(p[row], batch.masks[row, 0].numpy(), preprocess_config.size)
+                    jm, jb = score_localisation(p[row], batch.masks[row, 0].numpy(), preprocess_config.size,
+                                                mask_threshold)
                     if jm is not None:
                         jsi_mask.append(jm)
                     if jb is not None:

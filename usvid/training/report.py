@@ -311,7 +311,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         (f"Localisation (frame level, {fl['jsi_frames']} annotated lesion frames): JSI mask "
-         f"{_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])}. P upsampled to the input, threshold 0.5; "
+         f"{_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])}. P upsampled to the input, "
+         f"lesion pixels p >= {report.get('mask_threshold', 0.5):g}; "
          "box JSI = IoU of the unions of the bounding rectangles of every connected region, prediction vs "
          "ground truth (so every lesion of a frame counts). The overlays draw the largest predicted region's box."),
     ]
