@@ -234,7 +234,6 @@ def main() -> None:
     results_json = RESULTS / f"{args.name}.json"
     previous = json.loads(results_json.read_text())["runs"] if results_json.is_file() else []
     runs = [r for r in previous]
-    done = {(r["train_store"], r["variant"], r["seed"]) for r in runs}
     command = "python benchmarks/bus_study.py " + " ".join(
         f"--{k.replace('_', '-')} {item}" for k, v in vars(args).items() if v is not None
         for item in (v if isinstance(v, list) else [v]))

@@ -18,7 +18,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from usvid.io import write_json_atomic
@@ -74,7 +73,8 @@ def main() -> None:
     for r in results:
         for stride, row in r["by_stride"].items():
             print(f"{r['store']} {r['split']} stride {stride:>2} ({row['grid']}x{row['grid']}): "
-                  f"JSI mask {row['jsi_mask']['mean']:.3f}, box {row['jsi_box']['mean']:.3f} over {row['frames']} frames")
+                  f"JSI mask {row['jsi_mask']['mean']:.3f}, box {row['jsi_box']['mean']:.3f} "
+                  f"over {row['frames']} frames")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Used by per-epoch validation and by :func:`usvid.training.eval.evaluate_checkpoint`, so both score
 exactly the same way. Localisation is scored on annotated frames that show a lesion: P is upsampled
-(bilinear) to the network input size M, thresholded (``p >= mask_threshold``, 0.5 by default, the paper's) and compared with the ground-truth mask
-(nearest-resized to M). Box JSI compares like with like: the union of the bounding rectangles of every
-8-connected region of the prediction against the same of the ground-truth mask, both as pixel masks at M
+(bilinear) to the network input size M, thresholded (``p >= mask_threshold``, 0.5 by default, the paper's)
+and compared with the ground-truth mask (nearest-resized to M). Box JSI compares like with like: the union of
+the bounding rectangles of every 8-connected region of the prediction against the same of the ground-truth
+mask, both as pixel masks at M
 (:func:`usvid.training.metrics.box_mask_jsi`). A box-annotated frame's mask is its filled boxes, so each true
 box is its own region (touching or overlapping boxes merge into their enclosing rectangle); a frame with two
 lesions is thus scored against both, not against one rectangle around both or the largest predicted region.
