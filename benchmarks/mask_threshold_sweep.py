@@ -30,7 +30,7 @@ from usvid.training.frames import BatchReader, open_store, split_frames
 from usvid.training.predictions import predict_frames, score_localisation
 
 RESULTS = Path(__file__).parent / "results"
-THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+THRESHOLDS = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
 STORE_STEMS = {"combined": "bus", "busi": "busi", "busbra": "busbra"}
 TEST_STORES = ("busi", "busbra")
 

@@ -366,3 +366,22 @@ def test_mask_prior_reaches_the_trained_network(trained_run, tmp_path, config_fa
     ckpt = load_checkpoint(result.last)
     assert ckpt.model_config["mask_prior"] == 0.05
     assert ckpt.build_model().config.mask_prior == 0.05
+
+
+def test_resume_accepts_a_run_saved_before_a_model_key_existed(trained_run, tmp_path, config_factory):
+    from dataclasses import replace
+
+    from usvid.checkpoint import save_checkpoint
+
+    store, straight = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(straight.run, run)
+    old = load_checkpoint(run / "last.pt")
+    older = {k: v for k, v in old.model_config.items() if k != "mask_prior"}  # written before the key existed
+    save_checkpoint(run / "last.pt", replace(old, model_config=older))
+    fit(config_factory(epochs=3), store, run, resume=True)
+    assert [(r["stage"], r["epoch"]) for r in _records(run)][-1] == (2, 3)
+    # A run of another network is still refused.
+    save_checkpoint(run / "last.pt", replace(old, model_config=older | {"use_mam": False}))
+    with pytest.raises(InputError, match="saved for a different architecture"):
+        fit(config_factory(epochs=4), store, run, resume=True)

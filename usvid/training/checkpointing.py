@@ -20,6 +20,7 @@ from torch import nn
 
 from usvid.checkpoint import Checkpoint, checkpoint_from_model, load_checkpoint, save_checkpoint
 from usvid.errors import InputError
+from usvid.models.config import ModelConfig
 from usvid.io import atomic_path
 from usvid.preprocess import PreprocessConfig
 from usvid.training.config import TrainConfig, check_resume_compatible
@@ -111,7 +112,8 @@ def resume_position(
             "resume on the store it was trained on or start a new run"
         )
     inner = getattr(model, "module", model)
-    if ckpt.model_config != inner.config.to_dict():
+    # Compared as configs, not dicts: a run saved before a config key existed holds that key's default.
+    if ModelConfig.from_dict(ckpt.model_config) != inner.config:
         raise InputError(f"{run / LAST}: saved for a different architecture ({ckpt.model_config}); use a new --out")
     inner.load_state_dict(ckpt.state_dict)
     return Position(
