@@ -1,7 +1,7 @@
 """Mask JSI against the lesion-pixel threshold: chosen on the validation split, reported on the test splits.
 
 The paper scores P >= 0.5 after upsampling. On LA-Net's 8 x 8 grid at 256 px a small lesion fills under half of
-every cell it touches, so even the training target itself loses it at 0.5 (``mask_grid_ceiling.py``). This
+every cell it touches, so even the training target itself loses it at 0.5 (``mask_grid_target.py``). This
 script runs each checkpoint once per split, keeps P for every annotated frame, and scores mask and box JSI at
 each threshold of a grid with :func:`usvid.training.predictions.score_localisation`, the function
 ``usvid eval`` scores with. The threshold with the best validation mask JSI (the checkpoint's own training

@@ -1,15 +1,17 @@
-"""How high can mask JSI go on LA-Net's grid? The score of a perfect predictor of the training target.
+"""What the training target itself scores in mask JSI, on LA-Net's grid and on finer ones.
 
 LA-Net's mask P lives on f4's grid: input / 32, so 8 x 8 cells at 256 px. Training supervises each cell with the
 lesion fraction it holds (:func:`usvid.training.losses.mask_target`); scoring upsamples P bilinearly to the
 input and thresholds it at 0.5 (:func:`usvid.training.predictions.score_localisation`). This script hands the
-scorer the training target itself, the best any model can learn, on every annotated frame of a split, for
-several grids, so a study's JSI can be read against what its grid allows.
+scorer the training target itself, on every annotated frame of a split, for several grids. A lesion that fills
+under half of every cell it touches vanishes from the target at 0.5, so this is what a network that learned its
+target exactly would score: a reference to read a study's JSI against, not a strict bound (a P sharper than the
+cell fractions can score higher).
 
 Usage (stores as in ``benchmarks/bus_study.py``)::
 
-    .venv/bin/python benchmarks/mask_grid_ceiling.py /work/stores/busi256 /work/stores/busbra256 \
-        --split test --size 256 --out benchmarks/results/mask_grid_ceiling.json
+    .venv/bin/python benchmarks/mask_grid_target.py /work/stores/busi256 /work/stores/busbra256 \
+        --split test --size 256 --out benchmarks/results/mask_grid_target.json
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from usvid.training.predictions import score_localisation
 STRIDES = (32, 16, 8, 4)
 
 
-def ceiling(store_path: Path, split: str, size: int) -> dict[str, Any]:
+def target_scores(store_path: Path, split: str, size: int) -> dict[str, Any]:
     """Mean mask / box JSI of the training target, per stride, over the annotated lesion frames of ``split``."""
     store = open_store(store_path)
     frames = split_frames(store, split, sorted(set(store.labels)))
@@ -64,9 +66,9 @@ def main() -> None:
     p.add_argument("stores", type=Path, nargs="+")
     p.add_argument("--split", default="test")
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mask_grid_ceiling.json")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mask_grid_target.json")
     args = p.parse_args()
-    results = [ceiling(s, args.split, args.size) for s in args.stores]
+    results = [target_scores(s, args.split, args.size) for s in args.stores]
     write_json_atomic(args.out, {"interval": "95% Student t-interval of the mean over frames",
                                  "rule": "training target (cell lesion fraction) upsampled bilinearly, threshold 0.5",
                                  "results": results})
