@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bus_study import STORE_STEMS, TEST_STORES
 
 from usvid.checkpoint import load_checkpoint
 from usvid.io import write_json_atomic, write_text_atomic
@@ -31,8 +32,6 @@ from usvid.training.predictions import predict_frames, score_localisation
 
 RESULTS = Path(__file__).parent / "results"
 THRESHOLDS = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
-STORE_STEMS = {"combined": "bus", "busi": "busi", "busbra": "busbra"}
-TEST_STORES = ("busi", "busbra")
 
 
 def jsi_by_threshold(ckpt: Any, store_path: Path, split: str) -> dict[str, dict[str, float]]:
