@@ -122,7 +122,8 @@ def train_and_score(stores: Path, work: Path, train_store: str, name: str, seed:
     config = run_config(recipe, VARIANTS[name], seed, args)
     run = work / train_store / name / f"seed{seed}"
     t0 = time.perf_counter()
-    fitted = fit(config, _store(stores, train_store, config), run, resume=(run / "last.pt").is_file())
+    fitted = fit(config, store_path(stores, train_store, config.size), run,
+                 resume=(run / "last.pt").is_file())
     ckpt = fitted.best or fitted.last
     digest = sha256(ckpt)
     scores: dict[str, Any] = {}
@@ -135,8 +136,8 @@ def train_and_score(stores: Path, work: Path, train_store: str, name: str, seed:
         fresh = (report is not None and stamp.is_file() and stamp.read_text().strip() == digest
                  and report.get("positive_class") == "malignant" and report.get("tta") == args.tta)
         if not fresh:
-            report = evaluate_checkpoint(ckpt, _store(stores, test, config), "test", out, device="cpu",
-                                         num_examples=4, positive="malignant", tta=args.tta).report
+            report = evaluate_checkpoint(ckpt, store_path(stores, test, config.size), "test", out,
+                                         device="cpu", num_examples=4, positive="malignant", tta=args.tta).report
             write_text_atomic(stamp, digest + "\n")
         scores[test] = {m: report["frame_level"].get(m) for m in METRICS}
         scores[test]["images"] = report["frame_level"].get("frames", report.get("frames"))
@@ -151,8 +152,9 @@ def train_and_score(stores: Path, work: Path, train_store: str, name: str, seed:
 STORE_STEMS = {"combined": "bus", "busi": "busi", "busbra": "busbra"}
 
 
-def _store(stores: Path, name: str, config: TrainConfig) -> Path:
-    return stores / f"{STORE_STEMS[name]}{config.size}"
+def store_path(stores: Path, name: str, size: int) -> Path:
+    """The store of study name ``name`` (combined, busi, busbra) at input ``size`` under ``stores``."""
+    return stores / f"{STORE_STEMS[name]}{size}"
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

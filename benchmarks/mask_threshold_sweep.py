@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bus_study import STORE_STEMS, TEST_STORES
+from bus_study import TEST_STORES, store_path
 
 from usvid.checkpoint import load_checkpoint
 from usvid.io import write_json_atomic, write_text_atomic
@@ -34,19 +34,19 @@ RESULTS = Path(__file__).parent / "results"
 THRESHOLDS = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
 
 
-def jsi_by_threshold(ckpt: Any, store_path: Path, split: str) -> dict[str, dict[str, float]]:
+def jsi_by_threshold(ckpt: Any, store_dir: Path, split: str) -> dict[str, dict[str, float]]:
     """``{threshold: {"jsi_mask", "jsi_box", "frames"}}`` over the annotated lesion frames of ``split``."""
-    store = open_store(store_path)
+    store = open_store(store_dir)
     frames = split_frames(store, split, ckpt.class_names)
     reader = BatchReader(store, frames)
     annotated = frames.annotated_indices
     preds = predict_frames(ckpt.build_model(), reader, annotated, ckpt.preprocess, torch.device("cpu"),
                            keep_masks=annotated)
     size = ckpt.preprocess.size
+    truths = {i: reader.mask(frames.records[i], store.size) for i in annotated}  # read once, scored per threshold
     out = {}
     for t in THRESHOLDS:
-        scores = [score_localisation(preds.masks[i], reader.mask(frames.records[i], store.size), size, t)
-                  for i in annotated]
+        scores = [score_localisation(preds.masks[i], truths[i], size, t) for i in annotated]
         kept = [(m, b) for m, b in scores if m is not None]
         out[f"{t:g}"] = {"jsi_mask": float(np.mean([m for m, _ in kept])),
                          "jsi_box": float(np.mean([b for _, b in kept])), "frames": len(kept)}
@@ -58,9 +58,9 @@ def jsi_by_threshold(ckpt: Any, store_path: Path, split: str) -> dict[str, dict[
 def sweep(stores: Path, train_store: str, checkpoint: Path) -> dict[str, Any]:
     ckpt = load_checkpoint(checkpoint)
     size = ckpt.preprocess.size
-    val = jsi_by_threshold(ckpt, stores / f"{STORE_STEMS[train_store]}{size}", "val")
+    val = jsi_by_threshold(ckpt, store_path(stores, train_store, size), "val")
     chosen = max(val, key=lambda t: val[t]["jsi_mask"])
-    tests = {name: jsi_by_threshold(ckpt, stores / f"{name}{size}", "test") for name in TEST_STORES}
+    tests = {name: jsi_by_threshold(ckpt, store_path(stores, name, size), "test") for name in TEST_STORES}
     return {"checkpoint": str(checkpoint), "train_store": train_store, "size": size, "val": val,
             "chosen_on_val": float(chosen), "test": tests,
             "test_at_chosen": {n: tests[n][chosen] for n in TEST_STORES},

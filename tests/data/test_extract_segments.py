@@ -69,8 +69,6 @@ def _extract(src: Path, out: Path, config: ExtractConfig, monkeypatch, parts: in
     return summary, split
 
 
-
-
 @pytest.fixture(scope="module", params=["plain", "bframes-vfr"])
 def video(request, tmp_path_factory) -> Path:
     options = {"plain": {}, "bframes-vfr": {"bframes": 2, "vfr": True}}[request.param]

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from usvid.boxes import Box
+from usvid.boxes import MASK_THRESHOLD, Box
 from usvid.io import atomic_path, write_text_atomic
 from usvid.training import metrics
 
@@ -312,7 +312,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         (f"Localisation (frame level, {fl['jsi_frames']} annotated lesion frames): JSI mask "
          f"{_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])}. P upsampled to the input, "
-         f"lesion pixels p >= {report.get('mask_threshold', 0.5):g}; "
+         f"lesion pixels p >= {report.get('mask_threshold', MASK_THRESHOLD):g}; "
          "box JSI = IoU of the unions of the bounding rectangles of every connected region, prediction vs "
          "ground truth (so every lesion of a frame counts). The overlays draw the largest predicted region's box."),
     ]
