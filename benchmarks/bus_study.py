@@ -63,6 +63,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lanet_effl0_area": {"model": "lanet_effl0", "pretrained": "imagenet", "fusion_pool": "area"},
     # P starts at a 5% lesion probability instead of 0.5 (ModelConfig.mask_prior).
     "lanet_effl0_prior": {"model": "lanet_effl0", "pretrained": "imagenet", "mask_prior": 0.05},
+    # P on f3's 16 x 16 grid at 256 px instead of f4's 8 x 8 (ModelConfig.mask_stride).
+    "lanet_effl0_s16": {"model": "lanet_effl0", "pretrained": "imagenet", "mask_stride": 16},
     # From scratch (no ImageNet ResNet weights exist offline): the paper's networks with the paper's recipe.
     "resnet18_cls": {"model": "resnet18_cls", "pretrained": None, "recipe": "paper"},
     "lanet_r18": {"model": "lanet_r18", "pretrained": None, "recipe": "paper"},
@@ -78,6 +80,8 @@ PLANS: dict[str, list[tuple[str, str]]] = {
     "pooling": [("combined", "lanet_effl0_area")],
     # Paired with "main"'s lanet_effl0 (the paper's identity start of the fusion BN) on the same seeds.
     "prior": [("combined", "lanet_effl0_prior")],
+    # Paired with "main"'s lanet_effl0 (P on f4's grid, the paper's) on the same seeds.
+    "stride": [("combined", "lanet_effl0_s16")],
     "scratch": [("combined", "resnet18_cls"), ("combined", "lanet_r18")],
 }
 

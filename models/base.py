@@ -18,11 +18,12 @@ class ModelOutput(NamedTuple):
 
     Attributes:
         logits: ``(B, K)`` float32 class logits (apply softmax for probabilities).
-        mask: ``(B, 1, H/32, W/32)`` float32 in [0, 1], lesion probability per cell (after the sigmoid, taken
+        mask: ``(B, 1, H/s, W/s)`` float32 in [0, 1], lesion probability per cell, ``s`` = 32 except for
+            LA-Net built with ``mask_stride`` 16 or 8 (after the sigmoid, taken
             in float32 even under autocast: in bf16, ``sigmoid(8) == 1`` exactly); ``None`` for the vanilla
             classifier. Evaluation, export and inference read this.
         mask_logits: float32 pre-sigmoid mask at the resolution the localisation loss should supervise, for a
-            numerically sound ``binary_cross_entropy_with_logits``: LA-Net ``(B, 1, H/32, W/32)`` (the fused
+            numerically sound ``binary_cross_entropy_with_logits``: LA-Net ``(B, 1, H/s, W/s)`` (the fused
             map, ``mask == sigmoid(mask_logits)``); RMTL ``(B, 1, H/4, W/4)`` (its decoder's own output, while
             ``mask`` is the H/32 average of its probabilities); ``None`` for the vanilla classifier.
     """

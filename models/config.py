@@ -27,6 +27,8 @@ DEPTHS = (18, 34, 50, 101)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 #: EfficientNet-Lite sizes timm defines (``tf_efficientnet_lite0`` .. ``lite4``).
 LITE_VARIANTS = (0, 1, 2, 3, 4)
+#: LA-Net mask grids: input pixels per cell of P (f2's, f3's, f4's strides; 32 is the paper's).
+MASK_STRIDES = (8, 16, 32)
 
 _BOOL_FIELDS = ("use_cam", "use_sam", "use_mam")
 _INT_FIELDS = ("depth", "num_classes", "in_channels", "reduction", "shared_channels")
@@ -71,6 +73,12 @@ class ModelConfig:
             cell begins near ``sigmoid(0) = 0.5``, and Adam moves the bias only about ``lr`` per step: after
             10 epochs on BUSI + BUS-BRA (~900 steps) the shipped model's bias was -0.27 and its median background P
             0.34. ``None`` (the default, and old configs without the key) keeps the paper's init.
+        mask_stride: LA-Net only: the input pixels per cell of the lesion mask P. 32 (the default, and old
+            configs without the key) is the paper's: P lives on f4's ``S_n x S_n`` grid. 16 or 8 fuse on f3's or
+            f2's finer grid instead (coarser squeezed maps upsampled bilinearly, finer ones brought down by
+            ``fusion_pool``), and the mask attention then uses P's average over each f4 cell. At 256 px the
+            paper's grid is 8 x 8, and even the exact training target on it scores mask JSI 0.48 on BUSI's test
+            split (``benchmarks/mask_grid_target.py``); on 16 x 16 it scores 0.76.
     """
 
     arch: Arch = "lanet"
@@ -90,6 +98,7 @@ class ModelConfig:
     lite: int = 0
     fusion_pool: FusionPool = "bilinear"
     mask_prior: float | None = None
+    mask_stride: int = 32
 
     def __post_init__(self) -> None:
         choices = (
@@ -116,6 +125,7 @@ class ModelConfig:
                 self, name, tuple(value)
             )  # lists from JSON/YAML become tuples (hashable, frozen)
         self._check_mask_prior()
+        self._check_mask_stride()
         if self.depth not in DEPTHS:
             raise ConfigError(f"model config 'depth' must be one of {DEPTHS}, got {self.depth}")
         self._check_fex()
@@ -141,6 +151,15 @@ class ModelConfig:
         if self.arch != "lanet":
             raise ConfigError(f"model config mask_prior only applies to arch 'lanet' (got arch '{self.arch}'); "
                               "remove it or use a lanet_* model")
+
+    def _check_mask_stride(self) -> None:
+        stride = self.mask_stride
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride not in MASK_STRIDES:
+            raise ConfigError(f"model config 'mask_stride' must be one of {MASK_STRIDES} (input pixels per mask "
+                              f"cell: f2's, f3's or f4's grid), got {stride!r}")
+        if stride != 32 and self.arch != "lanet":
+            raise ConfigError(f"model config mask_stride={stride} only applies to arch 'lanet' (got arch "
+                              f"'{self.arch}'); remove it or use a lanet_* model")
 
     def _check_fex(self) -> None:
         if isinstance(self.lite, bool) or not isinstance(self.lite, int) or self.lite not in LITE_VARIANTS:

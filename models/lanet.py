@@ -17,14 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from usvid.models.backbone import FeatureMaps, build_backbone
-from usvid.models.base import ModelOutput, NetworkBase, xavier_init
+from usvid.models.base import STRIDE, ModelOutput, NetworkBase, xavier_init
 from usvid.models.cbam import CBAM
 from usvid.models.config import ModelConfig
 from usvid.models.heads import ClassifierHead, MaskAttention
 
 
 class LesionAwareNet(nn.Module):
-    """CBAM on each f_i -> 1-channel squeeze conv -> resize to f4 size -> concat -> conv+BN (mask logits).
+    """CBAM on each f_i -> 1-channel squeeze conv -> resize to P's grid -> concat -> conv+BN (mask logits).
+
+    P's grid is f4's (the paper's, ``mask_stride=32``) or a finer stage's (16: f3's, 8: f2's).
 
     Args:
         channels: channels of f1..f4.
@@ -36,6 +38,7 @@ class LesionAwareNet(nn.Module):
         fusion_pool: ``'bilinear'`` (authors) or ``'area'`` (exact cell average), see :func:`pool_to`.
         mask_prior: the fusion BN's bias starts at ``logit(mask_prior)``; None = 0, the paper's
             (see :class:`~usvid.models.config.ModelConfig`).
+        mask_stride: input pixels per cell of P: 32 (f4's grid, the paper's), 16 (f3's) or 8 (f2's).
     """
 
     def __init__(
@@ -50,9 +53,12 @@ class LesionAwareNet(nn.Module):
         shared_channels: int = 256,
         fusion_pool: str = "bilinear",
         mask_prior: float | None = None,
+        mask_stride: int = 32,
     ) -> None:
         super().__init__()
         self.fusion_pool = fusion_pool
+        #: f_i whose grid P takes (f1..f4 have strides 4, 8, 16, 32).
+        self.grid_index = (4, 8, 16, 32).index(mask_stride)
         gates = {
             "use_cam": use_cam,
             "use_sam": use_sam,
@@ -85,24 +91,28 @@ class LesionAwareNet(nn.Module):
     def forward(self, features: FeatureMaps) -> Tensor:
         """Args: features: f1..f4 from the FEX.
         Returns: the mask logits (P before its sigmoid), ``(B, 1, S_h, S_w)`` float where ``S_h, S_w`` is
-        f4's size (input / 32).
+        the input's size over ``mask_stride`` (f4's size, input / 32, by default).
         """
-        size = features.f4.shape[-2:]
+        size = features[self.grid_index].shape[-2:]
         squeezed = []
         for i, f in enumerate(features):
             if self.project is not None:
                 f = self.project[i](f)
             f = self.cbam[i if len(self.cbam) > 1 else 0](f)
             s = self.squeeze[i](f)
-            squeezed.append(pool_to(s, size, self.fusion_pool, factor=2 ** (len(features) - 1 - i)))
+            if i > self.grid_index:  # a coarser stage: upsample, as the paper's resize does
+                squeezed.append(F.interpolate(s, size=size, mode="bilinear", align_corners=False))
+            else:
+                squeezed.append(pool_to(s, size, self.fusion_pool, factor=2 ** (self.grid_index - i)))
         return self.fuse(torch.cat(squeezed, dim=1))
 
 
 def pool_to(s: Tensor, size: tuple[int, int] | torch.Size, mode: str, factor: int) -> Tensor:
-    """Bring a squeezed map to f4's size.
+    """Bring a squeezed map down to P's grid.
 
     Args:
-        s: ``(B, 1, factor * S_h, factor * S_w)`` float, a squeezed f_i (``factor`` = 8, 4, 2, 1 for f1..f4).
+        s: ``(B, 1, factor * S_h, factor * S_w)`` float, a squeezed f_i (on f4's grid ``factor`` = 8, 4, 2, 1
+            for f1..f4).
         size: ``(S_h, S_w)``.
         mode: ``'bilinear'``: ``F.interpolate`` with ``align_corners=False`` (PyTorch's, ONNX's and TensorRT's
             default mapping; the authors used True); at factor 8 each output reads only 2x2 of its 8x8 cell.
@@ -139,6 +149,7 @@ class LANetModel(NetworkBase):
             shared_channels=config.shared_channels,
             fusion_pool=config.fusion_pool,
             mask_prior=config.mask_prior,
+            mask_stride=config.mask_stride,
         )
         self.mam = MaskAttention() if config.use_mam else None
         self.classifier = ClassifierHead(self.backbone.channels[-1], config.num_classes)
@@ -149,12 +160,18 @@ class LANetModel(NetworkBase):
 
     def forward(self, x: Tensor) -> ModelOutput:
         """Args: x: ``(B, in_channels, H, W)`` float, H and W multiples of 32 (see :func:`check_input`).
-        Returns: logits ``(B, K)``, mask P ``(B, 1, H/32, W/32)`` float32 in [0, 1] and its float32 logits.
+        Returns: logits ``(B, K)``, mask P ``(B, 1, H/s, W/s)`` float32 in [0, 1] and its float32 logits, where
+        ``s`` is ``config.mask_stride`` (32 by default).
         """
         self._check(x)
         features = self.backbone(x)
         # fp32 sigmoid even under autocast / a half-precision model: a bf16 sigmoid saturates to exactly 1.
         mask_logits = self.lanet(features).float()
         mask = mask_logits.sigmoid()
-        top = features.f4 if self.mam is None else self.mam(features.f4, mask.to(features.f4.dtype))
+        top = features.f4 if self.mam is None else self.mam(features.f4, self._on_f4_grid(mask).to(features.f4.dtype))
         return ModelOutput(self.classifier(top), mask, mask_logits)
+
+    def _on_f4_grid(self, mask: Tensor) -> Tensor:
+        """P averaged over each f4 cell (the lesion share of the cell), for the mask attention on f4."""
+        factor = STRIDE // self.config.mask_stride
+        return mask if factor == 1 else F.avg_pool2d(mask, kernel_size=factor)

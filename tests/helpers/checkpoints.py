@@ -14,7 +14,7 @@ TINY = ("lanet_tiny", "rmtl_tiny", "resnet_tiny_cls")
 
 
 def make_checkpoint(path: Path, name: str = "lanet_tiny", classes=("benign", "malignant"), *, seed: int = 0,
-                    size: int = 64, store_size: int | None = None, bn_stats: bool = False) -> Path:
+                    size: int = 64, store_size: int | None = None, bn_stats: bool = False, **overrides) -> Path:
     """``name`` with ``len(classes)`` outputs, initialised from ``seed`` and saved in eval mode at ``path``.
 
     ``bn_stats``: non-trivial BatchNorm running statistics, so eval-mode BN is not the identity (for parity
@@ -26,7 +26,7 @@ def make_checkpoint(path: Path, name: str = "lanet_tiny", classes=("benign", "ma
     from usvid.preprocess import PreprocessConfig
 
     torch.manual_seed(seed)
-    model = create_model(name, num_classes=len(classes))
+    model = create_model(name, num_classes=len(classes), **overrides)
     if bn_stats:
         with torch.no_grad():
             for m in model.modules():

@@ -138,3 +138,36 @@ def test_model_info_round_trip():
     broken = {**info.to_metadata(), "usvid.preprocess": "{not json"}
     with pytest.raises(InputError, match="corrupt"):
         ModelInfo.from_metadata(broken, "x")
+
+
+def test_stride16_lanet_exports_and_predicts_the_same_box_in_both_backends(tmp_path):
+    """A finer mask grid (``mask_stride=16``) survives export: the mask is ``SIZE / 16`` a side in both runtimes,
+    and both predictors draw the same box from it, in frame pixels."""
+    from tests.helpers.checkpoints import make_checkpoint
+    from usvid.inference.postprocess import mask_to_box
+    from usvid.inference.predictor import load_predictor
+
+    ckpt = make_checkpoint(tmp_path / "s16.pt", "lanet_tiny", CLASSES, size=SIZE, store_size=SIZE,
+                           bn_stats=True, mask_stride=16)
+    out = export_onnx(ckpt, tmp_path / "s16.onnx")
+    assert out.parity is not None and out.parity.passed
+    assert read_onnx_info(out.path).model_config["mask_stride"] == 16
+    ref, got = _torch_vs_ort(ckpt, out.path, batch=2, seed=7)
+    assert got[1].shape == (2, 1, SIZE // 16, SIZE // 16)
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-4, rtol=0)
+
+    frames = torch.randint(0, 256, (2, 1, 96, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    # a threshold inside the tiny model's mask range, so there is a box to compare
+    by_torch = load_predictor(ckpt, backend="torch", device="cpu")
+    threshold = float(by_torch.predict(frames).mask.median())
+    preds = [load_predictor(p, backend=b, device="cpu", threshold=threshold).predict(frames)
+             for p, b in ((ckpt, "torch"), (out.path, "onnxruntime"))]
+    assert preds[0].mask.shape == preds[1].mask.shape == (2, 1, SIZE // 16, SIZE // 16)
+    assert all(b is not None for b in preds[0].boxes)
+    for i, (a, b) in enumerate(zip(preds[0].boxes, preds[1].boxes)):
+        np.testing.assert_allclose([a.x, a.y, a.w, a.h], [b.x, b.y, b.w, b.h], atol=1.0)
+        # the box is the mask's at the network's own input size: read as a stride-32 mask (a 128 px input) it
+        # would land elsewhere
+        mask = preds[0].mask[i, 0].numpy()
+        assert mask_to_box(mask, (160, 96), None, threshold, input_size=SIZE) == a
+        assert mask_to_box(mask, (160, 96), None, threshold) != a

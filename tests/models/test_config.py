@@ -54,6 +54,10 @@ def test_from_dict_rejects_non_mapping():
         ({"mask_prior": 0}, "'mask_prior' must be a probability strictly between 0 and 1"),
         ({"mask_prior": "0.05"}, "'mask_prior' must be a probability"),
         ({"arch": "cls", "mask_prior": 0.05}, "mask_prior only applies to arch 'lanet' \\(got arch 'cls'\\)"),
+        ({"mask_stride": 12}, r"'mask_stride' must be one of \(8, 16, 32\).*got 12"),
+        ({"mask_stride": 16.0}, r"'mask_stride' must be one of \(8, 16, 32\).*got 16.0"),
+        ({"mask_stride": True}, r"'mask_stride' must be one of"),
+        ({"arch": "rmtl", "mask_stride": 16}, "mask_stride=16 only applies to arch 'lanet' \\(got arch 'rmtl'\\)"),
     ],
 )
 def test_invalid_values_fail_clearly(changes, match):

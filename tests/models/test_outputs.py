@@ -98,6 +98,27 @@ def test_fusion_pool_reaches_the_model():
         assert not torch.allclose(area(x).mask, bilinear(x).mask)
 
 
+def test_mask_stride_puts_p_on_a_finer_grid_and_the_attention_on_its_f4_average():
+    torch.manual_seed(0)
+    paper = create_model("lanet_tiny").eval()
+    fine = create_model("lanet_tiny", mask_stride=16).eval()
+    fine.load_state_dict(paper.state_dict())  # the same parameters: only the grid the fusion works on differs
+    seen = []
+    fine.mam.register_forward_pre_hook(lambda _, args: seen.append(args[1]))
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        out, ref = fine(x), paper(x)
+    assert ref.mask.shape == (2, 1, 2, 3) and out.mask.shape == out.mask_logits.shape == (2, 1, 4, 6)
+    assert torch.equal(out.mask, out.mask_logits.sigmoid())
+    # The finer grid resolves detail inside an f4 cell: P differs between the four cells of one f4 cell.
+    quads = out.mask.unfold(2, 2, 2).unfold(3, 2, 2)  # (2, 1, 2, 3, 2, 2)
+    assert (quads.amax((-2, -1)) - quads.amin((-2, -1))).min() > 1e-3
+    # The mask attention on f4 gets P's average over each f4 cell (the lesion share of the cell).
+    assert torch.allclose(seen[0], F.avg_pool2d(out.mask, 2), atol=1e-6)
+    with torch.no_grad():
+        assert create_model("lanet_tiny", mask_stride=8).eval()(x).mask.shape == (2, 1, 8, 12)
+
+
 def test_mask_prior_starts_p_at_the_prior_and_changes_nothing_else():
     torch.manual_seed(0)
     paper = create_model("lanet_tiny").train()

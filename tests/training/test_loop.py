@@ -368,6 +368,22 @@ def test_mask_prior_reaches_the_trained_network(trained_run, tmp_path, config_fa
     assert ckpt.build_model().config.mask_prior == 0.05
 
 
+def test_mask_stride_reaches_the_trained_network_and_its_loss(trained_run, tmp_path, config_factory, monkeypatch):
+    store, _ = trained_run
+    config = config_factory(epochs=0, stage1_epochs=1, mask_stride=16)
+    grids = []
+    real = loop.mask_target
+    monkeypatch.setattr(loop, "mask_target", lambda mask, size: grids.append(tuple(size)) or real(mask, size))
+    result = fit(config, store, tmp_path / "fine")
+    # The localisation loss is taken on P's own 16 x 16-pixel cells, not on f4's grid.
+    assert grids and set(grids) == {(config.size // 16, config.size // 16)}
+    ckpt = load_checkpoint(result.last)
+    assert ckpt.model_config["mask_stride"] == 16
+    with torch.no_grad():
+        mask = ckpt.build_model().eval()(torch.zeros(1, 1, config.size, config.size)).mask
+    assert mask.shape == (1, 1, config.size // 16, config.size // 16)
+
+
 def test_resume_accepts_a_run_saved_before_a_model_key_existed(trained_run, tmp_path, config_factory):
     from dataclasses import replace
 

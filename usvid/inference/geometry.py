@@ -38,7 +38,7 @@ def mask_to_content(mask: np.ndarray, width: int, height: int, size: int) -> tup
     """Upsample a network mask to the letterboxed input and cut the padding off.
 
     Args:
-        mask: ``(s, s)`` float32 in [0, 1] at network resolution (``s = size / 32``).
+        mask: ``(s, s)`` float32 in [0, 1] at network resolution (``s = size / mask_stride``, 32 by default).
         width, height: the region (ROI or whole frame) the network saw, in frame pixels.
         size: the network's input side ``S``.
     Returns:

@@ -191,7 +191,7 @@ def lesion_contours(
         frame_size: ``(width, height)`` of the frame.
         roi: the scan region the network saw; ``None`` = the whole frame.
         threshold: the predictor's mask threshold, so the outline matches the box.
-        input_size: the network's input side ``S`` (default ``32 * s``).
+        input_size: the network's input side ``S`` (default ``32 * s``, right for a stride-32 mask).
     Returns:
         ``(N, 1, 2)`` int32 point arrays for :func:`cv2.drawContours`, one per region; empty: no lesion.
     """

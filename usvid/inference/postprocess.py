@@ -41,7 +41,8 @@ def mask_to_box(
         frame_size: ``(width, height)`` of the input frame.
         roi: the scan region the network saw, in frame pixels; ``None`` means the whole frame.
         threshold: probability at or above which a pixel is lesion (:func:`~usvid.boxes.lesion_pixels`).
-        input_size: the network's input side ``S`` (default ``32 * s``, the networks' stride).
+        input_size: the network's input side ``S`` (default ``32 * s``, right for a stride-32 mask; the
+            predictors pass their own).
     Returns:
         The box, or ``None`` when no pixel passes ("no lesion").
     """

@@ -113,6 +113,8 @@ class TrainConfig:
     fusion_pool: str | None = None
     #: LA-Net's starting lesion probability (the fusion BN's bias = its logit); None = the paper's init.
     mask_prior: float | None = None
+    #: Input pixels per cell of LA-Net's mask P: 32 (f4's grid, the paper's), 16 or 8; None = the variant's.
+    mask_stride: int | None = None
     #: FEX initialisation passed to create_model: a torchvision ResNet state-dict path, or "imagenet" for
     #: the variants that ship ImageNet weights (EfficientNet-Lite); None = the paper's Xavier init.
     #: No downloads happen at run time.

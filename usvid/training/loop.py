@@ -419,7 +419,7 @@ def _build_model(config: TrainConfig, class_names: list[str]) -> nn.Module:
     if config.init is not None:
         return _init_model(config, class_names)
     num_classes = len(class_names)
-    names = ("use_cam", "use_sam", "use_mam", "fusion_pool", "mask_prior")
+    names = ("use_cam", "use_sam", "use_mam", "fusion_pool", "mask_prior", "mask_stride")
     overrides = {k: getattr(config, k) for k in names if getattr(config, k) is not None}
     return create_model(config.model, num_classes=num_classes, in_channels=1, pretrained=config.pretrained, **overrides)
 
