@@ -21,38 +21,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from bus_study import TEST_STORES, store_path
 
 from usvid.checkpoint import load_checkpoint
 from usvid.io import write_json_atomic, write_text_atomic
-from usvid.training.frames import BatchReader, open_store, split_frames
-from usvid.training.predictions import predict_frames, score_localisation
+from usvid.training import calibrate
+from usvid.training.frames import open_store
 
 RESULTS = Path(__file__).parent / "results"
 THRESHOLDS = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
 
 
 def jsi_by_threshold(ckpt: Any, store_dir: Path, split: str) -> dict[str, dict[str, float]]:
-    """``{threshold: {"jsi_mask", "jsi_box", "frames"}}`` over the annotated lesion frames of ``split``."""
+    """``{threshold: {"jsi_mask", "jsi_box", "frames"}}`` over the annotated lesion frames of ``split``: the
+    library's :func:`usvid.training.calibrate.jsi_by_threshold` (what ``usvid train`` chooses with), on this grid."""
     store = open_store(store_dir)
-    frames = split_frames(store, split, ckpt.class_names)
-    reader = BatchReader(store, frames)
-    annotated = frames.annotated_indices
-    preds = predict_frames(ckpt.build_model(), reader, annotated, ckpt.preprocess, torch.device("cpu"),
-                           keep_masks=annotated)
-    size = ckpt.preprocess.size
-    truths = {i: reader.mask(frames.records[i], store.size) for i in annotated}  # read once, scored per threshold
-    out = {}
-    for t in THRESHOLDS:
-        scores = [score_localisation(preds.masks[i], truths[i], size, t) for i in annotated]
-        kept = [(m, b) for m, b in scores if m is not None]
-        out[f"{t:g}"] = {"jsi_mask": float(np.mean([m for m, _ in kept])),
-                         "jsi_box": float(np.mean([b for _, b in kept])), "frames": len(kept)}
-    # The sweep must score exactly as evaluation does: at 0.5 it is predict_frames' own figure.
-    assert abs(out["0.5"]["jsi_mask"] - float(np.mean(preds.jsi_mask))) < 1e-9, "sweep disagrees with eval at 0.5"
-    return out
+    scores, frames = calibrate.jsi_by_threshold(ckpt.build_model(), ckpt, store, split, THRESHOLDS)
+    return {t: {**s, "frames": frames} for t, s in scores.items()}
 
 
 def sweep(stores: Path, train_store: str, checkpoint: Path) -> dict[str, Any]:

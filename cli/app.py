@@ -33,11 +33,12 @@ def _root(
 def _register() -> None:
     # Imported here so `usvid --help` stays fast and each command's heavy imports stay inside it. Registered in
     # pipeline order, the order `usvid --help` lists them in.
-    from usvid.cli import demo, export, extract, models, predict, repeat, stream, synth, train
+    from usvid.cli import calibrate, demo, export, extract, models, predict, repeat, stream, synth, train
     from usvid.cli import eval as eval_cli
 
     for name, fn in (("synth", synth.synth), ("extract", extract.extract), ("train", train.train),
-                     ("eval", eval_cli.eval_command), ("repeat", repeat.repeat), ("export", export.export),
+                     ("eval", eval_cli.eval_command), ("calibrate", calibrate.calibrate),
+                     ("repeat", repeat.repeat), ("export", export.export),
                      ("predict", predict.predict),
                      ("stream", stream.stream), ("models", models.models), ("demo", demo.demo)):
         app.command(name, cls=UsvidCommand)(fn)

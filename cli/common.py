@@ -152,6 +152,10 @@ SMOOTHING_HELP = ("Temporal smoothing (EMA in video time) of probabilities and b
                   "the model's own.")
 SMOOTHING_TAU_HELP = "Time constant of --smoothing, seconds of video time."
 DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N."
+#: ``--threshold`` on predict, stream and eval: the model file carries the one chosen on its validation split.
+THRESHOLD_DEFAULT = "the model's own (chosen on its val split), else 0.5"
+THRESHOLD_HELP = ("Mask probability at or above which a pixel is lesion. `usvid train` chooses it on the val split "
+                  "and stores it in the model; choose any other on a val split too, never on test.")
 
 
 def model_or_default(model: str | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from usvid.cli.common import console, handle_errors, next_step
+from usvid.cli.common import THRESHOLD_DEFAULT, THRESHOLD_HELP, console, handle_errors, next_step
 
 
 def _fmt(value) -> str:
@@ -27,9 +27,8 @@ def eval_command(
     positive: str = typer.Option("malignant", "--positive",
                                  help="Class that sensitivity, specificity, PPV, NPV and AUC are about."),
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none or flip (mean with the mirror)."),
-    threshold: float = typer.Option(0.5, "--threshold",
-                                    help="Mask probability at or above which a pixel is lesion, for JSI and overlays "
-                                         "(as on predict / stream; choose it on the val split, not on test)."),
+    threshold: float | None = typer.Option(None, "--threshold", show_default=THRESHOLD_DEFAULT,
+                                           help=THRESHOLD_HELP + " Scores JSI and draws the overlays."),
 ) -> None:
     """Evaluate a checkpoint on a split of a frame store and write a report with plots."""
     from usvid.training.eval import evaluate_checkpoint

@@ -13,6 +13,8 @@ from usvid.cli.common import (
     MODEL_HELP,
     SMOOTHING_HELP,
     SMOOTHING_TAU_HELP,
+    THRESHOLD_DEFAULT,
+    THRESHOLD_HELP,
     Option,
     config_from_options,
     console,
@@ -52,7 +54,8 @@ def predict(
     smoothing_tau: float = typer.Option(0.15, "--smoothing-tau", metavar="SECONDS", help=SMOOTHING_TAU_HELP),
     # The older spelling: a per-frame EMA weight in (0, 1]; kept so scripts that use it still run.
     smooth: float | None = typer.Option(None, "--smooth", hidden=True),
-    threshold: float = typer.Option(0.5, "--threshold", help="Mask probability at or above which a pixel is lesion."),
+    threshold: float | None = typer.Option(None, "--threshold", show_default=THRESHOLD_DEFAULT,
+                                           help=THRESHOLD_HELP),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write <video>.overlay.mp4."),
     precision: str = typer.Option("auto", "--precision", help="Torch backend: auto, fp32, fp16 or bf16."),
     threads: int | None = typer.Option(None, "--threads", show_default="all cores", help="onnxruntime intra-op threads."),

@@ -121,6 +121,7 @@ def train(
 ) -> None:
     """Train a model: stage 1 localisation on annotated frames, stage 2 joint training with pseudo-labels."""
     from usvid.outputs import check_output_dir, check_path_text
+    from usvid.training.calibrate import describe_choice
     from usvid.training.checkpointing import resolve_config
     from usvid.training.config import load_config, recipe_config
     from usvid.training.loop import fit
@@ -171,5 +172,7 @@ def train(
                              f"{_fmt(result.best_val_accuracy)})" if result.best else "none (no stage-2 epoch ran)")
     table.add_row("last.pt", str(result.last))
     table.add_row("metrics", str(result.run / "metrics.jsonl"))
+    if result.threshold is not None:
+        table.add_row("mask threshold", describe_choice(result.threshold))
     console.print(table)
     next_step(f"usvid eval {result.best or result.last} {store_path} --split test --out {result.run / 'eval'}")

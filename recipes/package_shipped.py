@@ -62,6 +62,7 @@ def package_model(checkpoint: str | Path, name: str, *, summary: str, test_store
                                      positive="malignant").report
         frame = report["frame_level"]
         tests[split_name] = {"store": Path(store).name, "split": "test", "images": frame["count"],
+                             "mask_threshold": report["mask_threshold"],
                              "positive_class": frame["positive_class"], "ci_method": frame["ci_method"],
                              **{k: frame.get(k) for k in CARD_METRICS},
                              **{f"{k}_ci95": frame[f"{k}_ci95"] for k in CARD_METRICS if f"{k}_ci95" in frame},
@@ -78,6 +79,8 @@ def package_model(checkpoint: str | Path, name: str, *, summary: str, test_store
                  f"letterboxed to {ck.preprocess.frame_size} px (blanked outside the scan region), resized to "
                  f"{ck.preprocess.size}, scaled to [0, 1], then (x - {ck.preprocess.mean}) / {ck.preprocess.std}",
         "trained_epoch": train_state.get("epoch"), "validation": train_state.get("val"),
+        # The lesion-pixel threshold predictors use by default: chosen on the training store's val split.
+        "mask_threshold": ck.mask_threshold,
         "data": data, "recipe": recipe, "test": tests,
         "onnx_parity": export.parity.describe() if export.parity is not None else None,
         "files": {ROLE_FILES[r]: file_digest(folder / ROLE_FILES[r]) for r in ROLE_FILES},

@@ -39,7 +39,7 @@ VERSION = 1
 #: Entry holding the hash of all the others (absent from checkpoints written before it existed).
 INTEGRITY = "integrity"
 REQUIRED = ("model_config", "model", "class_names", "preprocess")
-ENTRIES = frozenset({"format", "version", "usvid_version", "train_state", INTEGRITY, *REQUIRED})
+ENTRIES = frozenset({"format", "version", "usvid_version", "train_state", "mask_threshold", INTEGRITY, *REQUIRED})
 #: Suffixes of model files that are not checkpoints, and what they are.
 OTHER_MODEL_FILES = {".onnx": "an ONNX model", ".engine": "a TensorRT engine", ".plan": "a TensorRT engine"}
 
@@ -54,6 +54,9 @@ class Checkpoint:
     preprocess: PreprocessConfig
     usvid_version: str = __version__
     train_state: dict[str, Any] = field(default_factory=dict)
+    #: The lesion-pixel threshold chosen for this model on its validation split
+    #: (:mod:`usvid.training.calibrate`); ``None``: never calibrated, predictors use 0.5.
+    mask_threshold: float | None = None
 
     @property
     def trained_model_name(self) -> str | None:
@@ -120,6 +123,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "preprocess": checkpoint.preprocess.to_dict(),
         "train_state": checkpoint.train_state,
     }
+    if checkpoint.mask_threshold is not None:
+        payload["mask_threshold"] = float(checkpoint.mask_threshold)
     payload[INTEGRITY] = {"sha256": payload_hash(payload)}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -239,4 +244,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         preprocess=_preprocess(path, payload["preprocess"]),
         usvid_version=str(payload.get("usvid_version", "?")),
         train_state=payload.get("train_state") or {},
+        mask_threshold=_mask_threshold(path, payload.get("mask_threshold")),
     )
+
+
+def _mask_threshold(path: Path, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise InputError(f"{path}: corrupted: mask threshold {value!r} does not lie strictly between 0 and 1")
+    return float(value)

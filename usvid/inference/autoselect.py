@@ -190,19 +190,20 @@ class Candidate:
     cannot run on this machine, why (``absent``)."""
 
     name: str
-    load: Callable[[Path, str, int, bool, float], BasePredictor]
+    load: Callable[[Path, str, int, bool, float | None], BasePredictor]
     absent: str = ""
 
 
-def _load_torch(precision: str) -> Callable[[Path, str, int, bool, float], BasePredictor]:
-    def load(path: Path, sha256: str, threads: int, spin: bool, threshold: float) -> BasePredictor:
+def _load_torch(precision: str) -> Callable[[Path, str, int, bool, float | None], BasePredictor]:
+    def load(path: Path, sha256: str, threads: int, spin: bool, threshold: float | None) -> BasePredictor:
         from usvid.inference.torch_backend import TorchPredictor
 
         return TorchPredictor.from_checkpoint(path, "cpu", precision=precision, threshold=threshold)
     return load
 
 
-def _load_onnxruntime(path: Path, sha256: str, threads: int, spin: bool, threshold: float) -> BasePredictor:
+def _load_onnxruntime(path: Path, sha256: str, threads: int, spin: bool,
+                      threshold: float | None) -> BasePredictor:
     from usvid.inference.ort_backend import OrtPredictor
 
     return OrtPredictor(cached_onnx(path, sha256), "cpu", threads=threads, spin=spin, threshold=threshold)
@@ -239,7 +240,7 @@ def cached_onnx(checkpoint: Path, sha256: str) -> Path:
     return out
 
 
-def run_trials(path: Path, sha256: str, threads: int, spin: bool, threshold: float, measure: Measure,
+def run_trials(path: Path, sha256: str, threads: int, spin: bool, threshold: float | None, measure: Measure,
                frames: np.ndarray, rounds: int = 2) -> tuple[list[Trial], dict[str, BasePredictor]]:
     """Load every candidate, check it against the reference on ``frames``, then time the ones that pass in
     ``rounds`` interleaved rounds (the best round counts: noise from other processes only slows a path)."""
@@ -258,7 +259,7 @@ def run_trials(path: Path, sha256: str, threads: int, spin: bool, threshold: flo
     reference = predict_all(loaded[REFERENCE], frames)
     for name, predictor in loaded.items():
         checks[name] = (1.0, 1.0 if reference.mask is not None else None) if name == REFERENCE else \
-            agreement(reference, predict_all(predictor, frames), threshold)
+            agreement(reference, predict_all(predictor, frames), loaded[REFERENCE].threshold)
     passed = {name: _passes(*checks[name]) for name in loaded}
     times: dict[str, list[float]] = {name: [] for name in loaded if passed[name]}
     for _ in range(rounds):
@@ -295,7 +296,7 @@ def read_cached(where: Path, key: dict) -> Selection | None:
 
 
 def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False,
-                    threshold: float = MASK_THRESHOLD,
+                    threshold: float | None = None,
                     measure: Measure | None = None) -> tuple[Selection, BasePredictor | None]:
     """The fastest parity-checked CPU path for checkpoint ``path`` (cached), and its predictor when it was
     loaded while measuring (``None`` on a cache hit: the caller loads the chosen path).
@@ -325,7 +326,7 @@ def select_cpu_path(path: Path, threads: int | None = None, spin: bool = False,
 
 
 def auto_cpu_predictor(path: Path, threads: int | None = None, spin: bool = False,
-                       threshold: float = MASK_THRESHOLD, measure: Measure | None = None) -> BasePredictor:
+                       threshold: float | None = None, measure: Measure | None = None) -> BasePredictor:
     """Load ``path`` in the path :func:`select_cpu_path` chose; its ``selection`` says which and why."""
     from usvid.inference.ort_backend import default_threads
 

@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from usvid.boxes import MASK_THRESHOLD, Box, check_mask_threshold
+from usvid.boxes import Box, check_mask_threshold
 from usvid.errors import ConfigError, InputError, MissingDependencyError
 from usvid.inference.geometry import network_frames
 from usvid.inference.metadata import ModelInfo
@@ -114,11 +114,11 @@ class BasePredictor:
     #: None for a path the caller named.
     selection = None
 
-    def __init__(self, info: ModelInfo, device: torch.device, threshold: float = MASK_THRESHOLD) -> None:
-        check_mask_threshold(threshold)
+    def __init__(self, info: ModelInfo, device: torch.device, threshold: float | None = None) -> None:
+        # None: the model's own threshold, chosen on its validation split when it was trained (else 0.5).
         self.info = info
         self.device = device
-        self.threshold = threshold
+        self.threshold = check_mask_threshold(info.default_threshold if threshold is None else threshold)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from usvid import __version__
+from usvid.boxes import MASK_THRESHOLD
 from usvid.errors import InputError
 from usvid.preprocess import PreprocessConfig, warn_if_store_size_unknown
 
@@ -30,6 +31,8 @@ class ModelInfo:
 
     ``model_hash`` identifies the weights and architecture (see :func:`model_hash`); TensorRT engine
     caches are keyed by it. ``has_mask`` is False for the vanilla classifier, whose graph has no mask output.
+    ``mask_threshold``: the lesion-pixel threshold chosen for the model on its validation split
+    (:mod:`usvid.training.calibrate`), the predictors' default; ``None`` when it was never calibrated (0.5).
     """
 
     class_names: tuple[str, ...]
@@ -38,10 +41,18 @@ class ModelInfo:
     model_hash: str
     has_mask: bool
     usvid_version: str = __version__
+    mask_threshold: float | None = None
+
+    @property
+    def default_threshold(self) -> float:
+        """The threshold a predictor uses when none is given: the calibrated one, else 0.5."""
+        return self.mask_threshold if self.mask_threshold is not None else MASK_THRESHOLD
 
     def to_metadata(self) -> dict[str, str]:
         """Flat ``{key: string}`` form for ONNX ``metadata_props``."""
-        return {
+        calibrated = ({} if self.mask_threshold is None
+                      else {f"{META_PREFIX}mask_threshold": json.dumps(float(self.mask_threshold))})
+        return calibrated | {
             f"{META_PREFIX}class_names": json.dumps(list(self.class_names)),
             f"{META_PREFIX}preprocess": json.dumps(self.preprocess.to_dict()),
             f"{META_PREFIX}model_config": json.dumps(self.model_config, sort_keys=True),
@@ -68,11 +79,21 @@ class ModelInfo:
                 model_hash=props[f"{META_PREFIX}model_hash"],
                 has_mask=bool(json.loads(props[f"{META_PREFIX}has_mask"])),
                 usvid_version=props.get(f"{META_PREFIX}version", "?"),
+                mask_threshold=_threshold(props.get(f"{META_PREFIX}mask_threshold")),
             )
         except (ValueError, TypeError) as err:
             raise InputError(f"{where}: usvid metadata is corrupt ({err}); re-export the model") from None
         warn_if_store_size_unknown(info.preprocess, where)
         return info
+
+
+def _threshold(text: str | None) -> float | None:
+    if text is None:
+        return None
+    value = json.loads(text)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"mask threshold {value!r} does not lie strictly between 0 and 1")
+    return float(value)
 
 
 def model_hash(model_config: dict, state_dict: dict[str, torch.Tensor]) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from usvid.boxes import MASK_THRESHOLD
 from usvid.errors import ConfigError, InputError, MissingDependencyError, optional_import, require_file
 from usvid.inference.base import BasePredictor
 from usvid.inference.metadata import INPUT_NAME, MASK_NAME, PROBS_NAME, ModelInfo
@@ -92,7 +91,7 @@ class OrtPredictor(BasePredictor):
         *,
         threads: int | None = None,
         spin: bool = False,
-        threshold: float = MASK_THRESHOLD,
+        threshold: float | None = None,
     ) -> None:
         ort = optional_import("onnxruntime", "export")
         path = require_file(path, "ONNX model")

@@ -48,7 +48,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from usvid.boxes import MASK_THRESHOLD, Box
+from usvid.boxes import Box
 from usvid.data.manifest import MANIFEST_NAME
 from usvid.data.sources import UNKNOWN_LABEL, file_signature, list_sources
 from usvid.errors import ConfigError, InputError, ProcessingError, UsvidError
@@ -102,7 +102,8 @@ class PredictConfig:
     smoothing: bool = False
     smoothing_tau_s: float = DEFAULT_TAU_S
     smoothing_alpha: float | None = None
-    threshold: float = MASK_THRESHOLD
+    #: None: the model's own (chosen on its validation split when it was trained), else 0.5.
+    threshold: float | None = None
     overlay: bool = True
     precision: str = "auto"
     compile: bool = False

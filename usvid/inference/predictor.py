@@ -18,7 +18,6 @@ from typing import Literal
 
 import torch
 
-from usvid.boxes import MASK_THRESHOLD
 from usvid.errors import ConfigError, InputError, require_file, unknown_name
 from usvid.inference.base import (
     BasePredictor,
@@ -71,7 +70,7 @@ def load_predictor(
     cuda_graphs: bool | None = None,
     threads: int | None = None,
     spin: bool = False,
-    threshold: float = MASK_THRESHOLD,
+    threshold: float | None = None,
 ) -> BasePredictor:
     """Load a model file into the predictor for its type.
 

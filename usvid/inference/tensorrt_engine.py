@@ -38,7 +38,6 @@ from pathlib import Path
 
 import torch
 
-from usvid.boxes import MASK_THRESHOLD
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.errors import ConfigError, InputError, MissingDependencyError, ProcessingError, optional_import
 from usvid.inference.base import BasePredictor
@@ -236,7 +235,7 @@ class TensorRTPredictor(BasePredictor):
     backend = "tensorrt"
 
     def __init__(self, path: str | Path, device: str | torch.device = "auto", *,
-                 threshold: float = MASK_THRESHOLD) -> None:
+                 threshold: float | None = None) -> None:
         trt, dev = require_tensorrt(device)
         path = Path(path)
         record = self._current_record(trt, path, dev)
@@ -256,7 +255,7 @@ class TensorRTPredictor(BasePredictor):
 
     @classmethod
     def from_onnx(cls, path: str | Path, device: str | torch.device = "auto", *, max_batch: int = 8,
-                  threshold: float = MASK_THRESHOLD) -> TensorRTPredictor:
+                  threshold: float | None = None) -> TensorRTPredictor:
         """Build (or reuse from the cache) an engine for this ONNX file and GPU, then load it."""
         _, dev = require_tensorrt(device)
         engine = cached_engine(Path(path), TensorRTConfig(max_batch=max_batch), dev)

@@ -14,7 +14,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from usvid.boxes import MASK_THRESHOLD
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.cpu import cpu_info
 from usvid.errors import ConfigError, InputError
@@ -65,6 +64,7 @@ def checkpoint_info(checkpoint: Checkpoint, model: nn.Module) -> ModelInfo:
         model_hash=model_hash(checkpoint.model_config, checkpoint.state_dict),
         has_mask=model_has_mask(model, checkpoint.preprocess.in_channels),
         usvid_version=checkpoint.usvid_version,
+        mask_threshold=checkpoint.mask_threshold,
     )
 
 
@@ -131,7 +131,7 @@ class TorchPredictor(BasePredictor):
         precision: Precision = "auto",
         compile: bool = False,
         cuda_graphs: bool = False,
-        threshold: float = MASK_THRESHOLD,
+        threshold: float | None = None,
     ) -> None:
         dev = resolve_device(device)
         super().__init__(info, dev, threshold)

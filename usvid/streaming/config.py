@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from usvid.boxes import MASK_THRESHOLD
 from usvid.errors import ConfigError, InputError
 from usvid.inference.overlay import BOX_MIN_SCORE, UNCERTAIN_BELOW, OverlayStyle
 from usvid.inference.smoothing import DEFAULT_TAU_S
@@ -92,7 +91,8 @@ class StreamConfig:
         region: the scan region (``--roi``, ``--detect-roi/--full-frame``), as in ``usvid extract`` and
             ``usvid predict``; the detector looks at ``region.frames`` frames per attempt (inference runs on the
             whole frame until then, so the overlay starts at once).
-        threshold: mask probability at or above which a pixel is lesion (as ``usvid predict --threshold``).
+        threshold: mask probability at or above which a pixel is lesion (as ``usvid predict --threshold``);
+            None: the model's own, chosen on its validation split when it was trained (else 0.5).
         smoothing: temporal smoothing of probabilities and boxes; off by default, as in ``usvid predict``, so
             what is shown is the model's per-frame output (on: no flicker in a live view).
         smoothing_tau_s: time constant of the exponential smoothing, in seconds of source time, so the
@@ -123,7 +123,7 @@ class StreamConfig:
     stats: Path | None = None
     max_frames: int | None = None
     region: RegionConfig = field(default_factory=RegionConfig)
-    threshold: float = MASK_THRESHOLD
+    threshold: float | None = None
     smoothing: bool = False
     smoothing_tau_s: float = DEFAULT_TAU_S
     fps: float | None = None
@@ -142,7 +142,7 @@ class StreamConfig:
             raise ConfigError(
                 "stream source is empty; give a device, URL, video file, image folder or DICOM file"
             )
-        if not 0.0 < self.threshold < 1.0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"--threshold must lie strictly between 0 and 1, got {self.threshold}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames must be at least 1, got {self.max_frames}")

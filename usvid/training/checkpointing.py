@@ -28,6 +28,8 @@ from usvid.training.config import TrainConfig, check_resume_compatible
 log = logging.getLogger(__name__)
 
 LAST, BEST, METRICS, CONFIG = "last.pt", "best.pt", "metrics.jsonl", "config.json"
+#: The mask threshold chosen for best.pt on the validation split, and the scores behind it.
+THRESHOLD = "threshold.json"
 
 
 @dataclass

@@ -131,6 +131,9 @@ class TrainConfig:
     amp: bool = True
     #: channels-last memory format (faster on CUDA and, measured, on CPU at 128-256 px).
     channels_last: bool = True
+    #: After training, choose the mask threshold with the best mask JSI on the validation split and store it
+    #: in best.pt (usvid.training.calibrate), the default of predict, stream and eval. Models with a mask only.
+    calibrate_threshold: bool = True
     #: Data-loading worker processes; None = by device: 0 on the CPU (loader processes take cores from the
     #: compute threads: LA-Net-R18 at 256 px, bf16, 2 cores, 30 steps: 15.3 frames/s with 0 workers, 13.0
     #: with 1; benchmarks/results/cpu_train_workers.json), 2 on CUDA.

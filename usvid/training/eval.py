@@ -68,7 +68,7 @@ def evaluate_checkpoint(
     progress: Callable[[int, int], None] | None = None,
     positive: str = metrics.DEFAULT_POSITIVE,
     tta: Tta = "none",
-    mask_threshold: float = MASK_THRESHOLD,
+    mask_threshold: float | None = None,
 ) -> EvalResult:
     """Evaluate ``checkpoint`` on ``split`` of ``store`` and write the report into ``out``.
 
@@ -82,11 +82,13 @@ def evaluate_checkpoint(
             when there are more than two classes); it must be one of the checkpoint's classes.
         tta: ``"flip"`` averages probabilities and masks of each frame and its horizontal mirror.
         mask_threshold: lesion pixels are ``p >= mask_threshold`` of the upsampled P, for the JSI scores and
-            the overlays (0.5, the paper's, by default; ``usvid predict`` / ``stream --threshold`` is the
-            same number at deployment). Choose another on the validation split, never on test.
+            the overlays; None: the checkpoint's own (chosen on its validation split by ``usvid train``, see
+            :mod:`usvid.training.calibrate`), else the paper's 0.5: the number ``usvid predict`` / ``stream``
+            use at deployment. Choose another on the validation split, never on test.
     """
     _check_options(batch_size, frames_per_video, num_examples)
-    check_mask_threshold(mask_threshold)
+    if mask_threshold is not None:
+        check_mask_threshold(mask_threshold)
     inputs = [check_path_text(item, what) for item, what in ((checkpoint, "checkpoint"), (store, "frame store"))
               if isinstance(item, (str, Path))]
     out = check_output_dir(out, inputs=inputs, option="--out")
@@ -94,6 +96,10 @@ def evaluate_checkpoint(
     store = open_store(store)
     _check_classes(ckpt, store, checkpoint)
     _check_positive(ckpt, positive, checkpoint)
+    threshold_source = "given" if mask_threshold is not None else (
+        "model (chosen on its val split)" if ckpt.mask_threshold is not None else "default (the paper's)")
+    if mask_threshold is None:
+        mask_threshold = ckpt.mask_threshold if ckpt.mask_threshold is not None else MASK_THRESHOLD
     frames = split_frames(store, split, ckpt.class_names)
     if len(frames) == 0:
         raise InputError(empty_split_advice(store, split))
@@ -110,6 +116,7 @@ def evaluate_checkpoint(
                            on_batch=progress, tta=tta, mask_threshold=mask_threshold)
     _check_finite(preds, checkpoint)
     result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta, mask_threshold)
+    result["mask_threshold_source"] = threshold_source
     examples = _examples(model, reader, sample, preds, ckpt, dev, mask_threshold)
     figures = _plots(result, preds, examples)
     files = report.write_report(out, result, figures)

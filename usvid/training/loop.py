@@ -32,13 +32,16 @@ import torch
 from torch import nn
 
 from usvid import __version__
+from usvid.boxes import MASK_THRESHOLD
 from usvid.cpu import cpu_info
 from usvid.errors import ConfigError, InputError, UsvidError
+from usvid.io import write_json_atomic
 from usvid.outputs import check_output_dir, check_path_text
 from usvid.preprocess import PreprocessConfig
 from usvid.training import checkpointing as ckpt
 from usvid.training import ddp, sampling
 from usvid.training.augment import TrainAugment
+from usvid.training.calibrate import ThresholdChoice, calibrate_checkpoint
 from usvid.training.compute import ComputeSettings, compute_settings
 from usvid.training.config import TrainConfig
 from usvid.training.frames import (
@@ -118,6 +121,8 @@ class FitResult:
     history: list[dict[str, Any]]
     #: The trained network (last epoch's weights, unwrapped, on the training device).
     model: nn.Module | None = None
+    #: The mask threshold chosen on the validation split and stored in ``best.pt`` (None: not calibrated).
+    threshold: ThresholdChoice | None = None
 
 
 # ---------------------------------------------------------------------------------------------- one step
@@ -407,10 +412,23 @@ def _fit(config: TrainConfig, store: Any, run: Path, resume: bool, progress: Pro
     _run_stage2(model, config, env, readers, val_indices, position, class_names, history, weight_ema)
     ddp.barrier(ctx)
     best = run / ckpt.BEST
+    choice = None
+    if ctx.is_main and has_mask and config.calibrate_threshold and best.exists():
+        choice = _calibrate(best, store, config.val_split, ctx.device, run)
+    ddp.barrier(ctx)
     return FitResult(run=run, last=run / ckpt.LAST, best=best if best.exists() else None,
                      best_val_accuracy=position.best_val_acc if position.best_val_acc >= 0 else None,
                      best_epoch=position.best_epoch, history=history,
-                     model=weight_ema.model if weight_ema is not None else model)
+                     model=weight_ema.model if weight_ema is not None else model, threshold=choice)
+
+
+def _calibrate(best: Path, store: Any, split: str, device: torch.device, run: Path) -> ThresholdChoice:
+    """Store the val-chosen mask threshold in ``best.pt``; the scores behind it go to ``threshold.json``."""
+    choice = calibrate_checkpoint(best, store, split, device=device)
+    write_json_atomic(run / ckpt.THRESHOLD, choice.to_dict())
+    if choice.threshold is None:
+        log.warning("%s: mask threshold left at %g: %s", best, MASK_THRESHOLD, choice.reason)
+    return choice
 
 
 def _build_model(config: TrainConfig, class_names: list[str]) -> nn.Module:
