@@ -145,6 +145,7 @@ def train_and_score(stores: Path, work: Path, train_store: str, name: str, seed:
             write_text_atomic(stamp, digest + "\n")
         scores[test] = {m: report["frame_level"].get(m) for m in METRICS}
         scores[test]["images"] = report["frame_level"].get("frames", report.get("frames"))
+        scores[test]["mask_threshold"] = report.get("mask_threshold")  # the model's own, chosen on val
     seconds = sum(json.loads(line)["seconds"] for line in (run / "metrics.jsonl").read_text().splitlines())
     return {"train_store": train_store, "variant": name, "seed": seed, "checkpoint": str(ckpt),
             "checkpoint_sha256": digest, "train_seconds": seconds, "wall_seconds": time.perf_counter() - t0,
