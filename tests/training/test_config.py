@@ -137,3 +137,9 @@ def test_old_run_configs_without_the_new_options_still_resume(tmp_path: Path):
     check_resume_compatible(saved, TrainConfig(model="lanet_tiny", epochs=200), tmp_path)
     with pytest.raises(ConfigError, match="weight_ema_decay: None -> 0.999"):
         check_resume_compatible(saved, TrainConfig(model="lanet_tiny", weight_ema_decay=0.999), tmp_path)
+
+
+def test_shipped_recipe_is_the_study_recipe_with_30_epochs_on_the_16_px_mask_grid():
+    recipes = Path(__file__).parents[2] / "recipes"
+    study, shipped = (load_config(recipes / name) for name in ("lanet-effl0-bus.json", "shipped-lanet-effl0-bus.json"))
+    assert shipped == study.merged(epochs=30, mask_stride=16)
