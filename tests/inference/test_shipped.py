@@ -87,6 +87,9 @@ def test_predict_and_stream_use_the_shipped_model_when_model_is_omitted(clip, tm
     assert abs(sum(lines[0]["probs"].values()) - 1) < 1e-4
     config = json.loads((tmp_path / "pred" / "predict_config.json").read_text())
     assert Path(config["model"]).parent == WEIGHTS_DIR / DEFAULT_MODEL
+    # boxes drawn at the threshold the model card records (chosen on its val split), not the paper's 0.5
+    card = get_shipped(DEFAULT_MODEL).card
+    assert config["mask_threshold"] == card["mask_threshold"] and card["mask_threshold"] != 0.5
 
     res = runner.invoke(app, ["stream", str(clip), "--jsonl", str(tmp_path / "s.jsonl"), "--max-frames", "4"])
     assert res.exit_code == 0, res.output

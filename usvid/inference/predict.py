@@ -542,6 +542,8 @@ def predict_videos(
     write_json_atomic(out / CONFIG_NAME, {"src": str(src), "model": str(model_path), "backend": predictor.backend,
                                           "class_names": list(predictor.class_names), **_settings(config),
                                           "model_info": predictor.info.to_metadata(),
+                                          # what boxes were drawn at: --threshold, else the model's own
+                                          "mask_threshold": predictor.threshold,
                                           **_selection_json(predictor)})
     key = _run_key(model_path, predictor.backend, config)
     report = PredictReport(out, predictor.backend, predictor.class_names,
