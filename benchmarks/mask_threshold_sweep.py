@@ -30,7 +30,8 @@ from usvid.training import calibrate
 from usvid.training.frames import open_store
 
 RESULTS = Path(__file__).parent / "results"
-THRESHOLDS = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
+#: The library's grid (what `usvid train` chooses from) and 0.2, for models whose P starts low (`mask_prior`).
+THRESHOLDS = (0.2, *calibrate.THRESHOLDS)
 
 
 def jsi_by_threshold(ckpt: Any, store_dir: Path, split: str) -> dict[str, dict[str, float]]:
