@@ -22,7 +22,8 @@ import numpy as np
 from usvid.errors import ConfigError
 
 __all__ = [
-    "MASK_THRESHOLD", "Box", "box_iou", "check_mask_threshold", "largest_region", "largest_region_box", "lesion_pixels",
+    "MASK_THRESHOLD", "Box", "box_iou", "check_mask_threshold", "deployed_threshold", "is_mask_threshold",
+    "largest_region", "largest_region_box", "lesion_pixels",
 ]
 
 #: Mask probability at or above which a pixel is lesion (paper section 3.3: "threshold 0.5").
@@ -34,6 +35,16 @@ def check_mask_threshold(threshold: float) -> float:
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"mask threshold must lie strictly between 0 and 1, got {threshold}")
     return threshold
+
+
+def is_mask_threshold(value: object) -> bool:
+    """Whether a stored value (checkpoint entry, ONNX metadata) is a usable threshold: a number in (0, 1)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 < value < 1.0
+
+
+def deployed_threshold(stored: float | None) -> float:
+    """The threshold a model is used at when none is given: its stored (val-chosen) one, else the paper's 0.5."""
+    return MASK_THRESHOLD if stored is None else stored
 
 
 def lesion_pixels(prob: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:

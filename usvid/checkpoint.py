@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from usvid import __version__
+from usvid.boxes import is_mask_threshold
 from usvid.errors import InputError, UsvidError
 from usvid.io import atomic_path
 from usvid.outputs import check_path_text
@@ -251,6 +252,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def _mask_threshold(path: Path, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+    if not is_mask_threshold(value):
         raise InputError(f"{path}: corrupted: mask threshold {value!r} does not lie strictly between 0 and 1")
     return float(value)

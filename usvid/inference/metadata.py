@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from usvid import __version__
-from usvid.boxes import MASK_THRESHOLD
+from usvid.boxes import deployed_threshold, is_mask_threshold
 from usvid.errors import InputError
 from usvid.preprocess import PreprocessConfig, warn_if_store_size_unknown
 
@@ -46,7 +46,7 @@ class ModelInfo:
     @property
     def default_threshold(self) -> float:
         """The threshold a predictor uses when none is given: the calibrated one, else 0.5."""
-        return self.mask_threshold if self.mask_threshold is not None else MASK_THRESHOLD
+        return deployed_threshold(self.mask_threshold)
 
     def to_metadata(self) -> dict[str, str]:
         """Flat ``{key: string}`` form for ONNX ``metadata_props``."""
@@ -91,7 +91,7 @@ def _threshold(text: str | None) -> float | None:
     if text is None:
         return None
     value = json.loads(text)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+    if not is_mask_threshold(value):
         raise ValueError(f"mask threshold {value!r} does not lie strictly between 0 and 1")
     return float(value)
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from usvid import __version__
-from usvid.boxes import MASK_THRESHOLD, Box, check_mask_threshold, largest_region_box, lesion_pixels
+from usvid.boxes import Box, check_mask_threshold, deployed_threshold, largest_region_box, lesion_pixels
 from usvid.checkpoint import Checkpoint, load_checkpoint
 from usvid.data.store import Letterbox
 from usvid.errors import ConfigError, InputError
@@ -99,7 +99,7 @@ def evaluate_checkpoint(
     threshold_source = "given" if mask_threshold is not None else (
         "model (chosen on its val split)" if ckpt.mask_threshold is not None else "default (the paper's)")
     if mask_threshold is None:
-        mask_threshold = ckpt.mask_threshold if ckpt.mask_threshold is not None else MASK_THRESHOLD
+        mask_threshold = deployed_threshold(ckpt.mask_threshold)
     frames = split_frames(store, split, ckpt.class_names)
     if len(frames) == 0:
         raise InputError(empty_split_advice(store, split))
@@ -115,8 +115,8 @@ def evaluate_checkpoint(
     preds = predict_frames(model, reader, indices, ckpt.preprocess, dev, batch_size=batch_size, keep_masks=sample,
                            on_batch=progress, tta=tta, mask_threshold=mask_threshold)
     _check_finite(preds, checkpoint)
-    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta, mask_threshold)
-    result["mask_threshold_source"] = threshold_source
+    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta, mask_threshold,
+                     threshold_source)
     examples = _examples(model, reader, sample, preds, ckpt, dev, mask_threshold)
     figures = _plots(result, preds, examples)
     files = report.write_report(out, result, figures)
@@ -164,7 +164,8 @@ def _check_positive(ckpt: Checkpoint, positive: str, source: Any) -> None:
 
 
 def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Predictions, source: Any,
-            frames_per_video: int | None, positive: str, tta: str, mask_threshold: float) -> dict[str, Any]:
+            frames_per_video: int | None, positive: str, tta: str, mask_threshold: float,
+            threshold_source: str) -> dict[str, Any]:
     frame_level = metrics.classification_metrics(preds.labels, preds.probs, frames.class_names, positive)
     frame_level["jsi_mask"] = float(np.mean(preds.jsi_mask)) if preds.jsi_mask else None
     frame_level["jsi_box"] = float(np.mean(preds.jsi_box)) if preds.jsi_box else None
@@ -186,6 +187,7 @@ def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Prediction
         "gradcam_target": "each example frame's predicted class",
         "tta": tta,
         "mask_threshold": mask_threshold,
+        "mask_threshold_source": threshold_source,
         "box_jsi_rule": "IoU of the unions of the bounding rectangles of every 8-connected region, prediction "
                         "vs ground truth, as pixel masks at the input size",
         "frame_level": frame_level,
