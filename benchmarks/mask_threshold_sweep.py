@@ -25,6 +25,7 @@ import torch
 from bus_study import TEST_STORES, store_path
 
 from usvid.checkpoint import load_checkpoint
+from usvid.cpu import cpu_info
 from usvid.io import write_json_atomic, write_text_atomic
 from usvid.training import calibrate
 from usvid.training.frames import open_store
@@ -82,7 +83,7 @@ def main() -> None:
               flush=True)
     payload = {"rule": "P upsampled bilinearly to the input, lesion pixels p >= threshold; threshold with the "
                        "best mean mask JSI on the training store's val split", "thresholds": list(THRESHOLDS),
-               "runs": rows}
+               "runs": rows, "cpu": cpu_info().describe()}
     write_json_atomic(RESULTS / f"{args.name}.json", payload)
     write_text_atomic(RESULTS / f"{args.name}.md", markdown(rows))
     print(markdown(rows))
