@@ -12,7 +12,7 @@ setup: $(STAMP)
 # pip (not uv/poetry) so torch 2.14.1 / torchvision 0.29.1 come from the local wheel cache, not a multi-GB download.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[export,dicom,test]'
+	$(PY) -m pip install --quiet --no-cache-dir --disable-pip-version-check -e '.[export,dicom,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -9,6 +9,8 @@ fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
+# The downloaded .deb files are not needed once installed; leave the disk as it was found.
+trap '$SUDO apt-get clean || true' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 chromium --version
