@@ -83,6 +83,9 @@ PLANS: dict[str, list[tuple[str, str]]] = {
     # Paired with "main"'s lanet_effl0 (P on f4's grid, the paper's) on the same seeds.
     "stride": [("combined", "lanet_effl0_s16")],
     "scratch": [("combined", "resnet18_cls"), ("combined", "lanet_r18")],
+    # The vanilla classifier alone: paired with "stride"'s lanet_effl0_s16 (the shipped recipe's network) on the
+    # same seeds and schedule, across results files (benchmarks/paired_runs.py).
+    "vanilla": [("combined", "effl0_cls")],
 }
 
 
@@ -258,7 +261,8 @@ def main() -> None:
                            "positive_class": "malignant", "summary": summary,
                            "paired": [paired(runs, "lanet_effl0", "effl0_cls"),
                                       paired(runs, "lanet_effl0_area", "lanet_effl0"),
-                                      paired(runs, "lanet_effl0_prior", "lanet_effl0")], "runs": runs}
+                                      paired(runs, "lanet_effl0_prior", "lanet_effl0"),
+                                      paired(runs, "lanet_effl0_s16", "effl0_cls")], "runs": runs}
                 write_json_atomic(results_json, payload)
                 write_text_atomic(RESULTS / f"{args.name}.md", markdown(summary))
     print(markdown(summarise(runs)))
