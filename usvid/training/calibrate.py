@@ -9,7 +9,7 @@ mask JSI on the validation split at every threshold of :data:`THRESHOLDS` and st
 ``usvid predict``, ``stream`` and ``eval`` use it unless ``--threshold`` says otherwise. The test split never
 takes part.
 
-Scoring is :func:`usvid.training.predictions.score_localisation`, the function evaluation scores with, so the
+Scoring is :func:`usvid.training.predictions.score_thresholds`, the function evaluation scores with, so the
 validation figure at 0.5 is exactly ``usvid eval``'s.
 """
 
@@ -26,8 +26,9 @@ import torch
 from usvid.boxes import MASK_THRESHOLD
 from usvid.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from usvid.errors import ConfigError, InputError
+from usvid.training.config import refuse_test_split
 from usvid.training.frames import BatchReader, open_store, split_frames
-from usvid.training.predictions import predict_frames, score_localisation
+from usvid.training.predictions import predict_frames, score_thresholds
 
 #: The thresholds tried, 0.5 among them.
 THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
@@ -89,16 +90,15 @@ def jsi_by_threshold(model: torch.nn.Module, checkpoint: Checkpoint, store: Any,
     preds = predict_frames(model, reader, annotated, checkpoint.preprocess, device, batch_size=batch_size,
                            keep_masks=annotated)
     size = checkpoint.preprocess.size
-    truths = {i: reader.mask(frames.records[i], store.size) for i in annotated}  # read once, scored per threshold
+    # One row per frame with a true lesion, one column per threshold: P is upsampled once per frame.
+    rows = [row for row in (score_thresholds(preds.masks[i], reader.mask(frames.records[i], store.size), size,
+                                             thresholds) for i in annotated) if row[0][0] is not None]
     out: dict[str, dict[str, float]] = {}
-    scored = 0
-    for t in thresholds:
-        kept = [s for s in (score_localisation(preds.masks[i], truths[i], size, t) for i in annotated)
-                if s[0] is not None]
-        scored = len(kept)
-        if kept:
-            out[f"{t:g}"] = {"jsi_mask": float(np.mean([m for m, _ in kept])),
-                             "jsi_box": float(np.mean([b for _, b in kept]))}
+    if rows:
+        for j, t in enumerate(thresholds):
+            out[f"{t:g}"] = {"jsi_mask": float(np.mean([row[j][0] for row in rows])),
+                             "jsi_box": float(np.mean([row[j][1] for row in rows]))}
+    scored = len(rows)
     return out, scored
 
 
@@ -132,9 +132,7 @@ def calibrate_checkpoint(path: str | Path, store: Any, split: str = "val", *, ou
     Raises:
         ConfigError: ``split`` is the test split.
     """
-    if split == "test":
-        raise ConfigError(f"the mask threshold is chosen on a validation split, never on '{split}'; "
-                          "pass the store's val split")
+    refuse_test_split("split", split, "the mask threshold", "pass the store's val split")
     target = _target(path, out)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     ckpt = load_checkpoint(path)

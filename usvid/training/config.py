@@ -31,6 +31,21 @@ Device = Literal["auto", "cpu", "cuda"]
 RESUMABLE_CHANGES = frozenset({"epochs", "device", "num_workers", "log_every"})
 
 
+#: The held-out split: only `usvid eval` reads it; nothing is chosen on it.
+TEST_SPLIT = "test"
+
+
+def refuse_test_split(option: str, split: str, chosen: str, fix: str) -> None:
+    """Raise :class:`ConfigError` when ``split`` (the value of ``option``) is the test split.
+
+    Whatever is chosen on a split (``chosen``: best.pt, the mask threshold) has seen it, so choosing on test would
+    leak it into the model and make the test figures optimistic.
+    """
+    if split == TEST_SPLIT:
+        raise ConfigError(f"{option} '{split}' is not allowed: {chosen} is chosen on the validation split, never "
+                          f"on '{split}' (that would leak the test split into the model); {fix}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run. The resolved config is written to ``RUN/config.json``."""
@@ -175,13 +190,8 @@ class TrainConfig:
             raise ConfigError("num_workers must be >= 0 and log_every >= 1")
 
     def _check_splits(self) -> None:
-        # Model selection (best.pt) happens on val_split, so it must never be the held-out test split.
-        if self.val_split == "test":
-            raise ConfigError(
-                "val_split 'test' is not allowed: best.pt is chosen on the validation split, so selecting on "
-                "test would leak it into the model; validate on 'val' (or another held-out split) and keep "
-                "'test' for `usvid eval`"
-            )
+        refuse_test_split("val_split", self.val_split, "best.pt",
+                          "validate on 'val' (or another held-out split) and keep 'test' for `usvid eval`")
         if self.train_split == self.val_split:
             raise ConfigError(
                 f"train_split and val_split are both '{self.train_split}': validation must use frames the model "

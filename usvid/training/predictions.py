@@ -78,13 +78,22 @@ def score_localisation(prob: np.ndarray, truth: np.ndarray, input_size: int,
         input_size: M, the network input size scoring happens at.
         threshold: lesion pixels are ``p >= threshold`` after upsampling (:func:`usvid.boxes.lesion_pixels`).
     """
-    up = F.interpolate(torch.from_numpy(prob)[None, None].float(), size=(input_size, input_size), mode="bilinear",
-                       align_corners=False)[0, 0].numpy()
-    pred = lesion_pixels(up, threshold)
+    return score_thresholds(prob, truth, input_size, (threshold,))[0]
+
+
+def score_thresholds(prob: np.ndarray, truth: np.ndarray, input_size: int,
+                     thresholds: tuple[float, ...]) -> list[tuple[float | None, float | None]]:
+    """:func:`score_localisation` at each of ``thresholds``, upsampling P and resizing the truth once."""
     gt = _resize_nearest(truth, input_size) > 127
     if not gt.any():
-        return None, None
-    return metrics.mask_jsi(pred, gt), metrics.box_mask_jsi(pred, gt)
+        return [(None, None)] * len(thresholds)
+    up = F.interpolate(torch.from_numpy(prob)[None, None].float(), size=(input_size, input_size), mode="bilinear",
+                       align_corners=False)[0, 0].numpy()
+    out = []
+    for t in thresholds:
+        pred = lesion_pixels(up, t)
+        out.append((metrics.mask_jsi(pred, gt), metrics.box_mask_jsi(pred, gt)))
+    return out
 
 
 def _resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
