@@ -9,7 +9,7 @@ fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-# The downloaded .deb files are not needed once installed; leave the disk as it was found.
+# apt keeps every downloaded .deb in its cache; they are not needed once installed, and CI disks are small.
 trap '$SUDO apt-get clean || true' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
