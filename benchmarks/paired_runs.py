@@ -17,7 +17,7 @@ from pathlib import Path
 
 from usvid.training.metrics import mean_ci95
 
-METRICS = ("f1_macro", "auc", "jsi_mask", "jsi_box")
+METRICS = ("accuracy", "sensitivity", "specificity", "f1_macro", "auc", "jsi_mask", "jsi_box")
 
 
 def runs(path: Path, variant: str, store: str) -> dict[int, dict]:
@@ -43,7 +43,7 @@ def main() -> None:
             d = [b[s][split][metric] - a[s][split][metric] for s in seeds]
             mean, half = mean_ci95(d)
             ci = "" if math.isnan(half) else f" [{mean - half:+.3f}, {mean + half:+.3f}]"
-            print(f"{split:7s} {metric:9s} {args.b_variant} {[round(b[s][split][metric], 3) for s in seeds]} "
+            print(f"{split:7s} {metric:11s} {args.b_variant} {[round(b[s][split][metric], 3) for s in seeds]} "
                   f"{args.a_variant} {[round(a[s][split][metric], 3) for s in seeds]} "
                   f"diff {mean:+.3f}{ci}, higher on {sum(x > 0 for x in d)} of {len(d)}")
 
