@@ -69,7 +69,10 @@ def eval_command(
     console.print(table)
     console.print(interval_note(rep), highlight=False, soft_wrap=True)
     fl = rep["frame_level"]
-    console.print(f"JSI mask {_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])} over {fl['jsi_frames']} "
-                  f"annotated lesion frames (lesion pixels p >= {rep['mask_threshold']:g})", highlight=False)
+    if rep["mask_threshold"] is None:
+        console.print("no lesion mask: the model only classifies", highlight=False)
+    else:
+        console.print(f"JSI mask {_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])} over {fl['jsi_frames']} "
+                      f"annotated lesion frames (lesion pixels p >= {rep['mask_threshold']:g})", highlight=False)
     console.print(f"report: {result.files['report.md']}", highlight=False)
     next_step(f"usvid export {checkpoint} --out model.onnx")

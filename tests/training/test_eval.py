@@ -302,3 +302,27 @@ def test_empty_split_of_a_one_patient_store_says_so(tiny_checkpoint, store_facto
     with pytest.raises(InputError, match=r"split 'val' has no videos; .* 1 patient, too few to hold one out: "
                                          r"evaluate one of them \(--split train\), or extract more scans"):
         evaluate_checkpoint(tiny_checkpoint, store, "val", tmp_path / "out", device="cpu")
+
+
+def test_a_classifier_without_a_mask_reports_no_threshold(tiny_store, tmp_path):
+    """A vanilla classifier thresholds nothing: no mask threshold in report.json, report.md or the CLI."""
+    from typer.testing import CliRunner
+
+    from tests.helpers.checkpoints import make_checkpoint
+    from usvid.cli.app import app
+    from usvid.training.eval import NO_MASK
+
+    path = make_checkpoint(tmp_path / "cls.pt", name="resnet_tiny_cls", store_size=64)
+    rep = evaluate_checkpoint(path, tiny_store, "test", tmp_path / "out", device="cpu").report
+    assert rep["mask_threshold"] is None and rep["mask_threshold_source"] == NO_MASK
+    assert rep["frame_level"]["jsi_mask"] is None
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Localisation: none, the model has no lesion mask." in md and "lesion pixels p >=" not in md
+    cli = CliRunner().invoke(app, ["eval", str(path), str(tiny_store.path), "--split", "test", "--out",
+                                   str(tmp_path / "cli")])
+    assert cli.exit_code == 0, cli.output
+    assert "no lesion mask: the model only classifies" in cli.output and "lesion pixels p >=" not in cli.output
+    # A LA-Net's report still names the threshold it scored at.
+    lanet = evaluate_checkpoint(make_checkpoint(tmp_path / "la.pt", store_size=64), tiny_store, "test", tmp_path / "la",
+                                device="cpu").report
+    assert lanet["mask_threshold"] == 0.5 and lanet["mask_threshold_source"] == "default (the paper's)"

@@ -55,6 +55,10 @@ class EvalResult:
     files: dict[str, Path]
 
 
+#: ``mask_threshold_source`` of a model without a lesion mask (``mask_threshold`` is then None).
+NO_MASK = "none (the model has no lesion mask)"
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path | Checkpoint,
     store: Any,
@@ -109,6 +113,9 @@ def evaluate_checkpoint(
         model = ckpt.build_model().to(dev)
     except InputError as err:
         raise InputError(f"{_name(checkpoint)}: {err}") from None
+    if model.mask_branch is None:
+        # Nothing is thresholded: the report says so rather than name a threshold that was never applied.
+        threshold_source = NO_MASK
     reader = BatchReader(store, frames)
     indices = plan_eval(frames, frames_per_video)
     sample = _pick_examples(frames, indices, num_examples)
@@ -186,7 +193,7 @@ def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Prediction
         "operating_point": report.operating_rule(frames.class_names, positive),
         "gradcam_target": "each example frame's predicted class",
         "tta": tta,
-        "mask_threshold": mask_threshold,
+        "mask_threshold": mask_threshold if threshold_source != NO_MASK else None,
         "mask_threshold_source": threshold_source,
         "box_jsi_rule": "IoU of the unions of the bounding rectangles of every 8-connected region, prediction "
                         "vs ground truth, as pixel masks at the input size",

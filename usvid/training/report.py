@@ -273,7 +273,6 @@ def interval_note(report: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable report: headline (positive class) table, macro table, per-class tables, plots."""
-    fl = report["frame_level"]
     positive = report["positive_class"]
     header, rows = headline_table(report)
     counts = []
@@ -310,11 +309,7 @@ def markdown(report: dict[str, Any]) -> str:
                      ("sensitivity", "specificity", "precision", "f1", "auc")) + " |")
     lines += [
         "",
-        (f"Localisation (frame level, {fl['jsi_frames']} annotated lesion frames): JSI mask "
-         f"{_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])}. P upsampled to the input, "
-         f"lesion pixels p >= {report.get('mask_threshold', MASK_THRESHOLD):g}; "
-         "box JSI = IoU of the unions of the bounding rectangles of every connected region, prediction vs "
-         "ground truth (so every lesion of a frame counts). The overlays draw the largest predicted region's box."),
+        _localisation_line(report),
     ]
     for level in ("frame_level", "video_level"):
         lines += ["", f"## Per class ({level.replace('_', ' ')})", "",
@@ -339,3 +334,14 @@ def write_report(out: Path, report: dict[str, Any], figures: dict[str, Figure]) 
     write_text_atomic(out / "report.md", markdown(report))
     paths["report.json"], paths["report.md"] = out / "report.json", out / "report.md"
     return paths
+
+
+def _localisation_line(report: dict[str, Any]) -> str:
+    fl = report["frame_level"]
+    if report.get("mask_threshold", MASK_THRESHOLD) is None:
+        return "Localisation: none, the model has no lesion mask."
+    return (f"Localisation (frame level, {fl['jsi_frames']} annotated lesion frames): JSI mask "
+            f"{_fmt(fl['jsi_mask'])}, JSI box {_fmt(fl['jsi_box'])}. P upsampled to the input, "
+            f"lesion pixels p >= {report.get('mask_threshold', MASK_THRESHOLD):g}; "
+            "box JSI = IoU of the unions of the bounding rectangles of every connected region, prediction vs "
+            "ground truth (so every lesion of a frame counts). The overlays draw the largest predicted region's box.")
