@@ -100,10 +100,6 @@ def evaluate_checkpoint(
     store = open_store(store)
     _check_classes(ckpt, store, checkpoint)
     _check_positive(ckpt, positive, checkpoint)
-    threshold_source = "given" if mask_threshold is not None else (
-        "model (chosen on its val split)" if ckpt.mask_threshold is not None else "default (the paper's)")
-    if mask_threshold is None:
-        mask_threshold = deployed_threshold(ckpt.mask_threshold)
     frames = split_frames(store, split, ckpt.class_names)
     if len(frames) == 0:
         raise InputError(empty_split_advice(store, split))
@@ -113,17 +109,19 @@ def evaluate_checkpoint(
         model = ckpt.build_model().to(dev)
     except InputError as err:
         raise InputError(f"{_name(checkpoint)}: {err}") from None
-    if model.mask_branch is None:
-        # Nothing is thresholded: the report says so rather than name a threshold that was never applied.
-        threshold_source = NO_MASK
+    has_mask = model.mask_branch is not None
+    threshold_source = _threshold_source(mask_threshold, ckpt, has_mask)
+    if mask_threshold is None:
+        mask_threshold = deployed_threshold(ckpt.mask_threshold)
     reader = BatchReader(store, frames)
     indices = plan_eval(frames, frames_per_video)
     sample = _pick_examples(frames, indices, num_examples)
     preds = predict_frames(model, reader, indices, ckpt.preprocess, dev, batch_size=batch_size, keep_masks=sample,
                            on_batch=progress, tta=tta, mask_threshold=mask_threshold)
     _check_finite(preds, checkpoint)
-    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta, mask_threshold,
-                     threshold_source)
+    # Nothing is thresholded without a mask: the report names no threshold rather than one never applied.
+    result = _report(ckpt, store, frames, preds, checkpoint, frames_per_video, positive, tta,
+                     mask_threshold if has_mask else None, threshold_source)
     examples = _examples(model, reader, sample, preds, ckpt, dev, mask_threshold)
     figures = _plots(result, preds, examples)
     files = report.write_report(out, result, figures)
@@ -170,8 +168,17 @@ def _check_positive(ckpt: Checkpoint, positive: str, source: Any) -> None:
         )
 
 
+def _threshold_source(given: float | None, ckpt: Checkpoint, has_mask: bool) -> str:
+    """Where the report's mask threshold came from (``mask_threshold_source``)."""
+    if not has_mask:
+        return NO_MASK
+    if given is not None:
+        return "given"
+    return "model (chosen on its val split)" if ckpt.mask_threshold is not None else "default (the paper's)"
+
+
 def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Predictions, source: Any,
-            frames_per_video: int | None, positive: str, tta: str, mask_threshold: float,
+            frames_per_video: int | None, positive: str, tta: str, mask_threshold: float | None,
             threshold_source: str) -> dict[str, Any]:
     frame_level = metrics.classification_metrics(preds.labels, preds.probs, frames.class_names, positive)
     frame_level["jsi_mask"] = float(np.mean(preds.jsi_mask)) if preds.jsi_mask else None
@@ -193,7 +200,7 @@ def _report(ckpt: Checkpoint, store: Any, frames: SplitFrames, preds: Prediction
         "operating_point": report.operating_rule(frames.class_names, positive),
         "gradcam_target": "each example frame's predicted class",
         "tta": tta,
-        "mask_threshold": mask_threshold if threshold_source != NO_MASK else None,
+        "mask_threshold": mask_threshold,
         "mask_threshold_source": threshold_source,
         "box_jsi_rule": "IoU of the unions of the bounding rectangles of every 8-connected region, prediction "
                         "vs ground truth, as pixel masks at the input size",
