@@ -65,6 +65,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lanet_effl0_prior": {"model": "lanet_effl0", "pretrained": "imagenet", "mask_prior": 0.05},
     # P on f3's 16 x 16 grid at 256 px instead of f4's 8 x 8 (ModelConfig.mask_stride).
     "lanet_effl0_s16": {"model": "lanet_effl0", "pretrained": "imagenet", "mask_stride": 16},
+    # The larger ImageNet FEX (EfficientNet-Lite2, about 1.5x lanet_effl0's FLOPs) with the shipped mask grid.
+    "lanet_effl2_s16": {"model": "lanet_effl2", "pretrained": "imagenet", "mask_stride": 16},
     # From scratch (no ImageNet ResNet weights exist offline): the paper's networks with the paper's recipe.
     "resnet18_cls": {"model": "resnet18_cls", "pretrained": None, "recipe": "paper"},
     "lanet_r18": {"model": "lanet_r18", "pretrained": None, "recipe": "paper"},
@@ -86,6 +88,8 @@ PLANS: dict[str, list[tuple[str, str]]] = {
     # The vanilla classifier alone: paired with "stride"'s lanet_effl0_s16 (the shipped recipe's network) on the
     # same seeds and schedule, across results files (benchmarks/paired_runs.py).
     "vanilla": [("combined", "effl0_cls")],
+    # The larger FEX under the shipped recipe: compared with "stride"'s lanet_effl0_s16 on the same seeds.
+    "effl2": [("combined", "lanet_effl2_s16")],
 }
 
 
