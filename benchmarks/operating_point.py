@@ -172,8 +172,9 @@ def table(results: dict[str, Any]) -> str:
     for name, row in results["models"].items():
         for test, out in row["tests"].items():
             f1 = " | ".join(f"{out[r]['f1_macro']:.3f}" for r in rules)
-            lines.append(f"| {name} | {test} | {f1} | {out['argmax']['sensitivity']:.3f} / "
-                         f"{out['val_t']['sensitivity']:.3f} | {row['val_threshold_none']}, {row['val_threshold_flip']} |")
+            sens = f"{out['argmax']['sensitivity']:.3f} / {out['val_t']['sensitivity']:.3f}"
+            chosen = f"{row['val_threshold_none']}, {row['val_threshold_flip']}"
+            lines.append(f"| {name} | {test} | {f1} | {sens} | {chosen} |")
     for name, row in results.get("ensembles", {}).items():
         lines.append("")
         lines.append(f"Ensemble {name} (mean probabilities of {', '.join(row['members'])}):")
