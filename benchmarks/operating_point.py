@@ -50,20 +50,19 @@ def predict(model, ckpt, store_path: Path, split: str, tta: str, threshold: floa
 
 
 def scores(labels: np.ndarray, pred: np.ndarray, p_pos: np.ndarray, pos: int) -> dict[str, float]:
-    """Macro-F1, the positive class's sensitivity and specificity, accuracy, AUC."""
-    f1 = []
-    for k in (0, 1):
-        tp = np.sum((pred == k) & (labels == k))
-        fp = np.sum((pred == k) & (labels != k))
-        fn = np.sum((pred != k) & (labels == k))
-        f1.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    is_pos = labels == pos
+    """Macro-F1, accuracy, the positive class's sensitivity and specificity (usvid's own counts), AUC of ``p_pos``."""
+    cm = metrics.confusion_matrix(labels, pred, 2)
+    # A class neither present nor predicted scores F1 0 (no frames to be right about).
+    f1 = [2 * cm[k, k] / d if (d := cm[k].sum() + cm[:, k].sum()) else 0.0 for k in (0, 1)]
+    neg = 1 - pos
+    binary = metrics.binary_metrics(tp=int(cm[pos, pos]), fn=int(cm[pos, neg]), fp=int(cm[neg, pos]),
+                                    tn=int(cm[neg, neg]))
     return {
         "f1_macro": float(np.mean(f1)),
-        "accuracy": float(np.mean(pred == labels)),
-        "sensitivity": float(np.mean(pred[is_pos] == pos)),
-        "specificity": float(np.mean(pred[~is_pos] != pos)),
-        "auc": float(metrics.roc_auc(is_pos, p_pos)),
+        "accuracy": float(np.trace(cm) / cm.sum()),
+        "sensitivity": binary["sensitivity"],
+        "specificity": binary["specificity"],
+        "auc": float(metrics.roc_auc(labels == pos, p_pos)),
     }
 
 
