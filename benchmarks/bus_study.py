@@ -67,6 +67,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lanet_effl0_s16": {"model": "lanet_effl0", "pretrained": "imagenet", "mask_stride": 16},
     # The larger ImageNet FEX (EfficientNet-Lite2, about 1.5x lanet_effl0's FLOPs) with the shipped mask grid.
     "lanet_effl2_s16": {"model": "lanet_effl2", "pretrained": "imagenet", "mask_stride": 16},
+    # lanet_effl2_s16's vanilla classifier: the same Lite2 FEX and recipe, no lesion-aware branch.
+    "effl2_cls": {"model": "effl2_cls", "pretrained": "imagenet"},
     # From scratch (no ImageNet ResNet weights exist offline): the paper's networks with the paper's recipe.
     "resnet18_cls": {"model": "resnet18_cls", "pretrained": None, "recipe": "paper"},
     "lanet_r18": {"model": "lanet_r18", "pretrained": None, "recipe": "paper"},
@@ -90,6 +92,8 @@ PLANS: dict[str, list[tuple[str, str]]] = {
     "vanilla": [("combined", "effl0_cls")],
     # The larger FEX under the shipped recipe: compared with "stride"'s lanet_effl0_s16 on the same seeds.
     "effl2": [("combined", "lanet_effl2_s16")],
+    # Lite2's vanilla classifier: paired with "effl2"'s lanet_effl2_s16 on the same seeds and schedule.
+    "vanilla_effl2": [("combined", "effl2_cls")],
 }
 
 
