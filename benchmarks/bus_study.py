@@ -233,7 +233,8 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stores", type=Path, required=True, help="Folder holding bus256 (BUSI + BUS-BRA), busi256, busbra256.")
+    p.add_argument("--stores", type=Path, required=True,
+                   help="Folder holding bus256 (BUSI + BUS-BRA), busi256, busbra256.")
     p.add_argument("--work", type=Path, required=True, help="Run folders (resumable).")
     p.add_argument("--recipe", type=Path, default=Path(__file__).parents[1] / "recipes" / "lanet-effl0-bus.json")
     p.add_argument("--plan", action="append", choices=sorted(PLANS), help="Repeatable; default main.")
