@@ -52,11 +52,10 @@ def predict(model, ckpt, store_path: Path, split: str, tta: str, threshold: floa
 def scores(labels: np.ndarray, pred: np.ndarray, p_pos: np.ndarray, pos: int) -> dict[str, float]:
     """Macro-F1, accuracy, the positive class's sensitivity and specificity (usvid's own counts), AUC of ``p_pos``."""
     cm = metrics.confusion_matrix(labels, pred, 2)
+    counts = [metrics.one_vs_rest_counts(cm, k) for k in (0, 1)]
     # A class neither present nor predicted scores F1 0 (no frames to be right about).
-    f1 = [2 * cm[k, k] / d if (d := cm[k].sum() + cm[:, k].sum()) else 0.0 for k in (0, 1)]
-    neg = 1 - pos
-    binary = metrics.binary_metrics(tp=int(cm[pos, pos]), fn=int(cm[pos, neg]), fp=int(cm[neg, pos]),
-                                    tn=int(cm[neg, neg]))
+    f1 = [2 * tp / d if (d := 2 * tp + fp + fn) else 0.0 for tp, fn, fp, _ in counts]
+    binary = metrics.binary_metrics(*counts[pos])
     return {
         "f1_macro": float(np.mean(f1)),
         "accuracy": float(np.trace(cm) / cm.sum()),

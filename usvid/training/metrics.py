@@ -144,8 +144,8 @@ def _ci(ci: tuple[float, float] | None) -> list[float] | None:
     return None if ci is None else [ci[0], ci[1]]
 
 
-def _counts(cm: np.ndarray, c: int) -> tuple[int, int, int, int]:
-    """One-vs-rest ``(tp, fn, fp, tn)`` of class ``c``."""
+def one_vs_rest_counts(cm: np.ndarray, c: int) -> tuple[int, int, int, int]:
+    """One-vs-rest ``(tp, fn, fp, tn)`` of class ``c`` in ``cm`` ``(K, K)`` (rows true, columns predicted)."""
     tp = int(cm[c, c])
     fn = int(cm[c].sum()) - tp
     fp = int(cm[:, c].sum()) - tp
@@ -179,7 +179,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: S
     cm = confusion_matrix(labels, pred, k)
     per_class = {}
     for c, name in enumerate(class_names):
-        tp, fn, fp, tn = _counts(cm, c)
+        tp, fn, fp, tn = one_vs_rest_counts(cm, c)
         per_class[name] = {
             "sensitivity": _ratio(tp, tp + fn),
             "specificity": _ratio(tn, tn + fp),
@@ -191,7 +191,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: S
     macro = {f"{key}_macro": _mean([v[key] for v in per_class.values()])
              for key in ("sensitivity", "specificity", "precision", "f1", "auc")}
     if pos is not None:
-        tp, fn, fp, tn = _counts(cm, pos)
+        tp, fn, fp, tn = one_vs_rest_counts(cm, pos)
         binary = binary_metrics(tp, fn, fp, tn)
         auc_pos = per_class[class_names[pos]]["auc"]
         auc_pos_ci = _ci(delong_ci(labels == pos, probs[:, pos]))
