@@ -6,7 +6,8 @@ store's test split is exactly the union of the two single-source test splits) an
 ``best.pt`` (chosen on the validation split of its own training store, never on a test split) on the test
 split of *both* single-source stores: the own-dataset figures and the cross-dataset figures come from the
 same checkpoints. Per (training store, variant, test store) the table gives the mean over seeds and the
-95% t-interval of that mean (Student t, n - 1 degrees of freedom, over seeds). LA-Net vs its vanilla
+95% t-interval of that mean (Student t, n - 1 degrees of freedom, over seeds; clipped to [0, 1], the range a
+mean of proportions can take, and to [-1, 1] for paired differences). LA-Net vs its vanilla
 classifier is compared on paired seeds (same seed = same split, same sampling order, same initial FEX).
 
 Resumable: a run folder with a finished ``last.pt`` is not retrained; an unfinished one resumes (``fit``
@@ -26,7 +27,8 @@ The study::
         --recipe recipes/lanet-effl0-bus.json --plan main --seeds 3 [--plan cross ...] [--threads 2] [--epochs N]
 
 Writes ``benchmarks/results/bus_study.json`` and ``bus_study.md`` (what has finished so far, every time a
-run finishes).
+run finishes). ``--render RESULTS_JSON ...`` recomputes the summary, pairs and table of saved results files from
+their runs, without stores or training (used when the way intervals are computed changes).
 """
 
 from __future__ import annotations
@@ -48,13 +50,16 @@ from usvid.io import write_json_atomic, write_text_atomic
 from usvid.training.config import TrainConfig, load_config
 from usvid.training.eval import evaluate_checkpoint
 from usvid.training.loop import fit
-from usvid.training.metrics import mean_ci95
+from usvid.training.metrics import t_interval95
 
 RESULTS = Path(__file__).parent / "results"
 #: Single-source stores whose test splits every run is scored on.
 TEST_STORES = ("busi", "busbra")
 #: Report fields (frame level) summarised; positive class = malignant.
 METRICS = ("accuracy", "sensitivity", "specificity", "f1_macro", "auc", "jsi_mask", "jsi_box")
+#: Every metric above is a proportion; intervals are clipped to what a mean of them (or a difference) can take.
+METRIC_RANGE, DELTA_RANGE = (0.0, 1.0), (-1.0, 1.0)
+INTERVAL = "95% Student t-interval of the mean over seeds, clipped to the metric's range ([0, 1]; [-1, 1] for deltas)"
 
 #: Variant name -> TrainConfig overrides on top of the recipe.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -185,9 +190,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             entry[test] = {}
             for m in METRICS:
                 values = [r["test"][test][m] for r in rows if r["test"][test][m] is not None]
-                mean, half = mean_ci95(values) if values else (float("nan"), float("nan"))
-                entry[test][m] = {"mean": _finite(mean), "ci95_t": [_finite(mean - half), _finite(mean + half)]
-                                  if not math.isnan(half) else None, "n": len(values)}
+                mean, low, high = t_interval95(values, METRIC_RANGE)
+                entry[test][m] = {"mean": _finite(mean), "ci95_t": [_finite(low), _finite(high)]
+                                  if not math.isnan(low) else None, "n": len(values)}
         summary[f"{train_store}/{name}"] = entry
     return summary
 
@@ -202,9 +207,9 @@ def paired(runs: list[dict[str, Any]], a: str, b: str, train_store: str = "combi
         for m in ("accuracy", "sensitivity", "specificity", "f1_macro", "auc"):
             d = [by_seed[(a, s)]["test"][test][m] - by_seed[(b, s)]["test"][test][m] for s in seeds
                  if by_seed[(a, s)]["test"][test][m] is not None and by_seed[(b, s)]["test"][test][m] is not None]
-            mean, half = mean_ci95(d) if d else (float("nan"), float("nan"))
-            out[test][m] = {"mean_delta": _finite(mean), "ci95_t": [_finite(mean - half), _finite(mean + half)]
-                            if not math.isnan(half) else None, "wins": sum(x > 0 for x in d), "n": len(d)}
+            mean, low, high = t_interval95(d, DELTA_RANGE)
+            out[test][m] = {"mean_delta": _finite(mean), "ci95_t": [_finite(low), _finite(high)]
+                            if not math.isnan(low) else None, "wins": sum(x > 0 for x in d), "n": len(d)}
     return out
 
 
@@ -231,11 +236,34 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Pairs reported inside one results file, where both variants have finished a common seed.
+PAIRS = (("lanet_effl0", "effl0_cls"), ("lanet_effl0_area", "lanet_effl0"), ("lanet_effl0_prior", "lanet_effl0"),
+         ("lanet_effl0_s16", "effl0_cls"))
+
+
+def payload(runs: list[dict[str, Any]], command: str, machine_info: dict[str, Any], recipe: dict[str, Any]
+            ) -> dict[str, Any]:
+    """The results JSON: how it was made, the per-run scores, and the summary and pairs computed from them."""
+    return {"command": command, "machine": machine_info, "recipe": recipe, "interval": INTERVAL,
+            "positive_class": "malignant", "summary": summarise(runs),
+            "paired": [pair for a, b in PAIRS if (pair := paired(runs, a, b))["seeds"]], "runs": runs}
+
+
+def render(results_json: Path) -> None:
+    """Recompute the summary, the pairs and the table of a finished results file from its runs; no training.
+
+    The command, machine and recipe stay those of the runs (this is not a new measurement).
+    """
+    saved = json.loads(results_json.read_text())
+    out = payload(saved["runs"], saved["command"], saved["machine"], saved["recipe"])
+    write_json_atomic(results_json, out)
+    write_text_atomic(results_json.with_suffix(".md"), markdown(out["summary"]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stores", type=Path, required=True,
-                   help="Folder holding bus256 (BUSI + BUS-BRA), busi256, busbra256.")
-    p.add_argument("--work", type=Path, required=True, help="Run folders (resumable).")
+    p.add_argument("--stores", type=Path, help="Folder holding bus256 (BUSI + BUS-BRA), busi256, busbra256.")
+    p.add_argument("--work", type=Path, help="Run folders (resumable).")
     p.add_argument("--recipe", type=Path, default=Path(__file__).parents[1] / "recipes" / "lanet-effl0-bus.json")
     p.add_argument("--plan", action="append", choices=sorted(PLANS), help="Repeatable; default main.")
     p.add_argument("--seeds", type=int, default=3)
@@ -246,7 +274,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tta", default="none", choices=("none", "flip"))
     p.add_argument("--name", default="bus_study", help="Results file stem under benchmarks/results/.")
+    p.add_argument("--render", type=Path, nargs="+", metavar="RESULTS_JSON",
+                   help="Only recompute summary, pairs and table of these results files from their runs.")
     args = p.parse_args()
+    if args.render:
+        for path in args.render:
+            render(path)
+        return
+    if args.stores is None or args.work is None:
+        p.error("--stores and --work are required to train (or give --render RESULTS_JSON)")
     torch.set_num_threads(args.threads)
     recipe = load_config(args.recipe)
     plans = args.plan or ["main"]
@@ -264,16 +300,9 @@ def main() -> None:
                 row = train_and_score(args.stores, args.work, train_store, name, seed, recipe, args)
                 runs.append(row)
                 print(f"{train_store}/{name} seed {seed}: " + json.dumps(row["test"]), flush=True)
-                summary = summarise(runs)
-                payload = {"command": command, "machine": machine(), "recipe": recipe.to_dict(),
-                           "interval": "95% Student t-interval of the mean over seeds",
-                           "positive_class": "malignant", "summary": summary,
-                           "paired": [paired(runs, "lanet_effl0", "effl0_cls"),
-                                      paired(runs, "lanet_effl0_area", "lanet_effl0"),
-                                      paired(runs, "lanet_effl0_prior", "lanet_effl0"),
-                                      paired(runs, "lanet_effl0_s16", "effl0_cls")], "runs": runs}
-                write_json_atomic(results_json, payload)
-                write_text_atomic(RESULTS / f"{args.name}.md", markdown(summary))
+                out = payload(runs, command, machine(), recipe.to_dict())
+                write_json_atomic(results_json, out)
+                write_text_atomic(RESULTS / f"{args.name}.md", markdown(out["summary"]))
     print(markdown(summarise(runs)))
 
 

@@ -1,8 +1,9 @@
 """Paired seeds across two study results files: variant B minus variant A, per test split and metric.
 
 Same seed = same split, sampling order and initial FEX, so the per-seed differences pair. Prints each seed's
-values, the mean difference with the 95% Student t-interval over seeds (``usvid.training.metrics.mean_ci95``)
-and the wins. Runs made on different machines pair by seed but are not bit-identical (bf16 kernels differ).
+values, the mean difference with the 95% Student t-interval over seeds, clipped to [-1, 1]
+(``usvid.training.metrics.t_interval95``), and the wins. Runs made on different machines pair by seed but are
+not bit-identical (bf16 kernels differ).
 
     .venv/bin/python benchmarks/paired_runs.py results/bus_study10.json lanet_effl0 \
         results/bus_study_pooling10.json lanet_effl0_area
@@ -15,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-from usvid.training.metrics import mean_ci95
+from usvid.training.metrics import t_interval95
 
 METRICS = ("accuracy", "sensitivity", "specificity", "f1_macro", "auc", "jsi_mask", "jsi_box")
 
@@ -41,8 +42,8 @@ def main() -> None:
             if a[seeds[0]][split].get(metric) is None:
                 continue
             d = [b[s][split][metric] - a[s][split][metric] for s in seeds]
-            mean, half = mean_ci95(d)
-            ci = "" if math.isnan(half) else f" [{mean - half:+.3f}, {mean + half:+.3f}]"
+            mean, low, high = t_interval95(d, (-1.0, 1.0))
+            ci = "" if math.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"
             print(f"{split:7s} {metric:11s} {args.b_variant} {[round(b[s][split][metric], 3) for s in seeds]} "
                   f"{args.a_variant} {[round(a[s][split][metric], 3) for s in seeds]} "
                   f"diff {mean:+.3f}{ci}, higher on {sum(x > 0 for x in d)} of {len(d)}")

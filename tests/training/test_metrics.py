@@ -195,3 +195,16 @@ def test_mean_ci95_uses_student_t():
     assert half == pytest.approx(4.303 * 1.0 / np.sqrt(3))
     mean, half = metrics.mean_ci95([5.0])
     assert mean == 5.0 and np.isnan(half)  # no interval from one run
+
+
+def test_t_interval95_clips_to_the_metrics_range():
+    # 0.6, 0.8, 1.0: mean 0.8, half-width 4.303 * 0.2 / sqrt(3) = 0.497, so the raw interval is [0.303, 1.297].
+    mean, low, high = metrics.t_interval95([0.6, 0.8, 1.0], bounds=(0.0, 1.0))
+    assert mean == pytest.approx(0.8)
+    assert low == pytest.approx(0.8 - 4.303 * 0.2 / np.sqrt(3))
+    assert high == 1.0
+    mean, low, high = metrics.t_interval95([-0.9, -0.5, -0.1], bounds=(-1.0, 1.0))
+    assert (low, high) == (-1.0, pytest.approx(-0.5 + 4.303 * 0.4 / np.sqrt(3)))
+    # Without bounds the ends are the plain t-interval; from one value there is none.
+    assert metrics.t_interval95([0.6, 0.8, 1.0])[2] == pytest.approx(0.8 + 4.303 * 0.2 / np.sqrt(3))
+    assert all(np.isnan(x) for x in metrics.t_interval95([0.5], bounds=(0.0, 1.0))[1:])

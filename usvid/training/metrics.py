@@ -289,6 +289,21 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return float(vals.mean()), float(_t975(len(vals) - 1) * sem)
 
 
+def t_interval95(values: Sequence[float], bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """Mean and the two ends of its 95% Student-t interval, the ends clipped to ``bounds`` when given.
+
+    A proportion's mean lies in [0, 1] and a difference of two in [-1, 1], but a t-interval over three seeds can
+    reach past them (0.80 +- 0.30): an end of 1.098 for a sensitivity is a number no reader can use, so study
+    tables clip to the range the metric can take and say so. Clipping keeps the coverage: the true mean is
+    inside the range anyway. NaN ends when fewer than two values (no interval from one run).
+    """
+    mean, half = mean_ci95(values)
+    low, high = mean - half, mean + half
+    if bounds is not None and not math.isnan(half):
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, low, high
+
+
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (no SciPy dependency).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
