@@ -61,3 +61,19 @@ def test_paper_studies_are_valid_configs():
         for overrides in study.values():
             TrainConfig().merged(**overrides)
     assert math.isnan(mean_ci95([])[0])
+
+
+def test_table_and_json_clip_the_interval_to_what_a_proportion_can_take():
+    # Sensitivity 0.6 / 0.8 / 1.0 over three seeds: the raw t-interval is [0.303, 1.297].
+    rows = [{"seed": s, "frame_sensitivity": v, "frame_jsi_mask": None} for s, v in enumerate((0.6, 0.8, 1.0))]
+    result = repeat.StudyResult(variants={"lanet": rows},
+                                summary={"lanet": {k: mean_ci95([r[k] for r in rows])
+                                                   for k in ("frame_sensitivity", "frame_jsi_mask")}})
+    low = 0.8 - 4.303 * 0.2 / math.sqrt(3)
+    table = repeat.markdown_table(result, keys=("frame_sensitivity", "frame_jsi_mask"))
+    assert f"| lanet | 3 | 0.800 [{low:.3f}, 1.000] | n/a |" in table and "clipped to [0, 1]" in table
+    study = result.to_dict()
+    assert study["ci95_t"]["lanet"]["frame_sensitivity"] == [pytest.approx(low), 1.0]
+    assert study["ci95_t"]["lanet"]["frame_jsi_mask"] == [None, None]
+    # The unclipped [mean, half-width] stays as it was for scripts that read it.
+    assert study["mean_ci95"]["lanet"]["frame_sensitivity"] == [pytest.approx(0.8), pytest.approx(0.8 - low)]

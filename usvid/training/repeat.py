@@ -1,5 +1,6 @@
 """Repeated runs: train each variant with R seeds, evaluate on a held-out split, report the mean and the 95%
-Student t-interval over seeds (:func:`usvid.training.metrics.mean_ci95`).
+Student t-interval over seeds (:func:`usvid.training.metrics.mean_ci95`; tables show its ends clipped to [0, 1],
+:func:`usvid.training.metrics.t_interval95`).
 
 This is how the paper's comparisons are reproduced (vanilla ResNet vs RMTL vs LA-Net, the CAM/SAM/MAM
 ablations, the 25/50/75% box fractions); the paper repeats each setting three times. Runs that already
@@ -27,7 +28,7 @@ from usvid.training.config import TrainConfig
 from usvid.training.eval import evaluate_checkpoint
 from usvid.training.frames import open_store, store_name
 from usvid.training.loop import fit
-from usvid.training.metrics import mean_ci95
+from usvid.training.metrics import mean_ci95, t_interval95
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ METRICS: tuple[tuple[str, str], ...] = (
 )
 #: What the summary's ``[mean, half-width]`` pairs are.
 INTERVAL = "mean and half-width of the two-sided 95% Student t-interval over seeds"
+#: What the ``ci95_t`` ends and the table's brackets are: every summarised metric is a proportion.
+CLIPPED_INTERVAL = "ends of the two-sided 95% Student t-interval over seeds, clipped to [0, 1]"
+METRIC_RANGE = (0.0, 1.0)
 
 #: The paper's comparisons as variant name -> TrainConfig overrides (R18 FEX; swap the model names for R50).
 STUDIES: dict[str, dict[str, dict[str, Any]]] = {
@@ -49,7 +53,8 @@ STUDIES: dict[str, dict[str, dict[str, Any]]] = {
     "ablations": {"lanet_r18": {"model": "lanet_r18"}, "no_cam": {"model": "lanet_r18", "use_cam": False},
                   "no_sam": {"model": "lanet_r18", "use_sam": False},
                   "no_mam": {"model": "lanet_r18", "use_mam": False}},
-    "box_fractions": {f"boxes_{int(f * 100)}": {"model": "lanet_r18", "box_fraction": f} for f in (0.25, 0.5, 0.75, 1.0)},
+    "box_fractions": {f"boxes_{int(f * 100)}": {"model": "lanet_r18", "box_fraction": f}
+                      for f in (0.25, 0.5, 0.75, 1.0)},
     "pseudo_sources": {s: {"model": "lanet_r18", "pseudo_source": s} for s in ("self", "stage1", "ema")},
 }
 
@@ -61,12 +66,20 @@ class StudyResult:
     variants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     summary: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
+    def interval(self, variant: str, key: str) -> tuple[float, float, float]:
+        """Mean and the clipped ends of the 95% t-interval of ``key`` over ``variant``'s seeds (NaN: undefined)."""
+        return t_interval95([r[key] for r in self.variants[variant] if r.get(key) is not None], METRIC_RANGE)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "runs": self.variants,
             "interval": INTERVAL,
             # [mean, half-width]; null where undefined (JSON has no NaN).
             "mean_ci95": {v: {k: [_finite(x) for x in mc] for k, mc in s.items()} for v, s in self.summary.items()},
+            "ci95_t_interval": CLIPPED_INTERVAL,
+            # [low, high]; null where undefined (one seed, or no value).
+            "ci95_t": {v: {k: [_finite(x) for x in self.interval(v, k)[1:]] for k in s}
+                       for v, s in self.summary.items()},
         }
 
 
@@ -130,18 +143,18 @@ def markdown_table(result: StudyResult, keys: Sequence[str] = ("frame_accuracy",
                                                                   "frame_specificity", "frame_f1_macro", "frame_auc",
                                                                   "frame_jsi_mask", "frame_jsi_box",
                                                                   "video_accuracy", "video_auc")) -> str:
-    """``mean ± half-width`` of the 95% t-interval over seeds per variant and metric (n/a where undefined,
-    e.g. JSI of a vanilla classifier)."""
-    lines = [f"Cells: {INTERVAL} (n = seeds).", "",
+    """``mean [low, high]`` per variant and metric, the 95% t-interval over seeds clipped to [0, 1] (n/a where
+    undefined, e.g. JSI of a vanilla classifier; the mean alone from one seed)."""
+    lines = [f"Cells: mean over seeds [{CLIPPED_INTERVAL}] (n = seeds).", "",
              "| variant | n | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for name, summary in result.summary.items():
         cells = []
         for k in keys:
-            mean, half = summary.get(k, (float("nan"), float("nan")))
+            mean, low, high = result.interval(name, k) if k in summary else (float("nan"),) * 3
             if math.isnan(mean):
                 cells.append("n/a")
             else:
-                cells.append(f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}")
+                cells.append(f"{mean:.3f}" if math.isnan(low) else f"{mean:.3f} [{low:.3f}, {high:.3f}]")
         lines.append(f"| {name} | {len(result.variants[name])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
