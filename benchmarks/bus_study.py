@@ -50,15 +50,14 @@ from usvid.io import write_json_atomic, write_text_atomic
 from usvid.training.config import TrainConfig, load_config
 from usvid.training.eval import evaluate_checkpoint
 from usvid.training.loop import fit
-from usvid.training.metrics import t_interval95
+from usvid.training.metrics import DIFFERENCE_RANGE, PROPORTION_RANGE, t_interval95
 
 RESULTS = Path(__file__).parent / "results"
 #: Single-source stores whose test splits every run is scored on.
 TEST_STORES = ("busi", "busbra")
 #: Report fields (frame level) summarised; positive class = malignant.
 METRICS = ("accuracy", "sensitivity", "specificity", "f1_macro", "auc", "jsi_mask", "jsi_box")
-#: Every metric above is a proportion; intervals are clipped to what a mean of them (or a difference) can take.
-METRIC_RANGE, DELTA_RANGE = (0.0, 1.0), (-1.0, 1.0)
+#: Every metric above is a proportion: intervals are clipped to what a mean of them (or a difference) can take.
 INTERVAL = "95% Student t-interval of the mean over seeds, clipped to the metric's range ([0, 1]; [-1, 1] for deltas)"
 
 #: Variant name -> TrainConfig overrides on top of the recipe.
@@ -100,6 +99,10 @@ PLANS: dict[str, list[tuple[str, str]]] = {
     # Lite2's vanilla classifier: paired with "effl2"'s lanet_effl2_s16 on the same seeds and schedule.
     "vanilla_effl2": [("combined", "effl2_cls")],
 }
+
+#: Pairs reported inside one results file, where both variants have finished a common seed.
+PAIRS = (("lanet_effl0", "effl0_cls"), ("lanet_effl0_area", "lanet_effl0"), ("lanet_effl0_prior", "lanet_effl0"),
+         ("lanet_effl0_s16", "effl0_cls"))
 
 
 def sha256(path: Path) -> str:
@@ -190,7 +193,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             entry[test] = {}
             for m in METRICS:
                 values = [r["test"][test][m] for r in rows if r["test"][test][m] is not None]
-                mean, low, high = t_interval95(values, METRIC_RANGE)
+                mean, low, high = t_interval95(values, PROPORTION_RANGE)
                 entry[test][m] = {"mean": _finite(mean), "ci95_t": [_finite(low), _finite(high)]
                                   if not math.isnan(low) else None, "n": len(values)}
         summary[f"{train_store}/{name}"] = entry
@@ -207,7 +210,7 @@ def paired(runs: list[dict[str, Any]], a: str, b: str, train_store: str = "combi
         for m in ("accuracy", "sensitivity", "specificity", "f1_macro", "auc"):
             d = [by_seed[(a, s)]["test"][test][m] - by_seed[(b, s)]["test"][test][m] for s in seeds
                  if by_seed[(a, s)]["test"][test][m] is not None and by_seed[(b, s)]["test"][test][m] is not None]
-            mean, low, high = t_interval95(d, DELTA_RANGE)
+            mean, low, high = t_interval95(d, DIFFERENCE_RANGE)
             out[test][m] = {"mean_delta": _finite(mean), "ci95_t": [_finite(low), _finite(high)]
                             if not math.isnan(low) else None, "wins": sum(x > 0 for x in d), "n": len(d)}
     return out
@@ -234,11 +237,6 @@ def markdown(summary: dict[str, Any]) -> str:
                     cells.append(f"{s['mean']:.3f} [{s['ci95_t'][0]:.3f}, {s['ci95_t'][1]:.3f}]")
             lines.append(f"| {train_store} | {name} | {len(entry['seeds'])} | {test} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-#: Pairs reported inside one results file, where both variants have finished a common seed.
-PAIRS = (("lanet_effl0", "effl0_cls"), ("lanet_effl0_area", "lanet_effl0"), ("lanet_effl0_prior", "lanet_effl0"),
-         ("lanet_effl0_s16", "effl0_cls"))
 
 
 def payload(runs: list[dict[str, Any]], command: str, machine_info: dict[str, Any], recipe: dict[str, Any]

@@ -16,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-from usvid.training.metrics import t_interval95
+from usvid.training.metrics import DIFFERENCE_RANGE, t_interval95
 
 METRICS = ("accuracy", "sensitivity", "specificity", "f1_macro", "auc", "jsi_mask", "jsi_box")
 
@@ -42,7 +42,7 @@ def main() -> None:
             if a[seeds[0]][split].get(metric) is None:
                 continue
             d = [b[s][split][metric] - a[s][split][metric] for s in seeds]
-            mean, low, high = t_interval95(d, (-1.0, 1.0))
+            mean, low, high = t_interval95(d, DIFFERENCE_RANGE)
             ci = "" if math.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"
             print(f"{split:7s} {metric:11s} {args.b_variant} {[round(b[s][split][metric], 3) for s in seeds]} "
                   f"{args.a_variant} {[round(a[s][split][metric], 3) for s in seeds]} "

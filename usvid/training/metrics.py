@@ -298,10 +298,19 @@ def t_interval95(values: Sequence[float], bounds: tuple[float, float] | None = N
     inside the range anyway. NaN ends when fewer than two values (no interval from one run).
     """
     mean, half = mean_ci95(values)
+    return (mean, *interval_ends(mean, half, bounds))
+
+
+#: What a mean of proportions (accuracy, sensitivity, F1, AUC, JSI) can take, and a difference of two.
+PROPORTION_RANGE, DIFFERENCE_RANGE = (0.0, 1.0), (-1.0, 1.0)
+
+
+def interval_ends(mean: float, half: float, bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """``mean -+ half``, clipped to ``bounds`` when given (NaN ends stay NaN: no interval)."""
     low, high = mean - half, mean + half
     if bounds is not None and not math.isnan(half):
         low, high = max(low, bounds[0]), min(high, bounds[1])
-    return mean, low, high
+    return low, high
 
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (no SciPy dependency).

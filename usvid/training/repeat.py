@@ -1,6 +1,6 @@
 """Repeated runs: train each variant with R seeds, evaluate on a held-out split, report the mean and the 95%
 Student t-interval over seeds (:func:`usvid.training.metrics.mean_ci95`; tables show its ends clipped to [0, 1],
-:func:`usvid.training.metrics.t_interval95`).
+:func:`usvid.training.metrics.interval_ends`).
 
 This is how the paper's comparisons are reproduced (vanilla ResNet vs RMTL vs LA-Net, the CAM/SAM/MAM
 ablations, the 25/50/75% box fractions); the paper repeats each setting three times. Runs that already
@@ -28,7 +28,7 @@ from usvid.training.config import TrainConfig
 from usvid.training.eval import evaluate_checkpoint
 from usvid.training.frames import open_store, store_name
 from usvid.training.loop import fit
-from usvid.training.metrics import mean_ci95, t_interval95
+from usvid.training.metrics import PROPORTION_RANGE, interval_ends, mean_ci95
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ METRICS: tuple[tuple[str, str], ...] = (
 INTERVAL = "mean and half-width of the two-sided 95% Student t-interval over seeds"
 #: What the ``ci95_t`` ends and the table's brackets are: every summarised metric is a proportion.
 CLIPPED_INTERVAL = "ends of the two-sided 95% Student t-interval over seeds, clipped to [0, 1]"
-METRIC_RANGE = (0.0, 1.0)
 
 #: The paper's comparisons as variant name -> TrainConfig overrides (R18 FEX; swap the model names for R50).
 STUDIES: dict[str, dict[str, dict[str, Any]]] = {
@@ -68,7 +67,8 @@ class StudyResult:
 
     def interval(self, variant: str, key: str) -> tuple[float, float, float]:
         """Mean and the clipped ends of the 95% t-interval of ``key`` over ``variant``'s seeds (NaN: undefined)."""
-        return t_interval95([r[key] for r in self.variants[variant] if r.get(key) is not None], METRIC_RANGE)
+        mean, half = self.summary[variant][key]
+        return (mean, *interval_ends(mean, half, PROPORTION_RANGE))
 
     def to_dict(self) -> dict[str, Any]:
         return {
